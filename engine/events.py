@@ -1,0 +1,174 @@
+"""Typed, immutable events the engine publishes to its subscribers.
+
+Subscribers run on the publishing thread (the engine or the memory sampler), so they must
+return quickly: the TUI posts a Textual message, the headless printer writes a line.
+Every event turns into one JSON object with a `type` for `subq run --events`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .jobs import Job, JobState, Stage
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, **_plain(dataclasses.asdict(self))}
+
+
+@dataclass(frozen=True)
+class JobChanged(Event):
+    """A job was added or changed state, stage or position."""
+
+    type: ClassVar[str] = "job_state"
+    job: Job
+    previous: JobState | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        j = self.job
+        return {
+            "type": self.type,
+            "at": self.at,
+            "job": j.id,
+            "path": j.path,
+            "state": j.state.value,
+            "previous": self.previous.value if self.previous else None,
+            "stage": j.stage.value if j.stage else None,
+            "error": j.error,
+            "outputs": list(j.outputs),
+            "resume_from": j.resume_from,
+        }
+
+
+@dataclass(frozen=True)
+class JobRemoved(Event):
+    type: ClassVar[str] = "job_removed"
+    job_id: int
+
+
+@dataclass(frozen=True)
+class QueueReordered(Event):
+    type: ClassVar[str] = "queue_order"
+    order: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StageProgressed(Event):
+    """Progress inside a stage; `speed` is seconds of audio per second of wall time."""
+
+    type: ClassVar[str] = "progress"
+    job_id: int
+    stage: Stage
+    fraction: float
+    speed: float | None = None
+    eta: float | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelLoaded(Event):
+    type: ClassVar[str] = "model_loaded"
+    kind: str  # "whisper" or "translation"
+    name: str
+    device: str
+    bytes: int
+    seconds: float
+    cuda_allocated_delta: int | None = None
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class ModelUnloaded(Event):
+    type: ClassVar[str] = "model_unloaded"
+    kind: str
+    name: str
+    device: str
+    bytes: int
+    reason: str
+    rss_before: int
+    rss_after: int
+    reserved_before: int | None = None
+    reserved_after: int | None = None
+    nvml_used_before: int | None = None
+    nvml_used_after: int | None = None
+
+    @property
+    def returned(self) -> int:
+        """Bytes handed back to the machine: GPU memory on CUDA, else resident memory."""
+        if self.nvml_used_before is not None and self.nvml_used_after is not None:
+            return max(0, self.nvml_used_before - self.nvml_used_after)
+        if self.reserved_before is not None and self.reserved_after is not None:
+            return max(0, self.reserved_before - self.reserved_after)
+        return max(0, self.rss_before - self.rss_after)
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    index: int
+    name: str
+    uuid: str | None
+    total: int | None
+    used: int | None
+    free: int | None
+    utilization: int | None
+    this_process: int | None
+    processes: tuple[GpuProcess, ...] = ()
+    torch_allocated: int | None = None
+    torch_reserved: int | None = None
+    torch_peak: int | None = None
+    alloc_retries: int | None = None
+    ooms: int | None = None
+
+
+@dataclass(frozen=True)
+class MemorySampled(Event):
+    type: ClassVar[str] = "memory"
+    rss_bytes: int
+    ram_total: int
+    ram_available: int
+    gpus: tuple[GpuSample, ...] = ()
+    gpu_note: str | None = None  # "no GPU: ..." or the CUDA-context caveat
+
+
+@dataclass(frozen=True)
+class EngineStateChanged(Event):
+    """The batch as a whole: running, pausing, paused or idle; models loaded; pending unloads."""
+
+    type: ClassVar[str] = "engine_state"
+    state: str
+    models: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogEmitted(Event):
+    type: ClassVar[str] = "log"
+    level: str
+    message: str
+    job_id: int | None = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

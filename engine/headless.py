@@ -1,0 +1,236 @@
+"""What `subq run` and `subq demo` print: one line per step, a summary, JSON events.
+
+The printer is an ordinary engine subscriber, like the TUI. On a terminal the running
+stage's progress bar redraws in place; in a log file only whole lines are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .events import (
+    Event,
+    JobChanged,
+    LogEmitted,
+    ModelLoaded,
+    ModelUnloaded,
+    StageProgressed,
+)
+from .jobs import Job, JobState
+from .models import fmt_bytes
+from .runner import Engine, describe_unload
+from .settings import Settings
+
+
+class ConsolePrinter:
+    def __init__(self, out: IO[str] = sys.stdout, quiet: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.tty = out.isatty()
+        self.total = 0
+        self.started = 0
+        self._bar = False
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._handle(event)
+
+    def _line(self, text: str, *, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        if self._bar:
+            self.out.write("\r\033[K")
+            self._bar = False
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _handle(self, event: Event) -> None:
+        match event:
+            case JobChanged(job=job, previous=previous):
+                self._job(job, previous)
+            case StageProgressed() if self.tty and not self.quiet:
+                width = 24
+                filled = int(event.fraction * width)
+                speed = f" {event.speed:.1f}x" if event.speed else ""
+                eta = f" ETA {event.eta:.0f}s" if event.eta is not None else ""
+                self.out.write(f"\r\033[K  {event.stage.value:<10} [{'#' * filled}"
+                               f"{'.' * (width - filled)}] {event.fraction:4.0%}{speed}{eta}")
+                self.out.flush()
+                self._bar = True
+            case ModelLoaded(kind=kind, name=name, device=device, seconds=sec, bytes=size):
+                self._line(f"Loaded {kind} model {name} on {device} in {sec:.1f} s "
+                           f"({fmt_bytes(size)})")
+            case ModelUnloaded():
+                self._line(describe_unload(event) + f" [{event.reason}]")
+            case LogEmitted(level=level, message=message):
+                if level in ("warning", "error"):
+                    self._line(f"{level}: {message}", always=True)
+                else:
+                    self._line(f"  {message}")
+
+    def _job(self, job: Job, previous: JobState | None) -> None:
+        if previous is None:
+            return
+        if job.state == JobState.RUNNING and previous != JobState.RUNNING:
+            self.started += 1
+            self._line(f"Processing ({self.started}/{self.total or '?'}): {job.name}")
+        elif job.state == JobState.DONE:
+            times = dict(job.stage_times)
+            parts = [f"{k} {v:.1f}s" for k, v in times.items() if k != "probe"]
+            speed = ""
+            if job.duration and times.get("transcribe"):
+                speed = f", {job.duration / times['transcribe']:.1f}x realtime"
+            self._line(f"  done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed})")
+            for out in job.outputs:
+                self._line(f"  wrote {out}")
+            for note in job.notes:
+                self._line(f"  note: {note}")
+        elif job.state == JobState.FAILED:
+            self._line(f"error: {job.error}", always=True)
+        elif job.state == JobState.SKIPPED:
+            self._line(f"  skipped {job.name}: {job.error}")
+        elif job.state in (JobState.PAUSED, JobState.INTERRUPTED, JobState.CANCELLED):
+            where = f" at {job.resume_from:.1f} s" if job.resume_from else ""
+            self._line(f"  {job.state.value}{where}: {job.name}", always=True)
+
+
+class EventWriter:
+    """`--events FILE`: one JSON object per line, flushed, safe from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        line = json.dumps(event.to_json(), default=str)
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def summary(jobs: list[Job]) -> str:
+    rows = [("#", "file", "state", "time", "detail")]
+    for i, job in enumerate(jobs, 1):
+        total = sum(t for _k, t in job.stage_times)
+        detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
+        rows.append((str(i), job.name, job.state.value, f"{total:.1f}s" if total else "",
+                     detail))
+    widths = [min(max(len(r[c]) for r in rows), 40) for c in range(4)]
+    lines = []
+    for r in rows:
+        cells = [r[c][: widths[c]].ljust(widths[c]) for c in range(4)]
+        lines.append("  ".join([*cells, r[4]]).rstrip())
+    return "\n".join(lines)
+
+
+def run_batch(paths: list[str], settings: Settings, *, state: Path | None, events: Path | None,
+              quiet: bool = False, out: IO[str] = sys.stdout) -> int:
+    """The whole of `subq run`: exit 0 when every job succeeded, 1 otherwise."""
+    engine = Engine(settings, state, whole_queue=False)
+    printer = ConsolePrinter(out, quiet)
+    engine.subscribe(printer)
+    writer = EventWriter(events) if events else None
+    if writer:
+        engine.subscribe(writer)
+    stop = _SignalStop(engine, printer)
+    stop.install()
+    engine.start()
+    engine.add(paths)
+    from .media import expand_paths
+
+    printer.total = len(dict.fromkeys(expand_paths(paths)))
+    try:
+        while not engine.wait_idle(0.2):
+            pass
+        engine.shutdown()
+    finally:
+        stop.restore()
+    jobs = engine.jobs()
+    if not quiet or any(j.state == JobState.FAILED for j in jobs):
+        out.write("\n" + summary(jobs) + "\n")
+    if writer:
+        writer.close()
+    engine.store.close()
+    if stop.count:
+        return 130
+    bad = (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED, JobState.PAUSED)
+    return 1 if any(j.state in bad for j in jobs) else 0
+
+
+class _SignalStop:
+    """First Ctrl-C: stop at the next window, keeping the checkpoint. Second: stop now.
+    SIGTERM/SIGHUP (SSH dropped): the same, forced after 1.5 s, so exit is within 2 s."""
+
+    def __init__(self, engine: Engine, printer: ConsolePrinter) -> None:
+        self.engine = engine
+        self.printer = printer
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if signum == signal.SIGINT and self.count == 1:
+            self.printer._line("Stopping at the next window; press Ctrl-C again to stop now",
+                               always=True)
+            threading.Thread(target=self.engine.shutdown, daemon=True).start()
+            return
+        hard_exit(self.engine, 130 if signum == signal.SIGINT else 128 + signum,
+                  grace=0 if signum == signal.SIGINT else 1.5)
+
+
+def hard_exit(engine: Engine, code: int, grace: float) -> None:
+    """Try a clean stop for `grace` seconds, then commit, remove temp files and exit."""
+    if grace:
+        done = threading.Thread(target=engine.shutdown, kwargs={"timeout": grace}, daemon=True)
+        done.start()
+        done.join(grace)
+    engine.emergency_stop()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def run_demo(settings: Settings, out: IO[str] = sys.stdout) -> int:
+    """Transcribe the clip shipped inside the package and print the SRT, with timings."""
+    import importlib.resources
+    import shutil
+    import tempfile
+
+    started = time.perf_counter()
+    data = importlib.resources.files("subq.engine.data")
+    with tempfile.TemporaryDirectory(prefix="subq-demo-") as tmp:
+        clip = Path(tmp) / "demo.mp3"
+        with importlib.resources.as_file(data / "demo.mp3") as src:
+            shutil.copy(src, clip)
+        reference = (data / "demo.txt").read_text(encoding="utf-8").strip()
+        out.write(f"subq demo: transcribing the bundled clip {clip.name} with {settings.model}\n")
+        code = run_batch([str(clip)], settings, state=Path(tmp) / "state.sqlite3", events=None,
+                         out=out)
+        srt = clip.with_suffix(".srt")
+        if srt.exists():
+            out.write(f"\n--- {srt.name} ---\n{srt.read_text(encoding='utf-8')}")
+            out.write(f"--- reference ---\n{reference}\n")
+        out.write(f"\ndemo finished in {time.perf_counter() - started:.1f} s\n")
+    return code

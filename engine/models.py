@@ -1,0 +1,189 @@
+"""The model manager: load lazily, keep loaded across jobs, unload on demand.
+
+Only the engine thread calls it. Unloading drops every reference we hold, collects, and
+cleans the device, then reports what came back, so the user sees the bytes returned.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import memory
+from .events import Event, LogEmitted, ModelLoaded, ModelUnloaded
+
+WHISPER = "whisper"
+TRANSLATION = "translation"
+
+# Parameter bytes in fp32, to judge whether a model fits before loading it.
+WHISPER_BYTES = {
+    "tiny": 151e6, "base": 290e6, "small": 967e6, "medium": 3.06e9,
+    "large": 6.17e9, "turbo": 3.24e9,
+}
+HEADROOM = 1.25  # activations, decoding caches and allocator slack on top of the weights
+
+
+class NeedsMemory(Exception):  # noqa: N818 - a condition the runner waits on, not a failure
+    def __init__(self, needed: int, free: int) -> None:
+        super().__init__(f"waiting for GPU memory: needs {fmt_bytes(needed)}, free {fmt_bytes(free)}")
+        self.needed = needed
+        self.free = free
+
+
+@dataclass
+class Loaded:
+    kind: str
+    name: str
+    device: str
+    model: Any
+    bytes: int
+    loaded_at: float
+    cuda_delta: int | None = None
+
+
+class ModelManager:
+    def __init__(self, publish: Callable[[Event], None],
+                 nvml: Callable[[], memory.Nvml | None] = lambda: None) -> None:
+        self._publish = publish
+        self._nvml = nvml
+        self._models: dict[tuple[str, str, str], Loaded] = {}
+        self.load_counts: collections.Counter[str] = collections.Counter()
+
+    # -- queries ---------------------------------------------------------------------
+    def loaded(self) -> list[Loaded]:
+        return list(self._models.values())
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{m.kind}:{m.name}" for m in self._models.values())
+
+    def is_loaded(self, kind: str) -> bool:
+        return any(m.kind == kind for m in self._models.values())
+
+    # -- loading ---------------------------------------------------------------------
+    def whisper(self, name: str, device: str, *, ignore_budget: bool = False) -> Any:
+        from .asr import load_whisper
+
+        return self._get(WHISPER, name, device, lambda: load_whisper(name, device),
+                         estimate=_whisper_estimate(name), ignore_budget=ignore_budget)
+
+    def translator(self, name: str, device: str, *, ignore_budget: bool = False) -> Any:
+        from .translate import load_translator
+
+        return self._get(TRANSLATION, name, device, lambda: load_translator(name, device),
+                         estimate=int(310e6), ignore_budget=ignore_budget)
+
+    def _get(self, kind: str, name: str, device: str, load: Callable[[], Any], *,
+             estimate: int, ignore_budget: bool) -> Any:
+        key = (kind, name, device)
+        if key in self._models:
+            self._publish(LogEmitted(level="info", message=f"reusing {kind} model {name} "
+                                     f"(loaded once for the batch)"))
+            return self._models[key].model
+        # One model of a kind at a time: a new whisper model replaces the old one.
+        for other in [m for m in self._models.values() if m.kind == kind and m.name != name]:
+            self._unload_one(other, "replaced by " + name)
+        if not ignore_budget:
+            self._make_room(kind, device, int(estimate * HEADROOM))
+        before = memory.torch_allocated(device)
+        started = time.perf_counter()
+        model = load()
+        seconds = time.perf_counter() - started
+        torch_model = getattr(model, "model", model)
+        size = memory.model_bytes(torch_model)
+        after = memory.torch_allocated(device)
+        delta = after - before if after is not None and before is not None else None
+        self._models[key] = Loaded(kind, name, device, model, size, time.time(), delta)
+        self.load_counts[kind] += 1
+        self._publish(ModelLoaded(kind=kind, name=name, device=device, bytes=size,
+                                  seconds=seconds, cuda_allocated_delta=delta))
+        return model
+
+    def _make_room(self, kind: str, device: str, needed: int) -> None:
+        """Memory-budget policy: unload the other model before failing for want of room."""
+        free = memory.free_device_bytes(device, self._nvml())
+        if free is None or free >= needed:
+            return
+        for other in [m for m in self._models.values() if m.kind != kind]:
+            self._publish(LogEmitted(
+                level="info",
+                message=f"memory budget: unloading {other.kind} model {other.name} to make room "
+                        f"for {kind} ({fmt_bytes(needed)} needed, {fmt_bytes(free)} free)"))
+            self._unload_one(other, "memory budget")
+            free = memory.free_device_bytes(device, self._nvml())
+            if free is None or free >= needed:
+                return
+        raise NeedsMemory(needed, free or 0)
+
+    # -- unloading -------------------------------------------------------------------
+    def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
+        """Unload one kind (or all); returns what each unload gave back."""
+        return [self._unload_one(m, reason) for m in list(self._models.values())
+                if kind in (None, "all", m.kind)]
+
+    def _unload_one(self, loaded: Loaded, reason: str) -> ModelUnloaded:
+        device = loaded.device
+        rss_before = memory.rss_bytes()
+        reserved_before = memory.torch_reserved(device)
+        nvml = self._nvml()
+        uuid = _device_uuid(device)
+        nvml_before = nvml.used_by_uuid(uuid) if nvml and uuid else None
+        del self._models[(loaded.kind, loaded.name, device)]
+        _drop_caches(loaded.model)
+        loaded.model = None
+        memory.clean(device)
+        event = ModelUnloaded(
+            kind=loaded.kind, name=loaded.name, device=device, bytes=loaded.bytes, reason=reason,
+            rss_before=rss_before, rss_after=memory.rss_bytes(),
+            reserved_before=reserved_before, reserved_after=memory.torch_reserved(device),
+            nvml_used_before=nvml_before,
+            nvml_used_after=nvml.used_by_uuid(uuid) if nvml and uuid else None,
+        )
+        self._publish(event)
+        return event
+
+
+def _drop_caches(model: Any) -> None:
+    """Whisper keeps kv-cache hooks and alignment heads; clear what holds tensors."""
+    inner = getattr(model, "model", model)
+    for attr in ("alignment_heads",):
+        if hasattr(inner, attr):
+            try:
+                delattr(inner, attr)
+            except AttributeError:
+                pass
+    for module in getattr(inner, "modules", lambda: [])():
+        module._forward_hooks.clear()
+
+
+def _device_uuid(device: str) -> str | None:
+    if not device.startswith("cuda") or not memory.cuda_available():
+        return None
+    import torch
+
+    try:
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return "GPU-" + str(props.uuid)
+    except Exception:
+        return None
+
+
+def _whisper_estimate(name: str) -> int:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.stat().st_size * 2  # checkpoints are often fp16; loaded as fp32
+    base = name.removesuffix(".en").split("-")[0]
+    return int(WHISPER_BYTES.get(base, WHISPER_BYTES["large"]))
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

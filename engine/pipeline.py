@@ -1,0 +1,279 @@
+"""One job's stages: probe -> decode -> transcribe -> translate -> write.
+
+Each stage starts at a safe point (pause, cancel and stop are honoured there) and stores its
+result before the next begins, so a paused or crashed job resumes from its last finished
+stage, and inside transcription from its last finished 30 s window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import asr, media, memory
+from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
+from .jobs import Job, JobState, Stage
+from .models import NeedsMemory, fmt_bytes
+from .outputs import input_signature, output_paths
+from .settings import Settings, log_path
+from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
+from .translate import TranslationError, model_name_for
+
+if TYPE_CHECKING:
+    from .runner import Engine
+
+log = logging.getLogger("subq.engine")
+
+
+@dataclass
+class Outcome:
+    state: JobState
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, job: Job) -> None:
+        self.engine = engine
+        self.job = job
+        self.settings: Settings = job.settings
+        self.times: dict[str, float] = dict(job.stage_times)
+        self.device = resolve_device(self.settings.device, engine)
+
+    def run(self) -> Outcome:
+        from .runner import _Stop
+
+        try:
+            return self._run()
+        except _Stop as stop:
+            return self._stopped(stop.state, str(stop))
+        except TranscriptionStopped as stopped:
+            cause = stopped.cause
+            if isinstance(cause, _Stop):
+                return self._stopped(cause.state, str(cause))
+            raise
+        except (media.MediaError, asr.ModelLoadError, TranslationError) as exc:
+            return self._failed(str(exc))
+        except OSError as exc:
+            return self._failed(_os_error(exc, self.job.path))
+        except Exception as exc:
+            if _is_oom(exc):
+                return self._failed(self._oom_message())
+            log.exception("unexpected error in %s", self.job.path)
+            return self._failed(f"{self.job.name}: internal error: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''} "
+                                f"(traceback in {log_path()})")
+
+    def _stopped(self, state: JobState, reason: str) -> Outcome:
+        if state == JobState.CANCELLED:
+            self.engine.store.set_checkpoint(self.job.id, "", None)
+        return Outcome(state, {"stage": None if state == JobState.CANCELLED else self.job.stage,
+                               "stage_times": tuple(self.times.items())})
+
+    def _failed(self, message: str) -> Outcome:
+        return Outcome(JobState.FAILED, {"error": message.replace("\n", " "), "stage": None,
+                                         "stage_times": tuple(self.times.items())})
+
+    # -- stages ------------------------------------------------------------------------
+    def _run(self) -> Outcome:
+        job, store, s = self.job, self.engine.store, self.settings
+        path = Path(job.path)
+        started = time.perf_counter()
+        info = media.probe(path)
+        self.times["probe"] = time.perf_counter() - started
+        self.job = job = dataclasses.replace(job, duration=info.duration)
+        sig = input_signature(info.size, info.mtime)
+        base = job.output_base or str(path.with_suffix(""))
+        outputs = output_paths(base, s)
+        remove_stale_temps(outputs[0].parent)
+        if not s.force and all(p.exists() for p in outputs):
+            stored_sig, stored_key = store.done_signature(job.id)
+            if stored_sig is None or (stored_sig, stored_key) == (sig, s.output_key()):
+                return Outcome(JobState.SKIPPED, {
+                    "stage": None, "outputs": tuple(map(str, outputs)), "duration": info.duration,
+                    "error": "outputs already exist and are up to date (--force redoes)"})
+
+        segments = self._transcript(info.duration)
+        cues = make_cues((seg.start, seg.end, seg.text) for seg in segments)
+        texts = {lang: self._translation(cues, lang) for lang in s.translate_to}
+
+        self.job = self.engine.enter_stage(self.job, Stage.WRITE)
+        t0 = time.perf_counter()
+        outputs[0].parent.mkdir(parents=True, exist_ok=True)
+        for out in outputs:
+            fmt = out.suffix.lstrip(".")
+            lang = out.suffixes[-2].lstrip(".") if len(out.name.split(".")) > 2 else None
+            use = cues
+            if lang in texts and out.name.endswith(f".{lang}.{fmt}") and base + f".{lang}.{fmt}" \
+                    == str(out):
+                use = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts[lang],
+                                                                      strict=True)]
+            write_atomic(out, FORMATTERS[fmt](use))
+        self.times["write"] = time.perf_counter() - t0
+        store.set_done_signature(job.id, sig, s.output_key())
+        if s.cleanup == "job":
+            memory.clean(self.device)
+        notes = job.notes
+        if not cues:
+            notes = (*notes, "no speech found: the subtitles are empty")
+        return Outcome(JobState.DONE, {
+            "stage": None, "progress": 1.0, "outputs": tuple(map(str, outputs)), "error": None,
+            "stage_times": tuple(self.times.items()), "duration": info.duration,
+            "notes": notes, "resume_from": 0.0})
+
+    def _transcript(self, duration: float | None) -> list[Segment]:
+        store, s, job = self.engine.store, self.settings, self.job
+        key = s.transcript_key()
+        stored = store.transcript(job.id, key)
+        if stored is not None:
+            self.engine._log("info", f"{job.name}: reusing the stored transcript", job.id)
+            return [Segment.from_json(row) for row in stored[0]]
+        self.job = self.engine.enter_stage(job, Stage.DECODE)
+        t0 = time.perf_counter()
+        audio = self.engine.take_audio(job.path)
+        self.times["decode"] = time.perf_counter() - t0
+        audio_seconds = len(audio) / media.SAMPLE_RATE
+        resume_data = store.checkpoint(job.id, key)
+        resume = Checkpoint.from_json(resume_data) if resume_data else None
+        if resume:
+            self.engine._log("info", f"{job.name}: resuming at {resume.seek:.1f} s "
+                             f"({len(resume.segments)} segments kept)", job.id)
+
+        model = self._load(lambda: self.engine.models.whisper(s.model, self.device,
+                                                              ignore_budget=self._forced()))
+        self.job = self.engine.enter_stage(self.job, Stage.TRANSCRIBE)
+        self.engine.prefetch_next(job)
+        t0 = time.perf_counter()
+        options = transcribe_options(s, self.device)
+
+        def on_window(cp: Checkpoint, fraction: float) -> None:
+            if cp.seek > (resume.seek if resume else 0) or cp.segments:
+                store.set_checkpoint(job.id, key, cp.to_json())
+            self.engine.progress(self.job, Stage.TRANSCRIBE, fraction, t0, audio_seconds)
+            self.engine.checkpoint_safe_point(self.job)
+
+        try:
+            result = asr.transcribe(model, audio, options, resume=resume, on_window=on_window)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            result = self._transcribe_after_oom(audio, options, resume, on_window)
+        self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
+        self.engine.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
+        store.set_transcript(job.id, key, [seg.to_json() for seg in result.segments],
+                             result.language)
+        self.job = dataclasses.replace(self.job, resume_from=0.0)
+        if s.cleanup == "stage":
+            memory.clean(self.device)
+        return list(result.segments)
+
+    def _transcribe_after_oom(self, audio: Any, options: TranscribeOptions,
+                              resume: Checkpoint | None, on_window: Any) -> asr.Transcript:
+        """Free, retry once with beam 1, then fall back to the CPU if allowed."""
+        self.engine.oom(self.job, "out of GPU memory in transcription; retrying with beam 1")
+        memory.clean(self.device)
+        lighter = dataclasses.replace(options, beam_size=None)
+        try:
+            model = self.engine.models.whisper(self.settings.model, self.device)
+            return asr.transcribe(model, audio, lighter, resume=resume, on_window=on_window)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+        if self.settings.oom_fallback != "cpu":
+            raise MemoryError_(self._oom_message())
+        self.engine.oom(self.job, "out of GPU memory again; running this job on the CPU")
+        memory.clean(self.device)
+        self.device = "cpu"
+        model = self.engine.models.whisper(self.settings.model, "cpu")
+        cpu_options = dataclasses.replace(lighter, fp16=False)
+        return asr.transcribe(model, audio, cpu_options, resume=resume, on_window=on_window)
+
+    def _oom_message(self) -> str:
+        free = memory.free_device_bytes(self.device, self.engine.sampler.nvml)
+        return (f"{self.job.name}: out of GPU memory (needed more than was free: "
+                f"free {fmt_bytes(free)})")
+
+    def _translation(self, cues: list[Cue], lang: str) -> list[str]:
+        store, s, job = self.engine.store, self.settings, self.job
+        src = s.language or "en"
+        name = model_name_for(s.translation_model, src, lang)
+        key = f"{lang}|{name}|{s.transcript_key()}"
+        stored = store.translations(job.id).get(key)
+        if stored is not None and len(stored) == len(cues):
+            return stored
+        self.job = self.engine.enter_stage(self.job, Stage.TRANSLATE)
+        translator = self._load(lambda: self.engine.models.translator(
+            name, self.device, ignore_budget=self._forced()))
+        t0 = time.perf_counter()
+
+        def on_batch(done: int, total: int) -> None:
+            self.engine.progress(self.job, Stage.TRANSLATE, done / max(total, 1), t0, None)
+            self.engine.checkpoint_safe_point(self.job)
+
+        def on_oom(batch: int) -> None:
+            self.engine.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
+
+        texts = translator.translate([c.text for c in cues], src, lang, s.translation_batch_size,
+                                     on_batch=on_batch, on_oom=on_oom)
+        self.times[f"translate:{lang}"] = time.perf_counter() - t0
+        store.set_translation(job.id, key, texts)
+        if s.cleanup == "stage":
+            memory.clean(self.device)
+        return texts
+
+    def _load(self, load: Any) -> Any:
+        while True:
+            try:
+                return load()
+            except NeedsMemory as need:
+                if self.engine.wait_for_memory(self.job, need):
+                    self._forced_flag = True
+
+    def _forced(self) -> bool:
+        return getattr(self, "_forced_flag", False) or self.job.id in self.engine._start_anyway
+
+
+class MemoryError_(Exception):  # noqa: N801,N818 - a user-facing failure, shown as one line
+    pass
+
+
+def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
+    return TranscribeOptions(
+        language="en" if s.english_only_model else s.language,
+        beam_size=s.beam_size,
+        condition_on_previous_text=s.condition_on_previous_text,
+        no_speech_threshold=s.no_speech_threshold,
+        logprob_threshold=s.logprob_threshold,
+        fp16=device.startswith("cuda"),
+    )
+
+
+def resolve_device(device: str, engine: Engine) -> str:
+    if device != "auto":
+        return device
+    if not _cuda_present():
+        return "cpu"
+    return memory.pick_cuda_device(engine.sampler.nvml)
+
+
+def _cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def _os_error(exc: OSError, job_path: str) -> str:
+    target = exc.filename or job_path
+    reason = exc.strerror or str(exc)
+    if exc.errno == 28:
+        reason = "no space left on device; the previous subtitles were kept"
+    return f"{target}: cannot write: {reason}"

@@ -1,0 +1,185 @@
+"""Settings for a batch: one frozen value, passed whole to every stage.
+
+Precedence is command-line flag > TOML config file > the defaults below. The config file
+lives in the user config dir so `subq run` and the TUI read the same choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP = "subq"
+CLEANUP_POLICIES = ("stage", "job", "never")
+FORMATS = ("srt", "vtt")
+BACKENDS = ("whisper",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "tiny.en"
+    backend: str = "whisper"
+    language: str | None = None
+    translate_to: tuple[str, ...] = ()
+    translation_model: str | None = None
+    translation_batch_size: int = 16
+    formats: tuple[str, ...] = ("srt",)
+    output_dir: str | None = None
+    device: str = "auto"
+    beam_size: int | None = None
+    condition_on_previous_text: bool = True
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    cleanup: str = "job"
+    keep_alive: float = 600.0
+    oom_fallback: str = "none"
+    force: bool = False
+
+    def validate(self) -> Settings:
+        """Reject impossible combinations up front, in one line a user can act on."""
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise SettingsError(
+                f"--format: unknown format {', '.join(bad) or '(none)'}; use srt,vtt"
+            )
+        if self.cleanup not in CLEANUP_POLICIES:
+            raise SettingsError(f"--cleanup: use one of {', '.join(CLEANUP_POLICIES)}")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"--backend: use one of {', '.join(BACKENDS)}")
+        if self.oom_fallback not in ("none", "cpu"):
+            raise SettingsError("--oom-fallback: use none or cpu")
+        if self.beam_size is not None and self.beam_size < 1:
+            raise SettingsError("--beam-size must be at least 1")
+        if self.translation_batch_size < 1:
+            raise SettingsError("--translation-batch-size must be at least 1")
+        if self.english_only_model and self.language not in (None, "en"):
+            raise SettingsError(
+                f"model {self.model} is English-only; --language {self.language} needs a "
+                "multilingual model such as tiny or small"
+            )
+        return self
+
+    @property
+    def english_only_model(self) -> bool:
+        return Path(self.model).name.removesuffix(".pt").endswith(".en")
+
+    def transcript_key(self) -> str:
+        """Hash of what shapes the transcript: a stored transcript is reused only if it matches."""
+        keys = (
+            "model",
+            "backend",
+            "language",
+            "beam_size",
+            "condition_on_previous_text",
+            "no_speech_threshold",
+            "logprob_threshold",
+        )
+        return _digest({k: getattr(self, k) for k in keys})
+
+    def output_key(self) -> str:
+        """Hash of everything that shapes the written files, for skip-if-done."""
+        keys = ("translate_to", "translation_model", "formats")
+        return _digest({"t": self.transcript_key(), **{k: getattr(self, k) for k in keys}})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return cls.from_mapping(json.loads(text))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> Settings:
+        """Build from a dict, ignoring unknown keys so old state files and configs still load."""
+        known = {f.name: f for f in fields(cls)}
+        clean: dict[str, Any] = {}
+        for key, value in data.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                continue
+            if key in ("translate_to", "formats"):
+                value = split_list(value)
+            clean[key] = value
+        return cls(**clean)
+
+    def merged(self, overrides: dict[str, Any]) -> Settings:
+        """Apply overrides whose value is not None (unset command-line flags stay None)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return Settings.from_mapping({**dataclasses.asdict(self), **changes})
+
+
+class SettingsError(ValueError):
+    """A setting a user gave cannot work; the message is shown as is."""
+
+
+def split_list(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)  # type: ignore[union-attr]
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- where things live -------------------------------------------------------------------
+
+
+def config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_state_path() -> Path:
+    return Path(platformdirs.user_data_dir(APP)) / "queue.sqlite3"
+
+
+def cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP))
+
+
+def log_path() -> Path:
+    return Path(platformdirs.user_state_dir(APP)) / "subq.log"
+
+
+def load_config(path: Path | None = None) -> Settings:
+    """Defaults overlaid by the TOML config; a broken config is an error naming the file."""
+    path = path or config_path()
+    if not path.exists():
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read config: {exc}") from None
+    try:
+        return Settings().merged(data).validate()
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+
+
+def save_config(settings: Settings, path: Path | None = None) -> Path:
+    """Write every setting that differs from the default, atomically."""
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    default = Settings()
+    lines = ["# subq settings; command-line flags override these"]
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name == "force" or value == getattr(default, f.name) or value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        lines.append(f"{f.name} = {json.dumps(value)}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,373 @@
+"""The queue's durable state in SQLite (WAL): order, states, settings, transcripts, leases.
+
+Every change is committed before the engine acts on it. Several workers (processes) may
+share one file: a running job carries a lease (pid, host, heartbeat); a lease whose process
+is gone or whose heartbeat is stale frees the job for anyone. The schema version lives in
+`PRAGMA user_version`; older files are migrated, newer ones refused untouched, and a corrupt
+file is moved aside so a new queue can start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job, JobState, Stage
+from .settings import Settings
+
+SCHEMA_VERSION = 2
+LEASE_TIMEOUT = 30.0  # seconds without a heartbeat before another worker may take the job
+HOST = socket.gethostname()
+
+_V1 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    position REAL NOT NULL,
+    state TEXT NOT NULL,
+    stage TEXT,
+    error TEXT,
+    settings TEXT NOT NULL,
+    duration REAL,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    stage_times TEXT NOT NULL DEFAULT '[]',
+    input_sig TEXT,
+    done_key TEXT,
+    transcript TEXT,
+    transcript_key TEXT,
+    language TEXT,
+    translations TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX jobs_path ON jobs(path);
+"""
+
+_V2 = """
+ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
+ALTER TABLE jobs ADD COLUMN resume_from REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE jobs ADD COLUMN output_base TEXT;
+ALTER TABLE jobs ADD COLUMN lease_pid INTEGER;
+ALTER TABLE jobs ADD COLUMN lease_host TEXT;
+ALTER TABLE jobs ADD COLUMN lease_started REAL;
+ALTER TABLE jobs ADD COLUMN lease_heartbeat REAL;
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    worker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT
+);
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2}  # version N is reached by running MIGRATIONS[N]
+
+
+class StateError(Exception):
+    """The state file cannot be used as is; str() is the one-line message."""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.moved_aside: Path | None = None
+        self.worker = f"{os.getpid()}@{HOST}"
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+
+    # -- opening, migrating, recovering -------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect()
+            self._migrate(db)
+            return db
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+            corrupt = not isinstance(exc, sqlite3.OperationalError) or any(
+                word in reason for word in ("malformed", "not a database", "quick_check")
+            )
+            if not corrupt:
+                raise StateError(f"{self.path}: cannot open the state file: {reason}") from None
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            os.replace(self.path, aside)
+            self.moved_aside = aside
+            db = self._connect()
+            self._migrate(db)
+            return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=15, check_same_thread=False,
+                             isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=15000")
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            db.close()
+            raise sqlite3.DatabaseError("quick_check failed")
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StateError(
+                f"{self.path}: state file is from a newer subq (schema {version}, this subq "
+                f"knows {SCHEMA_VERSION}); upgrade subq or use --state with another file"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in filter(None, (s.strip() for s in MIGRATIONS[target].split(";"))):
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE so a read-then-write (a lease claim) is atomic across processes."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- jobs ------------------------------------------------------------------------
+    def add_job(self, path: str, settings: Settings, position: float | None = None) -> Job:
+        now = time.time()
+        with self.transaction() as db:
+            if position is None:
+                top = db.execute("SELECT MAX(position) FROM jobs").fetchone()[0]
+                position = (top or 0) + 1
+            cur = db.execute(
+                "INSERT INTO jobs (path, position, state, settings, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (path, position, JobState.QUEUED.value, settings.to_json(), now, now),
+            )
+            job_id = int(cur.lastrowid or 0)
+        return Job(id=job_id, path=path, settings=settings, position=position, created=now,
+                   updated=now)
+
+    def save(self, job: Job) -> Job:
+        """Persist every field of the job (the row is the truth after a crash)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET position=?, state=?, stage=?, error=?, settings=?, duration=?, "
+                "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, updated=? WHERE id=?",
+                (job.position, job.state.value, job.stage.value if job.stage else None,
+                 job.error, job.settings.to_json(), job.duration, json.dumps(job.outputs),
+                 json.dumps(job.stage_times), job.resume_from, json.dumps(job.notes),
+                 job.output_base, now, job.id),
+            )
+            db.execute("INSERT INTO history (job_id, at, worker, state, detail) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (job.id, now, self.worker, job.state.value, job.error))
+        return job
+
+    def save_positions(self, jobs: list[Job]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE jobs SET position=? WHERE id=?",
+                           [(j.position, j.id) for j in jobs])
+
+    def delete(self, job_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
+    def jobs(self, ids: list[int] | None = None) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY position, id"
+            ).fetchall() if ids is None else self._rows_by_id(ids)
+            names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description]
+        return [_job_from_row(dict(zip(names, r, strict=True))) for r in rows]
+
+    def _rows_by_id(self, ids: list[int]) -> list[Any]:
+        marks = ",".join("?" * len(ids))
+        return self._db.execute(
+            f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY position, id", ids
+        ).fetchall()
+
+    def job(self, job_id: int) -> Job | None:
+        found = self.jobs([job_id])
+        return found[0] if found else None
+
+    def latest_for_path(self, path: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM jobs WHERE path=? ORDER BY id DESC LIMIT 1", (path,)
+            ).fetchone()
+        return self.job(row[0]) if row else None
+
+    # -- per-job data: transcript, checkpoint, translations, done signature --------
+    def _get(self, job_id: int, column: str) -> Any:
+        with self._lock:
+            row = self._db.execute(f"SELECT {column} FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return row[0] if row else None
+
+    def _set(self, job_id: int, **values: Any) -> None:
+        cols = ", ".join(f"{k}=?" for k in values)
+        with self.transaction() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*values.values(), job_id))
+
+    def transcript(self, job_id: int, key: str) -> tuple[list[Any], str | None] | None:
+        if self._get(job_id, "transcript_key") != key:
+            return None
+        data = self._get(job_id, "transcript")
+        return (json.loads(data), self._get(job_id, "language")) if data else None
+
+    def set_transcript(self, job_id: int, key: str, segments: list[Any],
+                       language: str | None) -> None:
+        self._set(job_id, transcript=json.dumps(segments), transcript_key=key, language=language,
+                  checkpoint=None, translations="{}")
+
+    def checkpoint(self, job_id: int, key: str) -> dict[str, Any] | None:
+        data = self._get(job_id, "checkpoint")
+        if not data:
+            return None
+        stored = json.loads(data)
+        return stored["checkpoint"] if stored.get("key") == key else None
+
+    def set_checkpoint(self, job_id: int, key: str, checkpoint: dict[str, Any] | None) -> None:
+        value = json.dumps({"key": key, "checkpoint": checkpoint}) if checkpoint else None
+        self._set(job_id, checkpoint=value, resume_from=checkpoint["seek"] if checkpoint else 0)
+
+    def translations(self, job_id: int) -> dict[str, list[str]]:
+        return json.loads(self._get(job_id, "translations") or "{}")
+
+    def set_translation(self, job_id: int, key: str, texts: list[str]) -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT translations FROM jobs WHERE id=?", (job_id,)).fetchone()
+            data = json.loads(row[0] or "{}") if row else {}
+            data[key] = texts
+            db.execute("UPDATE jobs SET translations=? WHERE id=?", (json.dumps(data), job_id))
+
+    def done_signature(self, job_id: int) -> tuple[str | None, str | None]:
+        return self._get(job_id, "input_sig"), self._get(job_id, "done_key")
+
+    def set_done_signature(self, job_id: int, input_sig: str | None, key: str | None) -> None:
+        self._set(job_id, input_sig=input_sig, done_key=key)
+
+    # -- leases ----------------------------------------------------------------------
+    def claim(self, job_id: int) -> str | None:
+        """Take the job's lease; returns None on success, or the holder's "pid@host"."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT lease_pid, lease_host, lease_heartbeat FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+            if row is None:
+                return "deleted"
+            pid, host, beat = row
+            if pid is not None and not _lease_stale(pid, host, beat, now) and (
+                f"{pid}@{host}" != self.worker
+            ):
+                return f"{pid}@{host}"
+            db.execute(
+                "UPDATE jobs SET lease_pid=?, lease_host=?, lease_started=?, lease_heartbeat=? "
+                "WHERE id=?", (os.getpid(), HOST, now, now, job_id))
+        return None
+
+    def heartbeat(self, job_ids: list[int]) -> None:
+        if not job_ids:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET lease_heartbeat=? WHERE id=? AND lease_pid=? AND lease_host=?",
+                [(time.time(), i, os.getpid(), HOST) for i in job_ids])
+
+    def release(self, job_id: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET lease_pid=NULL, lease_host=NULL, lease_started=NULL, "
+                "lease_heartbeat=NULL WHERE id=? AND lease_pid=? AND lease_host=?",
+                (job_id, os.getpid(), HOST))
+
+    def lease_holder(self, job_id: int) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT lease_pid, lease_host, lease_heartbeat FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+        if not row or row[0] is None or _lease_stale(*row, time.time()):
+            return None
+        return f"{row[0]}@{row[1]}"
+
+    def recover_stale(self) -> list[int]:
+        """Jobs left running by a dead worker become interrupted (resumable)."""
+        now = time.time()
+        freed = []
+        with self.transaction() as db:
+            for job_id, pid, host, beat in db.execute(
+                "SELECT id, lease_pid, lease_host, lease_heartbeat FROM jobs WHERE state=?",
+                (JobState.RUNNING.value,),
+            ).fetchall():
+                if pid is None or _lease_stale(pid, host, beat, now):
+                    db.execute(
+                        "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, "
+                        "lease_heartbeat=NULL, updated=? WHERE id=?",
+                        (JobState.INTERRUPTED.value, now, job_id))
+                    freed.append(job_id)
+        return freed
+
+    def mark_interrupted_now(self, job_ids: list[int]) -> None:
+        """For signal handlers: a last, quick write before the process exits."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, lease_heartbeat=NULL "
+                "WHERE id=? AND state=?",
+                [(JobState.INTERRUPTED.value, i, JobState.RUNNING.value) for i in job_ids])
+
+
+def _lease_stale(pid: int, host: str | None, beat: float | None, now: float) -> bool:
+    if beat is None or now - beat > LEASE_TIMEOUT:
+        return True
+    if host == HOST:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def _job_from_row(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"], path=row["path"], settings=Settings.from_json(row["settings"]),
+        state=JobState(row["state"]), position=row["position"],
+        stage=Stage(row["stage"]) if row["stage"] else None, error=row["error"],
+        duration=row["duration"], outputs=tuple(json.loads(row["outputs"] or "[]")),
+        stage_times=tuple(tuple(x) for x in json.loads(row["stage_times"] or "[]")),
+        resume_from=row.get("resume_from") or 0.0,
+        notes=tuple(json.loads(row.get("notes") or "[]")),
+        output_base=row.get("output_base"),
+        worker=f"{row['lease_pid']}@{row['lease_host']}" if row.get("lease_pid") else None,
+        created=row["created"], updated=row["updated"],
+    )

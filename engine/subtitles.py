@@ -1,0 +1,224 @@
+"""Cues, SRT/VTT text, and atomic writes.
+
+Segments from the recogniser become cues that follow common subtitle practice (at most two
+lines of 42 characters, at most 7 s, never overlapping or zero-length). Files are written to
+a temp file in the target folder, fsynced and renamed over the target, so a reader or a
+killed process only ever sees the old file or the whole new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import textwrap
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import faults
+
+MAX_LINE = 42
+MAX_LINES = 2
+MAX_DURATION = 7.0
+MIN_DURATION = 0.2
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def make_cues(
+    segments: Iterable[tuple[float, float, str]],
+    *,
+    max_line: int = MAX_LINE,
+    max_lines: int = MAX_LINES,
+    max_duration: float = MAX_DURATION,
+) -> list[Cue]:
+    """Split long segments at word boundaries, in proportion to characters, and fix overlaps."""
+    max_chars = max_line * max_lines
+    cues: list[Cue] = []
+    for start, end, raw in segments:
+        text = " ".join(raw.split())
+        if not text:
+            continue
+        end = max(end, start + MIN_DURATION)
+        pieces = _split_words(text, max_chars, max_line, max_lines)
+        n_by_time = int(-(-(end - start) // max_duration))
+        if len(pieces) < n_by_time:
+            pieces = _split_even(text, n_by_time)
+        total = sum(len(p) for p in pieces) or 1
+        t = start
+        for piece in pieces:
+            span = (end - start) * len(piece) / total
+            cues.append(Cue(t, min(t + span, end), piece))
+            t += span
+    return _no_overlaps(cues)
+
+
+def _split_words(text: str, max_chars: int, max_line: int, max_lines: int) -> list[str]:
+    words = text.split(" ")
+    pieces: list[str] = []
+    current: list[str] = []
+    for word in words:
+        trial = " ".join([*current, word])
+        if current and (len(trial) > max_chars or len(_wrap(trial, max_line)) > max_lines):
+            pieces.append(" ".join(current))
+            current = [word]
+        else:
+            current.append(word)
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
+
+
+def _split_even(text: str, n: int) -> list[str]:
+    words = text.split(" ")
+    n = max(1, min(n, len(words)))
+    size = -(-len(words) // n)
+    return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+def _no_overlaps(cues: list[Cue]) -> list[Cue]:
+    cues = sorted(cues, key=lambda c: c.start)
+    fixed: list[Cue] = []
+    for cue in cues:
+        start = cue.start
+        if fixed and start < fixed[-1].end:
+            start = fixed[-1].end
+        end = max(cue.end, start + MIN_DURATION) if cue.end > start else start + MIN_DURATION
+        fixed.append(Cue(round(start, 3), round(end, 3), cue.text))
+    return fixed
+
+
+def _wrap(text: str, width: int = MAX_LINE) -> list[str]:
+    return textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def balanced_lines(text: str, width: int = MAX_LINE) -> str:
+    """Wrap a cue's text into lines of at most `width` characters for display."""
+    return "\n".join(_wrap(" ".join(text.split()), width))
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _clean(text: str) -> str:
+    # A blank line would end the cue early in every player, and "-->" confuses VTT parsers.
+    lines = [line.strip() for line in balanced_lines(text).splitlines() if line.strip()]
+    return "\n".join(lines).replace("-->", "->")
+
+
+def format_srt(cues: Sequence[Cue]) -> str:
+    blocks = [
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_clean(c.text)}\n"
+        for i, c in enumerate(cues, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def format_vtt(cues: Sequence[Cue]) -> str:
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    blocks = [
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{esc(_clean(c.text))}\n"
+        for c in cues
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+FORMATTERS = {"srt": format_srt, "vtt": format_vtt}
+
+TEMP_PREFIX = ".subq-"
+_live_temps: set[str] = set()
+_temps_lock = threading.Lock()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 (no BOM) via temp file + fsync + rename; on any error the old file stays."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
+    with _temps_lock:
+        _live_temps.add(tmp)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            faults.maybe_fail("write", str(path))
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    finally:
+        with _temps_lock:
+            _live_temps.discard(tmp)
+
+
+def remove_live_temps() -> None:
+    """Called on SIGTERM/SIGHUP before a hard exit, where `finally` blocks will not run."""
+    with _temps_lock:
+        temps = list(_live_temps)
+        _live_temps.clear()
+    for tmp in temps:
+        _remove_quietly(tmp)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Remove temp files a killed process left in an output folder; returns how many."""
+    count = 0
+    try:
+        for entry in folder.iterdir():
+            name = entry.name
+            if not (name.startswith(TEMP_PREFIX) and name.endswith(".tmp")):
+                continue
+            pid = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+                continue  # another live worker is writing it
+            _remove_quietly(str(entry))
+            count += 1
+    except OSError:
+        pass
+    return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

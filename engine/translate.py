@@ -1,0 +1,151 @@
+"""Batched seq2seq translation of subtitle cues with transformers.
+
+Cues are sorted by length before batching so each batch pads little, translated under
+`torch.inference_mode()`, and put back in their original order: the output has exactly one
+text per input, so translated subtitles keep the transcript's cue count and timings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import faults
+
+DEFAULT_TEMPLATE = "Helsinki-NLP/opus-mt-{src}-{tgt}"
+
+# ISO 639-1 -> FLORES-200 codes used by NLLB (the common subtitle languages).
+NLLB_CODES = {
+    "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "it": "ita_Latn",
+    "pt": "por_Latn", "nl": "nld_Latn", "pl": "pol_Latn", "ru": "rus_Cyrl", "uk": "ukr_Cyrl",
+    "cs": "ces_Latn", "sv": "swe_Latn", "da": "dan_Latn", "fi": "fin_Latn", "no": "nob_Latn",
+    "tr": "tur_Latn", "el": "ell_Grek", "ar": "arb_Arab", "he": "heb_Hebr", "hi": "hin_Deva",
+    "ja": "jpn_Jpan", "ko": "kor_Hang", "zh": "zho_Hans", "vi": "vie_Latn", "id": "ind_Latn",
+    "th": "tha_Thai", "ro": "ron_Latn", "hu": "hun_Latn", "bg": "bul_Cyrl", "fa": "pes_Arab",
+}
+
+
+class TranslationError(Exception):
+    """Translation cannot run; str() is the one-line message for the user."""
+
+
+def model_name_for(template: str | None, src: str, tgt: str) -> str:
+    """The model to use for a language pair: a template with {src}/{tgt}, or one model."""
+    return (template or DEFAULT_TEMPLATE).format(src=src, tgt=tgt)
+
+
+@dataclass
+class Translator:
+    name: str
+    model: Any
+    tokenizer: Any
+    device: str
+    family: str  # "marian", "nllb" or "m2m100"
+
+    def translate(
+        self,
+        texts: Sequence[str],
+        src: str,
+        tgt: str,
+        batch_size: int,
+        on_batch: Callable[[int, int], None] | None = None,
+        on_oom: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Translate in length-sorted batches; halve the batch on OOM down to 1."""
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[str] = [""] * len(texts)
+        todo = [i for i in order if texts[i].strip()]
+        done = 0
+        while done < len(todo):
+            batch = todo[done : done + batch_size]
+            try:
+                faults.maybe_fail("translate")
+                outputs = self._generate([texts[i] for i in batch], src, tgt)
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                _free_cuda()
+                if on_oom:
+                    on_oom(batch_size)
+                continue
+            for i, text in zip(batch, outputs, strict=True):
+                results[i] = text
+            done += len(batch)
+            if on_batch:
+                on_batch(done, len(todo))
+        return results
+
+    def _generate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        gen: dict[str, Any] = {"max_new_tokens": 256}
+        if self.family == "nllb":
+            tok.src_lang = NLLB_CODES.get(src, src)
+            gen["forced_bos_token_id"] = tok.convert_tokens_to_ids(NLLB_CODES.get(tgt, tgt))
+        elif self.family == "m2m100":
+            tok.src_lang = src
+            gen["forced_bos_token_id"] = tok.get_lang_id(tgt)
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=512)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **gen)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+
+def load_translator(name: str, device: str) -> Translator:
+    """Load by local path, from the local hub cache, or (if the network allows) the hub."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    local = Path(name).expanduser()
+    source = str(local) if local.exists() else name
+    attempts = [True] if local.exists() else [True, False]
+    last_error: Exception | None = None
+    for local_only in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+                model = AutoModelForSeq2SeqLM.from_pretrained(source, local_files_only=local_only)
+            break
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # transformers raises many types for "not there"
+            last_error = exc
+    else:
+        if local.exists():
+            raise TranslationError(
+                f"{local}: not a transformers seq2seq model ({_first_line(last_error)})"
+            ) from None
+        raise TranslationError(
+            f"cannot load translation model {name}: not in the local cache and not downloadable "
+            "(no network?); pass a local folder with --translation-model"
+        ) from None
+    model = model.to(device).eval()
+    kind = model.config.model_type
+    family = "nllb" if "nllb" in name.lower() else ("m2m100" if kind == "m2m_100" else "marian")
+    return Translator(name=name, model=model, tokenizer=tokenizer, device=device, family=family)
+
+
+def _first_line(exc: Exception | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,139 @@
+"""The `subq` command: `subq run`, `subq demo`, or (no subcommand) the TUI.
+
+Only argparse and the engine's light settings module load before a subcommand is chosen,
+so `subq --help` stays fast; torch, transformers and Textual load only on the path that
+needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from subq.engine.settings import (
+    BACKENDS,
+    CLEANUP_POLICIES,
+    Settings,
+    SettingsError,
+    config_path,
+    load_config,
+)
+
+EPILOG = """examples:
+  subq run talk.mp4 lecture.mkv              write talk.srt, lecture.srt next to the inputs
+  subq run ~/videos --translate-to de,fr --format srt,vtt --output-dir subs/
+  subq demo                                  transcribe the bundled clip, offline
+  subq ~/videos                              open the app with a folder queued
+"""
+
+
+def add_settings_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `subq run` and the TUI; unset ones stay None (config wins then)."""
+    g = p.add_argument_group("transcription")
+    g.add_argument("--model", help="whisper model name (tiny.en, base, small, large-v3, turbo, "
+                   "...) or a checkpoint path (default: tiny.en, bundled)")
+    g.add_argument("--backend", choices=BACKENDS, help="ASR backend (default: whisper)")
+    g.add_argument("--language", help="spoken language, e.g. en (default: detect)")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
+    g.add_argument("--no-condition-on-previous-text", dest="condition_on_previous_text",
+                   action="store_const", const=False,
+                   help="do not prompt each window with the previous text")
+    t = p.add_argument_group("translation")
+    t.add_argument("--translate-to", help="target languages, e.g. de,fr")
+    t.add_argument("--translation-model", help="model name or folder; {src}/{tgt} are filled in "
+                   "(default: Helsinki-NLP/opus-mt-{src}-{tgt})")
+    t.add_argument("--translation-batch-size", type=int, help="segments per batch (default 16)")
+    o = p.add_argument_group("output and resources")
+    o.add_argument("--format", dest="formats", help="srt, vtt or srt,vtt (default: srt)")
+    o.add_argument("--output-dir", help="write subtitles here instead of next to the inputs")
+    o.add_argument("--force", action="store_const", const=True, help="redo files whose "
+                   "subtitles are already up to date")
+    o.add_argument("--cleanup", choices=CLEANUP_POLICIES,
+                   help="when to free cached GPU memory (default: job)")
+    o.add_argument("--keep-alive", type=float, help="seconds to keep models loaded after the "
+                   "queue drains; 0 unloads at once, -1 never (default 600)")
+    o.add_argument("--oom-fallback", choices=("none", "cpu"),
+                   help="after a GPU out-of-memory retry fails: run the job on the CPU")
+    o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
+
+
+SETTING_KEYS = (
+    "model", "backend", "language", "device", "beam_size", "condition_on_previous_text",
+    "translate_to", "translation_model", "translation_batch_size", "formats", "output_dir",
+    "force", "cleanup", "keep_alive", "oom_fallback",
+)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flag > config file > default."""
+    overrides = {k: getattr(args, k, None) for k in SETTING_KEYS}
+    return load_config().merged(overrides).validate()
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="subq run", description="Transcribe (and translate) a "
+                                "batch of media files headless, then exit.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    add_settings_options(p)
+    p.add_argument("--events", type=Path, metavar="FILE", help="append engine events as JSON "
+                   "lines to FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and failures")
+    return p
+
+
+def build_main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="subq", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Subtitles for batches of videos on shared GPU servers. Without a "
+        "subcommand, opens the app with PATHS queued.\n\nsubcommands:\n"
+        "  run PATHS...   headless batch (see subq run --help)\n"
+        "  demo           transcribe the bundled sample clip\n\n"
+        f"settings file: {config_path()}",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or globs to queue")
+    add_settings_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["run"]:
+            args = build_run_parser().parse_args(argv[1:])
+            from subq.engine.headless import run_batch
+
+            return run_batch(args.paths, settings_from(args), state=args.state,
+                             events=args.events, quiet=args.quiet)
+        if argv[:1] == ["demo"]:
+            p = argparse.ArgumentParser(prog="subq demo",
+                                        description="Transcribe the bundled sample clip offline.")
+            add_settings_options(p)
+            args = p.parse_args(argv[1:])
+            from subq.engine.headless import run_demo
+
+            return run_demo(settings_from(args))
+        args = build_main_parser().parse_args(argv)
+        settings = settings_from(args)
+        from subq.tui.app import run_app
+
+        return run_app(args.paths, settings, state=args.state)
+    except SettingsError as exc:
+        print(f"subq: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except _state_errors() as exc:
+        print(f"subq: {exc}", file=sys.stderr)
+        return 2
+
+
+def _state_errors() -> tuple[type[Exception], ...]:
+    from subq.engine.store import StateError
+
+    return (StateError,)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
