@@ -190,11 +190,11 @@ def transcribe(
         if new_window:  # temperature fallback decodes the same window again: not a new one
             windows += 1
             faults.maybe_fail("transcribe")
-            if on_window is not None:
-                try:
-                    on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
-                except Exception as exc:
-                    raise TranscriptionStopped(checkpoint, exc) from exc
+        if on_window is not None:  # every decode, fallbacks too, is a safe point
+            try:
+                on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
+            except Exception as exc:
+                raise TranscriptionStopped(checkpoint, exc) from exc
         return whisper_decode(model, mel, decode_options)
 
     model.decode = hooked_decode

@@ -1,7 +1,8 @@
 """Fault injection for tests, driven through the real code paths.
 
-`SUBQ_FAULTS` holds comma-separated `point:kind[:count]` entries, for example
-`write:ENOSPC`, `transcribe:OOM:1` or `open:EACCES`. It is read from the environment so a
+`SUBQ_FAULTS` holds comma-separated `point:kind[:count[:match]]` entries, for example
+`write:ENOSPC`, `transcribe:OOM:1` or `open:EACCES::secret` (only targets containing
+"secret"; an empty count means every time). It is read from the environment so a
 test can inject into a child process as easily as into its own. Production runs never set it.
 """
 
@@ -15,20 +16,21 @@ _lock = threading.Lock()
 _used: dict[str, int] = {}
 
 
-def _entries() -> list[tuple[str, str, int | None]]:
+def _entries() -> list[tuple[str, str, int | None, str]]:
     spec = os.environ.get("SUBQ_FAULTS", "")
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
-        parts = item.split(":")
-        count = int(parts[2]) if len(parts) > 2 else None
-        out.append((parts[0], parts[1] if len(parts) > 1 else "", count))
+        parts = item.split(":", 3)
+        count = int(parts[2]) if len(parts) > 2 and parts[2] else None
+        match = parts[3] if len(parts) > 3 else ""
+        out.append((parts[0], parts[1] if len(parts) > 1 else "", count, match))
     return out
 
 
 def maybe_fail(point: str, target: str = "") -> None:
     """Raise the injected fault for `point`, if one is armed (and not used up)."""
-    for name, kind, count in _entries():
-        if name != point:
+    for name, kind, count, match in _entries():
+        if name != point or match not in target:
             continue
         with _lock:
             used = _used.get(item := f"{name}:{kind}", 0)

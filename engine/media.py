@@ -96,8 +96,8 @@ def absolute(path: Path) -> Path:
 
 
 def _open(path: Path):  # -> BinaryIO
-    faults.maybe_fail("open", str(path))
     try:
+        faults.maybe_fail("open", str(path))
         return open(path, "rb")
     except FileNotFoundError:
         raise MediaError(f"{path}: no such file") from None

@@ -42,6 +42,7 @@ class Pipeline:
         self.settings: Settings = job.settings
         self.times: dict[str, float] = dict(job.stage_times)
         self.device = resolve_device(self.settings.device, engine)
+        self.resume_from = job.resume_from
 
     def run(self) -> Outcome:
         from .runner import _Stop
@@ -68,10 +69,13 @@ class Pipeline:
                                 f"(traceback in {log_path()})")
 
     def _stopped(self, state: JobState, reason: str) -> Outcome:
+        resume_from = self.resume_from
         if state == JobState.CANCELLED:
             self.engine.store.set_checkpoint(self.job.id, "", None)
+            resume_from = 0.0
         return Outcome(state, {"stage": None if state == JobState.CANCELLED else self.job.stage,
-                               "stage_times": tuple(self.times.items())})
+                               "stage_times": tuple(self.times.items()),
+                               "resume_from": resume_from})
 
     def _failed(self, message: str) -> Outcome:
         return Outcome(JobState.FAILED, {"error": message.replace("\n", " "), "stage": None,
@@ -152,6 +156,7 @@ class Pipeline:
         def on_window(cp: Checkpoint, fraction: float) -> None:
             if cp.seek > (resume.seek if resume else 0) or cp.segments:
                 store.set_checkpoint(job.id, key, cp.to_json())
+                self.resume_from = cp.seek
             self.engine.progress(self.job, Stage.TRANSCRIBE, fraction, t0, audio_seconds)
             self.engine.checkpoint_safe_point(self.job)
 
@@ -166,6 +171,7 @@ class Pipeline:
         store.set_transcript(job.id, key, [seg.to_json() for seg in result.segments],
                              result.language)
         self.job = dataclasses.replace(self.job, resume_from=0.0)
+        self.resume_from = 0.0
         if s.cleanup == "stage":
             memory.clean(self.device)
         return list(result.segments)

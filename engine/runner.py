@@ -357,7 +357,8 @@ class Engine:
         """The same file again: resume, keep or redo it, never add a duplicate."""
         in_view = job.id in self._jobs
         same_output = job.settings.output_key() == settings.output_key()
-        if job.state in (JobState.DONE, JobState.SKIPPED) and same_output and not settings.force:
+        if job.state in (JobState.DONE, JobState.SKIPPED) and same_output and not settings.force \
+                and self._input_unchanged(job):
             note = "already done"
         elif job.state.runnable or job.state == JobState.RUNNING:
             note = "already in the queue"
@@ -376,6 +377,14 @@ class Engine:
         with self._lock:
             self._jobs[job.id] = job
         self._publish(JobChanged(job=job))
+
+    def _input_unchanged(self, job: Job) -> bool:
+        stored, _key = self.store.done_signature(job.id)
+        try:
+            st = Path(job.path).stat()
+        except OSError:
+            return True  # a vanished input keeps its finished subtitles
+        return stored is None or stored == input_signature(st.st_size, st.st_mtime)
 
     def _move(self, job_id: int, where: cmd.Where) -> None:
         order = self.jobs()

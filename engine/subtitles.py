@@ -147,6 +147,7 @@ _temps_lock = threading.Lock()
 def write_atomic(path: Path, text: str) -> None:
     """Write UTF-8 (no BOM) via temp file + fsync + rename; on any error the old file stays."""
     path = Path(path)
+    faults.maybe_fail("create", str(path))
     fd, tmp = tempfile.mkstemp(
         prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=path.parent
     )

@@ -1,0 +1,93 @@
+"""Shared fixtures: every test runs with its own XDG dirs, so no real user file is touched.
+
+The converted tiny.en checkpoint is cached once per test session (in a session temp dir)
+and reused by every engine the tests start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, session_cache: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("xdg")
+    for name in ("CONFIG", "DATA", "STATE"):
+        folder = home / name.lower()
+        folder.mkdir()
+        monkeypatch.setenv(f"XDG_{name}_HOME", str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("SUBQ_FAULTS", raising=False)
+    monkeypatch.delenv("SUBQ_FAKE_FREE_BYTES", raising=False)
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> dict[str, Path]:
+    """Fresh copies of the committed clips, so outputs land in the test's own folder."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    out = {}
+    for name in (*CLIPS, "long.mp3", "noaudio.mp4"):
+        out[name] = Path(shutil.copy(DATA / name, folder / name))
+    return out
+
+
+@pytest.fixture(scope="session")
+def references() -> dict[str, str]:
+    return json.loads((DATA / "references.json").read_text(encoding="utf-8"))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Start real engines on a state file in tmp_path; shut them all down afterwards."""
+    from subq.engine.runner import Engine
+    from subq.engine.settings import Settings
+
+    engines = []
+
+    def make(settings: Settings | None = None, *, state: Path | None = None, **kw: object):
+        engine = Engine(settings or Settings(keep_alive=-1), state or tmp_path / "state.sqlite3",
+                        **kw)
+        events: list = []
+        engine.subscribe(events.append)
+        engine.events = events  # type: ignore[attr-defined]
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.shutdown(timeout=30)
+        engine.store.close()
+
+
+def subq_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for a `subq` child process: isolated dirs, shared model cache."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env

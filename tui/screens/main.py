@@ -1,0 +1,300 @@
+"""The main screen: the job table, the memory panel, the log strip, and every queue key.
+
+Keys act on the engine through its non-blocking control calls and show their effect at
+once (the row moves, the header says "pausing…", a cell says "cancelling…"); the engine's
+events then confirm or correct what is shown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from subq.engine.events import (
+    EngineStateChanged,
+    Event,
+    JobChanged,
+    JobRemoved,
+    LogEmitted,
+    ModelLoaded,
+    ModelUnloaded,
+    QueueReordered,
+)
+from subq.engine.jobs import JobState
+from subq.engine.runner import describe_unload
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from ..messages import Pending
+from ..widgets.job_table import JobTable
+from ..widgets.log_strip import LogStrip
+from ..widgets.memory_panel import MemoryPanel, ModelInfo
+from ..widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from subq.engine.runner import Engine
+
+    from ..app import SubqApp
+
+JOB_LOG_LINES = 500
+COMPACT_BELOW = 120  # columns; below this the memory panel folds to a few lines
+
+# (binding id, group) for the help screen and the command palette, in display order
+GROUPS = {
+    "Queue": ("add", "pause", "clear"),
+    "Selected job": ("details", "move_up", "move_down", "move_top", "move_bottom", "cancel",
+                     "remove", "retry"),
+    "Models and GPU": ("unload", "release"),
+    "App": ("settings", "help", "palette", "quit"),
+}
+
+
+class MainScreen(Screen[None]):
+    """The queue at a glance; owns the per-job log lines the details screen shows."""
+
+    BINDINGS = [
+        Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
+        Binding("p", "toggle_pause", "Pause/Resume", id="pause",
+                tooltip="Pause the batch at the next safe point, or resume it"),
+        Binding("enter", "details", "Details", id="details", tooltip="Details of the job"),
+        Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False),
+        Binding("J,shift+down", "move('down')", "Move down", id="move_down", show=False),
+        Binding("t", "move('top')", "Move to top", id="move_top", show=False),
+        Binding("b", "move('bottom')", "Move to bottom", id="move_bottom", show=False),
+        Binding("x", "cancel_job", "Cancel", id="cancel", tooltip="Cancel the selected job"),
+        Binding("delete", "remove_job", "Remove", id="remove", show=False),
+        Binding("r", "retry", "Retry", id="retry", tooltip="Queue a finished job again"),
+        Binding("c", "clear_finished", "Clear finished", id="clear", show=False),
+        Binding("u", "unload", "Unload", id="unload", tooltip="Unload a model now or at the "
+                "end of the current stage"),
+        Binding("R", "release_gpu", "Release GPU", id="release",
+                tooltip="Pause, unload every model and free cached GPU memory"),
+        Binding("s", "settings", "Settings", id="settings"),
+    ]
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.job_logs: dict[int, deque[str]] = {}
+        self.paused = engine.paused
+        self._asked_at = 0.0  # time.time() of the last pause/resume/unload request
+        self._counts_dirty = True
+
+    @property
+    def subq(self) -> SubqApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Container(id="body"):
+            yield JobTable(id="jobs")
+            yield MemoryPanel(id="memory")
+            yield LogStrip(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#memory", MemoryPanel).border_title = "memory"
+        self.query_one("#log", LogStrip).border_title = "log"
+        self.table.focus()
+
+    def on_resize(self) -> None:
+        self.query_one(MemoryPanel).compact = self.size.width < COMPACT_BELOW
+
+    @property
+    def table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    # -- engine events ----------------------------------------------------------------
+    def load(self, now: float) -> None:
+        """Show the engine's current view before any event arrives."""
+        for job in self.engine.jobs():
+            self.table.upsert(job, 0.0, now)
+        loaded = [ModelInfo(m.kind, m.name, m.device, m.bytes) for m in self.engine.models.loaded()]
+        self.query_one(MemoryPanel).set_models(loaded)
+        self.query_one(StatusBar).show_engine(self.engine.state, self.engine.models.names(), ())
+        self._refresh_counts()
+
+    def apply(self, event: Event, now: float) -> None:
+        """One engine event, in the order the engine published it."""
+        match event:
+            case JobChanged(job=job, previous=previous):
+                self.table.upsert(job, event.at, now)
+                if previous is not None and previous != job.state:
+                    detail = f": {job.error}" if job.error else ""
+                    self._job_log(job.id, now, f"{previous.value} → {job.state.value}{detail}")
+                    if job.state == JobState.FAILED:
+                        self.notify(job.error or "failed", title=f"{job.name} failed",
+                                    severity="error", timeout=10)
+                self._counts_dirty = True
+            case JobRemoved(job_id=job_id):
+                self.table.remove_job(job_id)
+                self.job_logs.pop(job_id, None)
+                self._counts_dirty = True
+            case QueueReordered(order=order):
+                self.table.reorder(order)
+            case ModelLoaded():
+                self.query_one(MemoryPanel).model_event(event)
+                self._log("info", f"loaded {event.kind} model {event.name} on {event.device} in "
+                          f"{event.seconds:.1f} s", now)
+            case ModelUnloaded():
+                self.query_one(MemoryPanel).model_event(event)
+                text = describe_unload(event)
+                self._log("info", f"{text} [{event.reason}]", now)
+                self.notify(text, title="Memory returned")
+            case EngineStateChanged(state=state, models=models, pending=pending):
+                self.query_one(MemoryPanel).keep_models(models)
+                if event.at < self._asked_at:
+                    self.query_one(StatusBar).show_engine(self.query_one(StatusBar).state,
+                                                          models)
+                    return
+                self.paused = state in ("paused", "pausing")
+                self.query_one(StatusBar).show_engine(state, models, pending)
+                self._counts_dirty = True
+            case LogEmitted(level=level, message=message, job_id=job_id):
+                self._log(level, message, now, job_id)
+                if level in ("warning", "error"):
+                    self.notify(message, severity="error" if level == "error" else "warning",
+                                timeout=8)
+
+    def flush(self, pending: Pending, now: float) -> None:
+        """The ~4 Hz redraw of the coalesced high-rate events."""
+        for event in pending.progress.values():
+            self.table.progress(event, now)
+        self.query_one(MemoryPanel).samples(pending.samples)
+        self.table.tick(now)
+        if self._counts_dirty:
+            self._refresh_counts()
+
+    def _refresh_counts(self) -> None:
+        self._counts_dirty = False
+        self.query_one(StatusBar).show_counts(self.table.jobs(), self.paused)
+
+    def _log(self, level: str, message: str, now: float, job_id: int | None = None) -> None:
+        self.query_one(LogStrip).add(level, message, now)
+        if job_id is not None:
+            self._job_log(job_id, now, f"{level}: {message}" if level != "info" else message)
+
+    def _job_log(self, job_id: int, now: float, line: str) -> None:
+        from ..widgets.formatting import clock_time
+
+        self.job_logs.setdefault(job_id, deque(maxlen=JOB_LOG_LINES)).append(
+            f"{clock_time(now)} {line}")
+
+    # -- actions --------------------------------------------------------------------
+    def _selected(self, verb: str) -> int | None:
+        job_id = self.table.selected_id
+        if job_id is None:
+            self.notify(f"No job to {verb}: the queue is empty (press a to add files)",
+                        severity="warning")
+        return job_id
+
+    def _asked(self, state: str | None = None, pending: tuple[str, ...] | None = None) -> None:
+        self._asked_at = time.time()
+        status = self.query_one(StatusBar)
+        status.show_engine(state or status.state, None, pending)
+        self._refresh_counts()
+
+    def _running(self) -> bool:
+        return any(j.state == JobState.RUNNING for j in self.table.jobs())
+
+    def action_add(self) -> None:
+        from .picker import PickerScreen
+
+        def added(paths: list[str] | None) -> None:
+            if paths:
+                self.engine.add(paths)
+                self.notify(f"Adding {len(paths)} item{'s' if len(paths) > 1 else ''}")
+
+        self.app.push_screen(PickerScreen(), added)
+
+    def action_toggle_pause(self) -> None:
+        if self.paused:
+            self.engine.resume()
+            self.paused = False
+            busy = any(j.state.runnable for j in self.table.jobs())
+            self._asked("running" if busy else "idle")
+        else:
+            self.engine.pause()
+            self.paused = True
+            self._asked("pausing" if self._running() else "paused")
+
+    def action_move(self, where: str) -> None:
+        job_id = self._selected("move")
+        if job_id is not None:
+            self.engine.move(job_id, where)  # type: ignore[arg-type]
+            self.table.local_move(job_id, where)
+
+    def action_cancel_job(self) -> None:
+        job_id = self._selected("cancel")
+        job = self.table.job(job_id) if job_id is not None else None
+        if job is None:
+            return
+        if job.state.finished:
+            self.notify(f"{job.name} is already {job.state.value}", severity="warning")
+            return
+        self.engine.cancel(job.id)
+        self.table.mark(job.id, "cancelling…")
+
+    def action_remove_job(self) -> None:
+        job_id = self._selected("remove")
+        if job_id is not None:
+            self.engine.remove(job_id)
+            self.table.mark(job_id, "removing…")
+
+    def action_retry(self) -> None:
+        job_id = self._selected("retry")
+        job = self.table.job(job_id) if job_id is not None else None
+        if job is None:
+            return
+        if not job.state.finished:
+            self.notify(f"{job.name} is {job.state.value}; only finished jobs can be retried",
+                        severity="warning")
+            return
+        self.engine.retry(job.id)
+        self.table.mark(job.id, "retrying…")
+
+    def action_clear_finished(self) -> None:
+        self.engine.clear_finished()
+
+    def action_unload(self) -> None:
+        from .dialogs import UnloadScreen
+
+        def chosen(kind: str | None) -> None:
+            if not kind:
+                return
+            self.engine.unload(kind)
+            kinds = ("translation", "whisper") if kind == "all" else (kind,)
+            self._asked(pending=kinds if self._running() else ())
+
+        self.app.push_screen(UnloadScreen(), chosen)
+
+    def action_release_gpu(self) -> None:
+        self.engine.release_gpu()
+        self.paused = True
+        running = self._running()
+        self._asked("pausing" if running else "paused",
+                    ("translation", "whisper") if running else ())
+        self.notify("Pausing and unloading every model; the CUDA context stays until subq "
+                    "exits", title="Release GPU")
+
+    def action_settings(self) -> None:
+        from .settings import SettingsScreen
+
+        self.app.push_screen(SettingsScreen(self.engine))
+
+    def action_details(self) -> None:
+        job_id = self._selected("show")
+        job = self.table.job(job_id) if job_id is not None else None
+        if job is not None:
+            from .details import DetailsScreen
+
+            self.app.push_screen(DetailsScreen(job, list(self.job_logs.get(job.id, ()))))
+
+    @on(DataTable.RowSelected, "#jobs")
+    def _row_selected(self) -> None:
+        self.action_details()

@@ -1,0 +1,69 @@
+"""The header line: engine state, job counts, loaded models, pending unloads.
+
+Control calls take effect at the engine's next safe point, which can be seconds away in the
+middle of a transcription window; the screen therefore sets the state it asked for at once
+("pausing…", "unload pending") and the engine's own EngineStateChanged confirms it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from subq.engine.jobs import Job, JobState
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label
+
+STATE_WORDS = {
+    "running": "running",
+    "pausing": "pausing…",
+    "paused": "paused",
+    "idle": "idle",
+    "stopped": "stopped",
+    "stopping": "stopping…",
+}
+
+
+class StatusBar(Horizontal):
+    """One line: [state] counts │ models │ pending."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.state = "idle"
+        self.models: tuple[str, ...] = ()
+        self.pending: tuple[str, ...] = ()
+        self.hint = ""
+
+    def compose(self) -> ComposeResult:
+        yield Label(" subq ", id="app-name")
+        yield Label(id="engine-state")
+        yield Label(id="counts")
+        yield Label(id="models")
+
+    def show_engine(self, state: str, models: Iterable[str] | None = None,
+                    pending: Iterable[str] | None = None) -> None:
+        self.state = state
+        if models is not None:
+            self.models = tuple(models)
+        if pending is not None:
+            self.pending = tuple(pending)
+        label = self.query_one("#engine-state", Label)
+        label.update(f" {STATE_WORDS.get(state, state)} ")
+        for name in STATE_WORDS:
+            label.set_class(name == state, f"-{name}")
+        text = "models: " + (", ".join(m.replace(":", " ") for m in self.models) or "none")
+        if self.pending:
+            text += f" │ unload pending: {', '.join(self.pending)}"
+        self.query_one("#models", Label).update(text)
+
+    def show_counts(self, jobs: Iterable[Job], paused: bool) -> None:
+        counts = Counter(j.state for j in jobs)
+        order = (JobState.RUNNING, JobState.QUEUED, JobState.PAUSED, JobState.INTERRUPTED,
+                 JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED)
+        parts = [f"{counts[s]} {s.value}" for s in order if counts[s]]
+        runnable = sum(counts[s] for s in order if s.runnable)
+        text = " · ".join(parts) or "queue empty: press a to add files"
+        if paused and runnable and self.state in ("paused", "pausing"):
+            text += " │ press p to resume"
+        self.query_one("#counts", Label).update(f" {text} │ ")
