@@ -113,6 +113,13 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=15, check_same_thread=False,
                              isolation_level=None)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:  # refuse before writing anything, even the WAL flag
+            db.close()
+            raise StateError(
+                f"{self.path}: state file is from a newer subq (schema {version}, this subq "
+                f"knows {SCHEMA_VERSION}); upgrade subq or use --state with another file"
+            )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=15000")
@@ -123,12 +130,6 @@ class Store:
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            db.close()
-            raise StateError(
-                f"{self.path}: state file is from a newer subq (schema {version}, this subq "
-                f"knows {SCHEMA_VERSION}); upgrade subq or use --state with another file"
-            )
         if version == SCHEMA_VERSION:
             return
         db.execute("BEGIN IMMEDIATE")

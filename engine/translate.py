@@ -16,6 +16,9 @@ from typing import Any
 from . import faults
 
 DEFAULT_TEMPLATE = "Helsinki-NLP/opus-mt-{src}-{tgt}"
+# Cap on generated tokens per cue, unless the model's own generation config sets
+# max_new_tokens: a cue is a sentence or two, and a degenerate model can loop until the cap.
+DEFAULT_MAX_NEW_TOKENS = 256
 
 # ISO 639-1 -> FLORES-200 codes used by NLLB (the common subtitle languages).
 NLLB_CODES = {
@@ -85,7 +88,11 @@ class Translator:
         import torch
 
         tok = self.tokenizer
-        gen: dict[str, Any] = {"max_new_tokens": 256}
+        gen: dict[str, Any] = {}
+        # Everything else (beams, bad words, decoder start, min_new_tokens...) comes from the
+        # model's generation_config; only fill in a cap when it sets none of its own.
+        if getattr(self.model.generation_config, "max_new_tokens", None) is None:
+            gen["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
         if self.family == "nllb":
             tok.src_lang = NLLB_CODES.get(src, src)
             gen["forced_bos_token_id"] = tok.convert_tokens_to_ids(NLLB_CODES.get(tgt, tgt))
@@ -102,20 +109,34 @@ class Translator:
 def load_translator(name: str, device: str) -> Translator:
     """Load by local path, from the local hub cache, or (if the network allows) the hub."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    # transformers 5 draws "Loading weights" progress bars on stderr, under the TUI.
+    hf_logging.disable_progress_bar()
     local = Path(name).expanduser()
+    if not local.exists() and _looks_like_path(name):
+        raise TranslationError(f"{name}: no such translation model folder")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise TranslationError(f"{local}: not a transformers model folder (no config.json)")
     source = str(local) if local.exists() else name
     attempts = [True] if local.exists() else [True, False]
     last_error: Exception | None = None
+    step = "config"
     for local_only in attempts:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # The config first: it is small, and its error says best what a folder lacks.
+                step = "config"
+                config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+                step = "tokenizer"
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-                model = AutoModelForSeq2SeqLM.from_pretrained(source, local_files_only=local_only)
+                step = "model"
+                model = AutoModelForSeq2SeqLM.from_pretrained(
+                    source, config=config, local_files_only=local_only
+                )
             break
         except torch.OutOfMemoryError:
             raise
@@ -123,9 +144,12 @@ def load_translator(name: str, device: str) -> Translator:
             last_error = exc
     else:
         if local.exists():
-            raise TranslationError(
-                f"{local}: not a transformers seq2seq model ({_first_line(last_error)})"
-            ) from None
+            what = {
+                "config": "not a transformers model",
+                "tokenizer": "no usable tokenizer",
+                "model": "not a transformers seq2seq model",
+            }[step]
+            raise TranslationError(f"{local}: {what} ({_one_line(last_error)})") from None
         raise TranslationError(
             f"cannot load translation model {name}: not in the local cache and not downloadable "
             "(no network?); pass a local folder with --translation-model"
@@ -136,9 +160,17 @@ def load_translator(name: str, device: str) -> Translator:
     return Translator(name=name, model=model, tokenizer=tokenizer, device=device, family=family)
 
 
-def _first_line(exc: Exception | None) -> str:
-    text = str(exc or "").strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+def _looks_like_path(name: str) -> bool:
+    """A filesystem path rather than a hub id ("org/model" is both; it counts as an id)."""
+    return name.startswith(("/", "~", "./", "../", ".\\", "..\\")) or Path(name).is_absolute()
+
+
+def _one_line(exc: Exception | None, limit: int = 160) -> str:
+    """An exception's message on one line (whitespace collapsed), cut to `limit` characters."""
+    text = " ".join(str(exc or "").split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _free_cuda() -> None:

@@ -22,7 +22,8 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 (Marian: pad is also decoder start)
-WORD = re.compile(r"\w+|[^\w\s]")  # the same split as tokenizers' Whitespace pre-tokenizer
+TINY_MAX_NEW_TOKENS = 12
+WORD = re.compile(r"\w+|[^\w\s]+")  # the same split as tokenizers' Whitespace pre-tokenizer
 
 
 def reference_words() -> list[str]:
@@ -37,12 +38,15 @@ def reference_sentences() -> list[str]:
     return [s for text in refs.values() for s in re.split(r"(?<=[.!?])\s+", text) if s]
 
 
-def build_tokenizer(words: Iterable[str]):
-    """A word-level fast tokenizer: specials, then `words` (duplicates dropped)."""
+def build_tokenizer(words: Iterable[str], size: int | None = None):
+    """A word-level fast tokenizer: specials, then `words` (duplicates dropped), then
+    synthetic tokens `x00001`, `x00002`... up to `size` entries when `size` is given."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys([*SPECIALS, *words]))}
+    tokens = list(dict.fromkeys([*SPECIALS, *words]))
+    tokens += [f"x{i:05d}" for i in range(1, max(0, (size or 0) - len(tokens)) + 1)]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     # Marian appends </s> to every source sentence.
@@ -58,26 +62,28 @@ def build_tokenizer(words: Iterable[str]):
 def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None = None,
                  d_model: int = 16, layers: int = 1, heads: int = 2, ffn: int = 32,
                  seed: int = 0, init_std: float = 0.02, eos_bias: float = 0.0,
-                 max_length: int = 64) -> Path:
-    """Save a random `MarianMTModel` + tokenizer to `folder`; return `folder`.
+                 num_beams: int = 1, max_new_tokens: int | None = None,
+                 min_new_tokens: int | None = None) -> Path:
+    """Save a seeded random `MarianMTModel` + its tokenizer to `folder`; return `folder`.
 
-    `vocab_size` defaults to the tokenizer's size; a larger one (ids the tokenizer never
-    produces) gives a model the embedding / lm-head cost of a real vocabulary.
+    `vocab_size` pads the tokenizer with synthetic tokens, so the model has the embedding
+    and lm-head cost of a real vocabulary (opus-mt: 58101). `eos_bias` raises the logit of
+    </s> so a random model tends to stop by itself; `max_new_tokens` / `min_new_tokens` go
+    into generation_config.json, where `load_translator`'s generate() call picks them up.
     """
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel
 
-    tokenizer = build_tokenizer(words)
+    tokenizer = build_tokenizer(words, vocab_size)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     config = MarianConfig(
-        vocab_size=max(vocab_size or 0, len(tokenizer)),
+        vocab_size=len(tokenizer),
         d_model=d_model,
         encoder_layers=layers, decoder_layers=layers,
         encoder_attention_heads=heads, decoder_attention_heads=heads,
         encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
         max_position_embeddings=512, init_std=init_std,
         pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad,
-        forced_eos_token_id=eos,
         scale_embedding=True, share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
     )
@@ -85,9 +91,11 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
     model = MarianMTModel(config).eval()
     with torch.no_grad():
         model.final_logits_bias[0, eos] = eos_bias
+    # What opus-mt ships in generation_config.json, greedy unless num_beams says otherwise.
     model.generation_config = GenerationConfig(
         decoder_start_token_id=pad, pad_token_id=pad, eos_token_id=eos,
-        bad_words_ids=[[pad]], num_beams=1, do_sample=False, max_length=max_length,
+        forced_eos_token_id=eos, bad_words_ids=[[pad]], num_beams=num_beams, do_sample=False,
+        max_length=512, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
     )
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -96,8 +104,14 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
 
 
 def make_tiny_marian(folder: Path) -> Path:
-    """A ~100 kB Marian model whose vocabulary covers references.json; loads in well under 1 s."""
-    return build_marian(folder, words=reference_words())
+    """A ~45 kB Marian model whose vocabulary covers references.json.
+
+    Weights are scaled up (init_std 0.5) so different inputs give different outputs, </s> is
+    favoured so outputs end at different lengths (1 to 11 words on the reference sentences),
+    and generation_config.json caps them at 12 tokens.
+    """
+    return build_marian(folder, words=reference_words(), seed=0, init_std=0.5, eos_bias=4.0,
+                        max_new_tokens=TINY_MAX_NEW_TOKENS)
 
 
 @pytest.fixture(scope="session")

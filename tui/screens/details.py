@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import aiofiles
 from rich.text import Text
@@ -16,7 +17,7 @@ from subq.engine.jobs import Job
 from subq.engine.settings import Settings
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -29,7 +30,7 @@ PREVIEW_LINES = 40
 class DetailsScreen(Screen[None]):
     """Everything known about one job; escape goes back to the queue."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="details_back"),
         Binding("o", "next_output", "Next output", id="details_output"),
     ]

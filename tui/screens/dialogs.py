@@ -5,9 +5,11 @@ Each answers with one key (or a button, for the mouse) and escape always backs o
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
@@ -16,7 +18,7 @@ from textual.widgets import Button, Label
 class UnloadScreen(ModalScreen[str | None]):
     """Unload whisper, translation or all; applied now, or at the end of the running stage."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "choose('whisper')", "Whisper", id="unload_whisper"),
         Binding("t", "choose('translation')", "Translation", id="unload_translation"),
         Binding("a", "choose('all')", "All", id="unload_all"),
@@ -45,7 +47,7 @@ class UnloadScreen(ModalScreen[str | None]):
 class QuitScreen(ModalScreen[bool]):
     """Work is in progress: pause and quit (the queue is kept), or stay."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p,enter", "answer(True)", "Pause and quit", id="quit_pause"),
         Binding("c,escape", "answer(False)", "Cancel", id="quit_cancel"),
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from subq.engine.events import (
     EngineStateChanged,
@@ -25,7 +25,7 @@ from subq.engine.jobs import JobState
 from subq.engine.runner import describe_unload
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
@@ -57,11 +57,12 @@ GROUPS = {
 class MainScreen(Screen[None]):
     """The queue at a glance; owns the per-job log lines the details screen shows."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
-        Binding("p", "toggle_pause", "Pause/Resume", id="pause",
+        Binding("p", "toggle_pause", "Pause", id="pause",
                 tooltip="Pause the batch at the next safe point, or resume it"),
-        Binding("enter", "details", "Details", id="details", tooltip="Details of the job"),
+        Binding("enter", "details", "Details", id="details", tooltip="Details of the job",
+                priority=True),
         Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False),
         Binding("J,shift+down", "move('down')", "Move down", id="move_down", show=False),
         Binding("t", "move('top')", "Move to top", id="move_top", show=False),
@@ -72,7 +73,7 @@ class MainScreen(Screen[None]):
         Binding("c", "clear_finished", "Clear finished", id="clear", show=False),
         Binding("u", "unload", "Unload", id="unload", tooltip="Unload a model now or at the "
                 "end of the current stage"),
-        Binding("R", "release_gpu", "Release GPU", id="release",
+        Binding("R", "release_gpu", "Release", id="release",
                 tooltip="Pause, unload every model and free cached GPU memory"),
         Binding("s", "settings", "Settings", id="settings"),
     ]
@@ -95,12 +96,13 @@ class MainScreen(Screen[None]):
             yield JobTable(id="jobs")
             yield MemoryPanel(id="memory")
             yield LogStrip(id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#memory", MemoryPanel).border_title = "memory"
         self.query_one("#log", LogStrip).border_title = "log"
         self.table.focus()
+        self.subq.connect()
 
     def on_resize(self) -> None:
         self.query_one(MemoryPanel).compact = self.size.width < COMPACT_BELOW
@@ -138,11 +140,11 @@ class MainScreen(Screen[None]):
             case QueueReordered(order=order):
                 self.table.reorder(order)
             case ModelLoaded():
-                self.query_one(MemoryPanel).model_event(event)
+                self._model_event(event)
                 self._log("info", f"loaded {event.kind} model {event.name} on {event.device} in "
                           f"{event.seconds:.1f} s", now)
             case ModelUnloaded():
-                self.query_one(MemoryPanel).model_event(event)
+                self._model_event(event)
                 text = describe_unload(event)
                 self._log("info", f"{text} [{event.reason}]", now)
                 self.notify(text, title="Memory returned")
@@ -160,6 +162,12 @@ class MainScreen(Screen[None]):
                 if level in ("warning", "error"):
                     self.notify(message, severity="error" if level == "error" else "warning",
                                 timeout=8)
+
+    def _model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
+        panel = self.query_one(MemoryPanel)
+        panel.model_event(event)
+        status = self.query_one(StatusBar)
+        status.show_engine(status.state, [f"{m.kind}:{m.name}" for m in panel.models.values()])
 
     def flush(self, pending: Pending, now: float) -> None:
         """The ~4 Hz redraw of the coalesced high-rate events."""
@@ -198,6 +206,12 @@ class MainScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.show_engine(state or status.state, None, pending)
         self._refresh_counts()
+
+    def stopping(self) -> None:
+        """Quit was chosen: say what is happening while the engine reaches a safe point."""
+        self.query_one(StatusBar).show_engine("stopping")
+        self._log("info", "stopping: the running job keeps its checkpoint; the queue is kept",
+                  self.subq.clock())
 
     def _running(self) -> bool:
         return any(j.state == JobState.RUNNING for j in self.table.jobs())

@@ -38,13 +38,14 @@ def bar(fraction: float, width: int) -> str:
     return text + "░" * (width - len(text))
 
 
-def display_path(path: str | Path) -> str:
+def display_path(path: str | Path, *, relative: bool = True) -> str:
     """A path as a person would type it: relative under the working folder, else ~/..."""
     path = Path(path)
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        pass
+    if relative:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            pass
     home = os.path.expanduser("~")
     text = str(path)
     if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):

@@ -7,6 +7,7 @@ smooth over SSH. State is always written as a word; colour only repeats it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,10 +115,8 @@ class JobTable(DataTable[object]):
         if self.rows_by_id.pop(job_id, None) is None:
             return
         self.order.remove(job_id)
-        try:
+        with contextlib.suppress(RowDoesNotExist):
             self.remove_row(str(job_id))
-        except RowDoesNotExist:
-            pass
 
     def mark(self, job_id: int, text: str) -> None:
         """Show an order the engine has not applied yet ("cancelling…") in the stage cell."""

@@ -1,0 +1,203 @@
+"""The Textual app: wires one running Engine to the screens, and `run_app` for the CLI.
+
+The app never creates or drives the engine's thread itself: `run_app` builds and starts the
+engine, and tests hand in their own. Engine events arrive through `EventBridge` (messages
+posted from engine threads; progress and memory coalesced and drawn on a 4 Hz timer).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from subq.engine.events import JobChanged, LogEmitted
+from subq.engine.headless import hard_exit
+from subq.engine.jobs import JobState
+from subq.engine.runner import Engine
+from subq.engine.settings import Settings, default_state_path
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from .messages import EngineEvent, EventBridge
+from .screens.details import DetailsScreen
+from .screens.main import MainScreen
+from .screens.palette import SubqCommands
+
+FLUSH_INTERVAL = 0.25  # seconds between redraws of progress and memory (4 Hz)
+SHUTDOWN_TIMEOUT = 10.0
+
+
+class SubqApp(App[int]):
+    """The queue UI over one engine; `clock` stamps log lines (tests pass a fixed one)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "subq"
+    COMMANDS = App.COMMANDS | {SubqCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="help", key_display="?",
+                tooltip="Every key, grouped"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Quit; with work in progress, asks "
+                "to pause first (the queue is kept)"),
+    ]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"), (120, "-medium"), (160, "-wide")]
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
+                 start_paths: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock
+        self.start_paths = [str(p) for p in start_paths]
+        self.bridge = EventBridge(self)
+        self.main = MainScreen(engine)
+        self.quitting = False
+
+    def get_default_screen(self) -> MainScreen:
+        return self.main
+
+    def connect(self) -> None:
+        """Called once the main screen is mounted: subscribe, show the queue, add paths."""
+        restored = self.engine.paused and any(j.state.runnable for j in self.engine.jobs())
+        self.engine.subscribe(self.bridge)  # before the snapshot, so nothing falls between
+        self.main.load(self.clock())
+        if restored:
+            self.notify("The saved queue is paused so nothing starts by surprise: press p to "
+                        "resume", title="Queue restored", timeout=10)
+        if self.start_paths:
+            self.engine.add(self.start_paths)
+        self.set_interval(FLUSH_INTERVAL, self._flush)
+
+    @on(EngineEvent)
+    def _engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        self.main.apply(event, self.clock())
+        screen = self.screen
+        if isinstance(screen, DetailsScreen):
+            job_id = event.job.id if isinstance(event, JobChanged) else (
+                event.job_id if isinstance(event, LogEmitted) else None)
+            job = self.main.table.job(screen.job.id)
+            if job_id == screen.job.id and job is not None:
+                screen.show(job, list(self.main.job_logs.get(job.id, ())))
+
+    def _flush(self) -> None:
+        pending = self.bridge.take()
+        self.main.flush(pending, self.clock())
+
+    # -- app-wide actions ---------------------------------------------------------------
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        keys: dict[str, tuple[list[str], str]] = {}
+        for binding in Binding.make_bindings([*MainScreen.BINDINGS, *self.BINDINGS]):
+            if binding.id:
+                shown, _text = keys.setdefault(binding.id, ([], binding.tooltip or
+                                                            binding.description))
+                shown.append(self.get_key_display(binding))
+        keys["palette"] = ([self.get_key_display(Binding("ctrl+p", ""))],
+                           "command palette: every action by name")
+        self.push_screen(HelpScreen(keys))
+
+    def work_in_progress(self) -> bool:
+        """A job running, or runnable jobs while the batch is not paused."""
+        jobs = self.main.table.jobs()
+        running = any(j.state == JobState.RUNNING for j in jobs)
+        return running or (not self.main.paused and any(j.state.runnable for j in jobs))
+
+    async def action_quit(self) -> None:
+        if self.quitting:
+            return
+        if not self.work_in_progress():
+            self.stop_and_exit(pause=False)
+            return
+        from .screens.dialogs import QuitScreen
+
+        def answered(quit_: bool | None) -> None:
+            if quit_:
+                self.stop_and_exit(pause=True)
+
+        self.push_screen(QuitScreen(), answered)
+
+    def stop_and_exit(self, pause: bool) -> None:
+        """Pause (keeping the queue), stop the engine off the UI thread, then exit."""
+        self.quitting = True
+        if pause:
+            self.engine.pause()
+        self.main.stopping()
+        self._stop_engine()
+
+    @work(thread=True, exit_on_error=False, group="shutdown")
+    def _stop_engine(self) -> None:
+        self.engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
+        if self.engine.state != "stopped":  # a window outlived the timeout: commit now
+            self.engine.emergency_stop()
+        self.call_from_thread(self.exit, 0)
+
+
+def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
+    """`subq [PATHS]`: engine in its thread, the app in the main one, signals handled."""
+    state_path = state or default_state_path()
+    paused = not paths and _saved_work(state_path)  # nothing starts by surprise
+    engine = Engine(settings, state_path, whole_queue=True, paused=paused)
+    app = SubqApp(engine, start_paths=paths)
+    previous = {sig: signal.signal(sig, _signal_handler(engine, app))
+                for sig in (signal.SIGHUP, signal.SIGTERM)}
+    engine.start()
+    try:
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
+        engine.store.close()
+    return app.return_code or 0
+
+
+def _saved_work(state_path: Path) -> bool:
+    if not state_path.exists():
+        return False
+    from subq.engine.store import Store
+
+    store = Store(state_path)
+    try:
+        return any(j.state.runnable or j.state == JobState.RUNNING for j in store.jobs())
+    finally:
+        store.close()
+
+
+def _signal_handler(engine: Engine, app: SubqApp) -> Callable[[int, Any], None]:
+    """SSH dropped (SIGHUP) or killed (SIGTERM): checkpoint and exit within 2 s.
+
+    Textual installs no handler for these, and a clean Textual exit waits for the engine's
+    current window; hard_exit gives the engine 1.5 s, then commits and leaves.
+    """
+
+    def handle(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            _restore_terminal(app)
+        hard_exit(engine, 128 + signum, grace=1.5)
+
+    return handle
+
+
+def _restore_terminal(app: SubqApp) -> None:
+    """Best effort, for a terminal that is still there: leave raw mode and the alt screen."""
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else -1
+        if fd < 0 or not os.isatty(fd):
+            return
+        os.set_blocking(fd, False)
+        os.write(fd, b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?2004l"
+                     b"\x1b[?7h\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l")
+        attrs = getattr(app._driver, "attrs_before", None)
+        if attrs is not None:
+            import termios
+
+            termios.tcsetattr(sys.__stdin__.fileno(), termios.TCSANOW, attrs)
+    except Exception:  # the terminal may be gone; exiting matters more
+        pass

@@ -1,0 +1,157 @@
+"""The settings form: edits the engine's Settings, validates, saves the TOML, applies.
+
+Settings.validate() is the one judge of what is allowed; its one-line SettingsError is shown
+under the form, never raised into the app. Saved settings apply to jobs not started yet
+(the engine's update_settings), and to later runs of subq and `subq run` (the config file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from subq.engine.settings import (
+    BACKENDS,
+    CLEANUP_POLICIES,
+    FORMATS,
+    Settings,
+    SettingsError,
+    save_config,
+    split_list,
+)
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+
+from ..widgets.formatting import display_path
+
+if TYPE_CHECKING:
+    from subq.engine.runner import Engine
+
+TEXT_FIELDS = {
+    "model": ("model", "tiny.en, base, small, large-v3, turbo or a checkpoint path"),
+    "language": ("language", "spoken language, e.g. en; empty: detect"),
+    "translate_to": ("translate to", "target languages, e.g. de,fr; empty: none"),
+    "translation_model": ("translation model", "empty: Helsinki-NLP/opus-mt-{src}-{tgt}"),
+    "output_dir": ("output dir", "empty: next to each input"),
+    "device": ("device", "auto, cpu, cuda or cuda:N"),
+    "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
+    "beam_size": ("beam size", "empty: greedy"),
+}
+
+
+class SettingsScreen(Screen[None]):
+    """ctrl+s saves; escape leaves without saving."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", id="settings_save"),
+        Binding("escape", "app.pop_screen", "Back", id="settings_back"),
+    ]
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.original = engine.settings
+
+    def compose(self) -> ComposeResult:
+        s = self.original
+        with VerticalScroll(id="settings-body") as body:
+            body.border_title = "Settings (apply to jobs not started yet)"
+            with Grid(id="settings-grid"):
+                for name in ("model",):
+                    yield from self._text(name, s)
+                yield Label("backend")
+                yield Select([(b, b) for b in BACKENDS], value=s.backend, allow_blank=False,
+                             id="backend", compact=True)
+                for name in ("language", "translate_to", "translation_model"):
+                    yield from self._text(name, s)
+                yield Label("formats")
+                with Horizontal(id="formats"):
+                    for fmt in FORMATS:
+                        yield Checkbox(fmt, fmt in s.formats, id=f"format-{fmt}", compact=True)
+                for name in ("output_dir", "device"):
+                    yield from self._text(name, s)
+                yield Label("cleanup")
+                yield Select([(f"{c} (free cached GPU memory after each {c})" if c != "never"
+                               else "never", c) for c in CLEANUP_POLICIES], value=s.cleanup,
+                             allow_blank=False, id="cleanup", compact=True)
+                for name in ("keep_alive", "beam_size"):
+                    yield from self._text(name, s)
+            yield Static("", id="settings-error")
+            with Horizontal(id="settings-buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
+                yield Button("Back (esc)", id="back", compact=True)
+        yield Footer()
+
+    def _text(self, name: str, s: Settings) -> ComposeResult:
+        label, hint = TEXT_FIELDS[name]
+        value = getattr(s, name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        yield Label(label)
+        yield Input("" if value is None else str(value), placeholder=hint, id=name,
+                    compact=True, tooltip=hint)
+
+    def _value(self, name: str) -> str:
+        return self.query_one(f"#{name}", Input).value.strip()
+
+    def read(self) -> Settings:
+        """The form as Settings; raises SettingsError with a one-line message."""
+        try:
+            keep_alive = float(self._value("keep_alive") or 0)
+        except ValueError:
+            raise SettingsError("keep-alive: enter seconds (0 unloads at once, -1 never)") \
+                from None
+        beam = self._value("beam_size")
+        if beam and not beam.isdigit():
+            raise SettingsError("beam size: enter a whole number, or leave it empty")
+        formats = tuple(f for f in FORMATS if self.query_one(f"#format-{f}", Checkbox).value)
+        model = self._value("model")
+        if not model:
+            raise SettingsError("model: enter a model name such as tiny.en, or a path")
+        return dataclasses.replace(
+            self.original,
+            model=model,
+            backend=str(self.query_one("#backend", Select).value),
+            language=self._value("language") or None,
+            translate_to=split_list(self._value("translate_to")),
+            translation_model=self._value("translation_model") or None,
+            formats=formats,
+            output_dir=self._value("output_dir") or None,
+            device=self._value("device") or "auto",
+            cleanup=str(self.query_one("#cleanup", Select).value),
+            keep_alive=keep_alive,
+            beam_size=int(beam) if beam else None,
+        ).validate()
+
+    def action_save(self) -> None:
+        error = self.query_one("#settings-error", Static)
+        try:
+            settings = self.read()
+            path = save_config(settings)
+        except SettingsError as exc:
+            error.update(Text(str(exc)))
+            error.add_class("-error")
+            return
+        except OSError as exc:
+            error.update(Text(f"cannot write the settings file: {exc.strerror or exc}"))
+            error.add_class("-error")
+            return
+        self.engine.update_settings(settings)
+        self.notify(f"Saved to {display_path(path, relative=False)}; applies to jobs not "
+                    "started yet", title="Settings")
+        self.dismiss()
+
+    @on(Button.Pressed, "#save")
+    def _save(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#back")
+    def _back(self) -> None:
+        self.dismiss()
