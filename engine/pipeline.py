@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,13 +57,13 @@ class Pipeline:
             if isinstance(cause, _Stop):
                 return self._stopped(cause.state, str(cause))
             raise
-        except (media.MediaError, asr.ModelLoadError, TranslationError) as exc:
+        except (media.MediaError, asr.ModelLoadError, TranslationError, GpuMemoryError) as exc:
             return self._failed(str(exc))
         except OSError as exc:
             return self._failed(_os_error(exc, self.job.path))
         except Exception as exc:
             if _is_oom(exc):
-                return self._failed(self._oom_message())
+                return self._failed(self._oom_message(exc))
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(f"{self.job.name}: internal error: {type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''} "
@@ -188,8 +189,9 @@ class Pipeline:
         except Exception as exc:
             if not _is_oom(exc):
                 raise
-        if self.settings.oom_fallback != "cpu":
-            raise MemoryError_(self._oom_message())
+            if self.settings.oom_fallback != "cpu":
+                self.engine.oom(self.job, "out of GPU memory again; the job fails")
+                raise GpuMemoryError(self._oom_message(exc)) from None
         self.engine.oom(self.job, "out of GPU memory again; running this job on the CPU")
         memory.clean(self.device)
         self.device = "cpu"
@@ -197,10 +199,11 @@ class Pipeline:
         cpu_options = dataclasses.replace(lighter, fp16=False)
         return asr.transcribe(model, audio, cpu_options, resume=resume, on_window=on_window)
 
-    def _oom_message(self) -> str:
+    def _oom_message(self, exc: BaseException) -> str:
+        match = re.search(r"Tried to allocate ([\d.]+ \w+)", str(exc))
+        needed = match.group(1) if match else "more than was free"
         free = memory.free_device_bytes(self.device, self.engine.sampler.nvml)
-        return (f"{self.job.name}: out of GPU memory (needed more than was free: "
-                f"free {fmt_bytes(free)})")
+        return f"{self.job.name}: out of GPU memory (needed {needed}, free {fmt_bytes(free)})"
 
     def _translation(self, cues: list[Cue], lang: str) -> list[str]:
         store, s, job = self.engine.store, self.settings, self.job
@@ -242,8 +245,8 @@ class Pipeline:
         return getattr(self, "_forced_flag", False) or self.job.id in self.engine._start_anyway
 
 
-class MemoryError_(Exception):  # noqa: N801,N818 - a user-facing failure, shown as one line
-    pass
+class GpuMemoryError(Exception):
+    """Out of GPU memory after the lighter retry; str() is the one-line message."""
 
 
 def transcribe_options(s: Settings, device: str) -> TranscribeOptions:

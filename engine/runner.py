@@ -135,6 +135,9 @@ class Engine:
         self._send(cmd.Add(tuple(str(p) for p in paths), settings))
 
     def pause(self) -> None:
+        if self._running is not None and not self._paused:
+            self._publish(EngineStateChanged(state="pausing", models=self.models.names(),
+                                             pending=tuple(sorted(self._pending_unload))))
         self._send(cmd.Pause())
 
     def resume(self) -> None:
@@ -156,10 +159,22 @@ class Engine:
         self._send(cmd.ClearFinished())
 
     def unload(self, kind: str = "all") -> None:
+        self._announce_unload(kind)
         self._send(cmd.Unload(kind))
 
     def release_gpu(self) -> None:
+        self._announce_unload("all")
         self._send(cmd.ReleaseGpu())
+
+    def _announce_unload(self, kind: str) -> None:
+        """Show the request as pending at once; the engine applies it at its safe point."""
+        if self._running is None:
+            return
+        kinds = tuple(sorted({WHISPER, TRANSLATION} if kind == "all" else {kind}))
+        self._log("info", f"unload of {', '.join(kinds)} pending: at the end of the current "
+                  "stage")
+        self._publish(EngineStateChanged(state=self.state, models=self.models.names(),
+                                         pending=kinds))
 
     def start_anyway(self, job_id: int) -> None:
         self._send(cmd.StartAnyway(job_id))
@@ -309,8 +324,6 @@ class Engine:
             self._apply_pending_unloads()
         else:
             self._set_state(self.state, force=True)
-            self._log("info", f"unload of {', '.join(sorted(kinds))} pending: at the end of the "
-                      "current stage")
 
     def _apply_pending_unloads(self) -> None:
         if not self._pending_unload:

@@ -36,6 +36,9 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, session_cache: Path,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("SUBQ_FAULTS", raising=False)
     monkeypatch.delenv("SUBQ_FAKE_FREE_BYTES", raising=False)
+    from subq.engine import faults
+
+    faults.reset()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 import torch
 from subq.engine import faults
 from subq.engine.translate import (
+    DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPLATE,
     TranslationError,
     Translator,
@@ -96,11 +97,37 @@ def test_output_is_deterministic_and_input_dependent(
     assert len(lengths) > 2, "outputs should end at different lengths (ragged batches)"
 
 
+def generate_calls(translator: Translator, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Spy on the keyword arguments of every model.generate() call."""
+    calls: list[dict] = []
+    real = translator.model.generate
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(translator.model, "generate", spy)
+    return calls
+
+
+def test_generation_cap_comes_from_the_model_or_the_default(
+    translator: Translator, sentences: list[str], unbatched: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert max(len(t.split()) for t in unbatched) < TINY_MAX_NEW_TOKENS
+    calls = generate_calls(translator, monkeypatch)
+    translator.translate(sentences[:1], "en", "de", batch_size=1)
+    assert "max_new_tokens" not in calls[-1]  # generation_config.json's 12 applies
+    # A model without a max_new_tokens of its own (opus-mt sets only max_length 512) gets
+    # subq's cap.
+    monkeypatch.setattr(translator.model.generation_config, "max_new_tokens", None)
+    translator.translate(sentences[:1], "en", "de", batch_size=1)
+    assert calls[-1]["max_new_tokens"] == DEFAULT_MAX_NEW_TOKENS
+
+
 def test_one_output_per_input_in_input_order(
     translator: Translator, sentences: list[str], unbatched: list[str]
 ) -> None:
-    alone = [translator.translate([s], "en", "de", batch_size=1)[0] for s in sentences]
-    assert alone == unbatched
     backwards = translator.translate(sentences[::-1], "en", "de", batch_size=4)
     assert backwards == unbatched[::-1]
     # Duplicates are translated each (and identically), not collapsed.
@@ -171,11 +198,11 @@ def test_oom_halves_the_batch_size_and_still_translates_everything(
 def test_oom_at_batch_size_one_is_raised(
     translator: Translator, sentences: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SUBQ_FAULTS", "translate:OOM:5")  # 16 -> 8 -> 4 -> 2 -> 1 -> fails
+    monkeypatch.setenv("SUBQ_FAULTS", "translate:OOM:2")  # 2 -> 1 -> out of memory again
     ooms: list[int] = []
     with pytest.raises(torch.OutOfMemoryError):
-        translator.translate(sentences, "en", "de", batch_size=16, on_oom=ooms.append)
-    assert ooms == [8, 4, 2, 1]
+        translator.translate(sentences, "en", "de", batch_size=2, on_oom=ooms.append)
+    assert ooms == [1]
 
 
 @pytest.fixture
@@ -227,6 +254,7 @@ def test_folder_without_a_model_names_the_folder(tmp_path: Path, hub_offline: No
     [
         ("junk-config", "not a transformers model"),
         ("no-tokenizer", "no usable tokenizer"),
+        ("no-tokenizer-json", "no usable tokenizer"),  # transformers' error is several lines
         ("no-weights", "not a transformers seq2seq model"),
     ],
 )
@@ -239,6 +267,8 @@ def test_broken_model_folder_names_the_folder(
     elif broken == "no-tokenizer":
         for path in folder.glob("tokenizer*"):
             path.unlink()
+    elif broken == "no-tokenizer-json":
+        (folder / "tokenizer.json").unlink()
     else:
         (folder / "model.safetensors").unlink()
     with pytest.raises(TranslationError) as info:

@@ -63,13 +63,14 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
                  d_model: int = 16, layers: int = 1, heads: int = 2, ffn: int = 32,
                  seed: int = 0, init_std: float = 0.02, eos_bias: float = 0.0,
                  num_beams: int = 1, max_new_tokens: int | None = None,
-                 min_new_tokens: int | None = None) -> Path:
+                 min_new_tokens: int | None = None, **config_extra: object) -> Path:
     """Save a seeded random `MarianMTModel` + its tokenizer to `folder`; return `folder`.
 
     `vocab_size` pads the tokenizer with synthetic tokens, so the model has the embedding
     and lm-head cost of a real vocabulary (opus-mt: 58101). `eos_bias` raises the logit of
     </s> so a random model tends to stop by itself; `max_new_tokens` / `min_new_tokens` go
     into generation_config.json, where `load_translator`'s generate() call picks them up.
+    Other keyword arguments go to `MarianConfig` (e.g. activation_function="swish").
     """
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel
@@ -86,6 +87,7 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
         pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad,
         scale_embedding=True, share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
+        **config_extra,
     )
     torch.manual_seed(seed)
     model = MarianMTModel(config).eval()

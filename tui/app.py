@@ -57,6 +57,7 @@ class SubqApp(App[int]):
         self.bridge = EventBridge(self)
         self.main = MainScreen(engine)
         self.quitting = False
+        self.connected = False  # True once the main screen shows the engine's queue
 
     def get_default_screen(self) -> MainScreen:
         return self.main
@@ -71,7 +72,8 @@ class SubqApp(App[int]):
                         "resume", title="Queue restored", timeout=10)
         if self.start_paths:
             self.engine.add(self.start_paths)
-        self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.set_interval(FLUSH_INTERVAL, self._draw_pending)
+        self.connected = True
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
@@ -85,7 +87,7 @@ class SubqApp(App[int]):
             if job_id == screen.job.id and job is not None:
                 screen.show(job, list(self.main.job_logs.get(job.id, ())))
 
-    def _flush(self) -> None:
+    def _draw_pending(self) -> None:
         pending = self.bridge.take()
         self.main.flush(pending, self.clock())
 
@@ -153,7 +155,8 @@ def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
+        # After quit the app has already waited; don't keep a closed terminal waiting again.
+        engine.shutdown(timeout=1.0 if app.quitting else SHUTDOWN_TIMEOUT)
         engine.store.close()
     return app.return_code or 0
 

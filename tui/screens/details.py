@@ -35,8 +35,10 @@ class DetailsScreen(Screen[None]):
         Binding("o", "next_output", "Next output", id="details_output"),
     ]
 
-    def __init__(self, job: Job, log: list[str]) -> None:
+    def __init__(self, job: Job, log: list[str], probed: float | None = None) -> None:
+        """`probed`: the duration the UI read, for a job the engine has not run yet."""
         super().__init__()
+        self.probed = probed
         self.job = job
         self.log_lines = log
         self.output_index = 0
@@ -45,10 +47,10 @@ class DetailsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="details-body"):
             yield Static(id="details-summary")
-            yield Static(id="details-settings", classes="details-section")
             yield Static(id="details-log", classes="details-section")
             yield Static("no subtitles written yet", id="details-preview",
                          classes="details-section")
+            yield Static(id="details-settings", classes="details-section")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -61,7 +63,7 @@ class DetailsScreen(Screen[None]):
         """Redraw for a newer snapshot of the job (called on each engine event)."""
         self.job, self.log_lines = job, log
         self.sub_title = job.name
-        self.query_one("#details-summary", Static).update(_summary(job))
+        self.query_one("#details-summary", Static).update(_summary(job, self.probed))
         self.query_one("#details-settings", Static).update(_settings(job.settings))
         self.query_one("#details-log", Static).update(
             Text("\n".join(log[-200:]) if log else "nothing logged for this job in this session"))
@@ -98,13 +100,14 @@ class DetailsScreen(Screen[None]):
         preview.update(Text("\n".join(lines)))
 
 
-def _summary(job: Job) -> Text:
+def _summary(job: Job, probed: float | None) -> Text:
     text = Text()
     text.append(f"#{job.id} {job.name}\n", style="bold")
     text.append(f"path      {display_path(job.path)}\n")
     stage = f" ({job.stage.value})" if job.stage else ""
     text.append(f"state     {job.state.value}{stage}\n")
-    text.append(f"duration  {short_duration(job.duration) or 'not probed yet'}\n")
+    duration = job.duration if job.duration is not None else probed
+    text.append(f"duration  {short_duration(duration) or 'unknown (not readable media?)'}\n")
     if job.stage_times:
         times = ", ".join(f"{k} {v:.1f} s" for k, v in job.stage_times)
         total = sum(v for _k, v in job.stage_times)

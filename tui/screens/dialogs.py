@@ -34,7 +34,7 @@ class UnloadScreen(ModalScreen[str | None]):
                 yield Button("[u]w[/u]hisper", id="whisper", compact=True)
                 yield Button("[u]t[/u]ranslation", id="translation", compact=True)
                 yield Button("[u]a[/u]ll", id="all", variant="primary", compact=True)
-                yield Button("back (esc)", id="back", compact=True)
+                yield Button("back", id="back", compact=True)
 
     def action_choose(self, kind: str) -> None:
         self.dismiss(kind)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from subq.engine import media
 from subq.engine.events import (
     EngineStateChanged,
     Event,
@@ -23,11 +25,15 @@ from subq.engine.events import (
 )
 from subq.engine.jobs import JobState
 from subq.engine.runner import describe_unload
-from textual import on
+from textual import on, work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer
 
 from ..messages import Pending
@@ -46,7 +52,7 @@ COMPACT_BELOW = 120  # columns; below this the memory panel folds to a few lines
 
 # (binding id, group) for the help screen and the command palette, in display order
 GROUPS = {
-    "Queue": ("add", "pause", "clear"),
+    "Queue": ("add", "pause", "resume", "clear"),
     "Selected job": ("details", "move_up", "move_down", "move_top", "move_bottom", "cancel",
                      "remove", "retry"),
     "Models and GPU": ("unload", "release"),
@@ -57,10 +63,15 @@ GROUPS = {
 class MainScreen(Screen[None]):
     """The queue at a glance; owns the per-job log lines the details screen shows."""
 
+    paused: reactive[bool] = reactive(False, bindings=True)
+    """What the user asked for last (the engine confirms it at its next safe point)."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
-        Binding("p", "toggle_pause", "Pause", id="pause",
-                tooltip="Pause the batch at the next safe point, or resume it"),
+        Binding("p", "pause", "Pause", id="pause",
+                tooltip="Pause the batch at the next safe point (the running job keeps its "
+                "place)"),
+        Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused batch"),
         Binding("enter", "details", "Details", id="details", tooltip="Details of the job",
                 priority=True),
         Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False),
@@ -69,7 +80,8 @@ class MainScreen(Screen[None]):
         Binding("b", "move('bottom')", "Move to bottom", id="move_bottom", show=False),
         Binding("x", "cancel_job", "Cancel", id="cancel", tooltip="Cancel the selected job"),
         Binding("delete", "remove_job", "Remove", id="remove", show=False),
-        Binding("r", "retry", "Retry", id="retry", tooltip="Queue a finished job again"),
+        Binding("r", "retry", "Retry", id="retry", tooltip="Queue a finished job again",
+                show=False),
         Binding("c", "clear_finished", "Clear finished", id="clear", show=False),
         Binding("u", "unload", "Unload", id="unload", tooltip="Unload a model now or at the "
                 "end of the current stage"),
@@ -78,13 +90,21 @@ class MainScreen(Screen[None]):
         Binding("s", "settings", "Settings", id="settings"),
     ]
 
+    class Probed(Message):
+        """Durations read by the probe worker, by job id (None: not readable media)."""
+
+        def __init__(self, durations: dict[int, float | None]) -> None:
+            super().__init__()
+            self.durations = durations
+
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self.engine = engine
         self.job_logs: dict[int, deque[str]] = {}
-        self.paused = engine.paused
+        self.set_reactive(MainScreen.paused, engine.paused)
         self._asked_at = 0.0  # time.time() of the last pause/resume/unload request
         self._counts_dirty = True
+        self._probe_timer: Timer | None = None
 
     @property
     def subq(self) -> SubqApp:
@@ -119,17 +139,21 @@ class MainScreen(Screen[None]):
         loaded = [ModelInfo(m.kind, m.name, m.device, m.bytes) for m in self.engine.models.loaded()]
         self.query_one(MemoryPanel).set_models(loaded)
         self.query_one(StatusBar).show_engine(self.engine.state, self.engine.models.names(), ())
+        self._probe_soon()
         self._refresh_counts()
 
     def apply(self, event: Event, now: float) -> None:
         """One engine event, in the order the engine published it."""
         match event:
             case JobChanged(job=job, previous=previous):
+                if job.id not in self.table.rows_by_id and job.duration is None:
+                    self._probe_soon()
                 self.table.upsert(job, event.at, now)
                 if previous is not None and previous != job.state:
                     detail = f": {job.error}" if job.error else ""
                     self._job_log(job.id, now, f"{previous.value} → {job.state.value}{detail}")
                     if job.state == JobState.FAILED:
+                        self._log("error", job.error or f"{job.name} failed", now)
                         self.notify(job.error or "failed", title=f"{job.name} failed",
                                     severity="error", timeout=10)
                 self._counts_dirty = True
@@ -162,6 +186,33 @@ class MainScreen(Screen[None]):
                 if level in ("warning", "error"):
                     self.notify(message, severity="error" if level == "error" else "warning",
                                 timeout=8)
+
+    def _probe_soon(self) -> None:
+        if self._probe_timer is None:
+            self._probe_timer = self.set_timer(0.3, self._start_probe)
+
+    def _start_probe(self) -> None:
+        self._probe_timer = None
+        if self.table.unprobed():
+            self.probe(self.table.unprobed())
+
+    @work(thread=True, group="probe")
+    def probe(self, jobs: list[tuple[int, str]]) -> None:
+        """Read durations of queued files off the UI thread (the engine probes only on run)."""
+        durations: dict[int, float | None] = {}
+        for job_id, path in jobs:
+            try:
+                durations[job_id] = media.probe(Path(path)).duration
+            except (media.MediaError, OSError):
+                durations[job_id] = None
+            if len(durations) >= 50:
+                self.post_message(self.Probed(durations))
+                durations = {}
+        self.post_message(self.Probed(durations))
+
+    @on(Probed)
+    def _probed(self, message: Probed) -> None:
+        self.table.set_probed(message.durations)
 
     def _model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
         panel = self.query_one(MemoryPanel)
@@ -213,7 +264,7 @@ class MainScreen(Screen[None]):
         self._log("info", "stopping: the running job keeps its checkpoint; the queue is kept",
                   self.subq.clock())
 
-    def _running(self) -> bool:
+    def _job_running(self) -> bool:
         return any(j.state == JobState.RUNNING for j in self.table.jobs())
 
     def action_add(self) -> None:
@@ -226,6 +277,24 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(PickerScreen(), added)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """p shows as Pause or Resume, whichever applies."""
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        return True
+
+    def action_pause(self) -> None:
+        if self.paused:
+            raise SkipAction()
+        self.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        if not self.paused:
+            raise SkipAction()
+        self.action_toggle_pause()
+
     def action_toggle_pause(self) -> None:
         if self.paused:
             self.engine.resume()
@@ -235,7 +304,7 @@ class MainScreen(Screen[None]):
         else:
             self.engine.pause()
             self.paused = True
-            self._asked("pausing" if self._running() else "paused")
+            self._asked("pausing" if self._job_running() else "paused")
 
     def action_move(self, where: str) -> None:
         job_id = self._selected("move")
@@ -283,14 +352,14 @@ class MainScreen(Screen[None]):
                 return
             self.engine.unload(kind)
             kinds = ("translation", "whisper") if kind == "all" else (kind,)
-            self._asked(pending=kinds if self._running() else ())
+            self._asked(pending=kinds if self._job_running() else ())
 
         self.app.push_screen(UnloadScreen(), chosen)
 
     def action_release_gpu(self) -> None:
         self.engine.release_gpu()
         self.paused = True
-        running = self._running()
+        running = self._job_running()
         self._asked("pausing" if running else "paused",
                     ("translation", "whisper") if running else ())
         self.notify("Pausing and unloading every model; the CUDA context stays until subq "
@@ -307,7 +376,8 @@ class MainScreen(Screen[None]):
         if job is not None:
             from .details import DetailsScreen
 
-            self.app.push_screen(DetailsScreen(job, list(self.job_logs.get(job.id, ()))))
+            self.app.push_screen(DetailsScreen(job, list(self.job_logs.get(job.id, ())),
+                                               self.table.probed.get(job.id)))
 
     @on(DataTable.RowSelected, "#jobs")
     def _row_selected(self) -> None:

@@ -227,24 +227,25 @@ class PickerScreen(Screen[list[str] | None]):
         self._recount()
 
     @property
-    def tree(self) -> MediaTree:
+    def media_tree(self) -> MediaTree:
         return self.query_one(MediaTree)
 
-    def action_toggle_all(self) -> None:
-        tree = self.tree
+    async def action_toggle_all(self) -> None:
+        tree = self.media_tree
         tree.show_all = not tree.show_all
         tree.border_title = ("all files" if tree.show_all else "media files") + \
             " · space marks · h " + ("media only" if tree.show_all else "shows all")
-        tree.reload()
+        await tree.reload()
+        tree.root.set_label(display_path(tree.path, relative=False))
 
     # -- what would be added ----------------------------------------------------------
     def _items(self) -> list[str]:
         value = self.query_one(PathInput).value.strip()
-        items = [str(p) for p in self.tree.marked]
+        items = [str(p) for p in self.media_tree.marked]
         if value:
             items.insert(0, value)
         if not items:
-            node = self.tree.cursor_node
+            node = self.media_tree.cursor_node
             if node is not None and node.data is not None:
                 items = [str(node.data.path)]
         return items
@@ -256,10 +257,11 @@ class PickerScreen(Screen[list[str] | None]):
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(
-            0.2, lambda: self.count(self._items(), len(self.tree.marked)))
+            0.2, lambda: self.count(self._items(), len(self.media_tree.marked)))
 
     @work(thread=True, exclusive=True, group="count")
     def count(self, items: list[str], marked: int) -> None:
+        """Say what enter would add: how many files and how long, probing in this thread."""
         worker = get_current_worker()
         if not items:
             self.post_message(self.Counted("nothing to add: type a path or mark files with space",
@@ -277,11 +279,13 @@ class PickerScreen(Screen[list[str] | None]):
                 total += duration
             if n % 25 == 0:
                 self.post_message(self.Counted(f"probing {n}/{len(files)} files…", len(files)))
-        parts = [f"{marked} marked" if marked else "", _files(len(files)),
-                 f"{short_duration(total)} total" if files else "",
-                 f"{unknown} without a readable duration" if unknown else ""]
+        what = (f"{marked} marked" if marked else
+                display_path(items[0]) if len(items) == 1 else f"{len(items)} items")
+        parts = [f"enter adds {what}: {_files(len(files))}",
+                 f"{short_duration(total)} total",
+                 f"{unknown} not readable" if unknown else ""]
         if not files:
-            parts = [f"no media files match {', '.join(display_path(i) for i in items[:2])}"]
+            parts = [f"no media files in {', '.join(display_path(i) for i in items[:2])}"]
         self.post_message(self.Counted(" · ".join(p for p in parts if p), len(files)))
 
     def _duration(self, path: Path) -> float | None:
@@ -304,8 +308,8 @@ class PickerScreen(Screen[list[str] | None]):
     @on(Input.Changed, "#picker-input")
     def _follow_folder(self, event: Input.Changed) -> None:
         value = os.path.expanduser(event.value)
-        if value.endswith("/") and os.path.isdir(value) and Path(value) != self.tree.path:
-            self.tree.path = Path(value)
+        if value.endswith("/") and os.path.isdir(value) and Path(value) != self.media_tree.path:
+            self.media_tree.path = Path(value)
 
     @on(Input.Submitted, "#picker-input")
     @on(MediaTree.AddRequested)

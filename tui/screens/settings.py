@@ -25,13 +25,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ..widgets.formatting import display_path
 
 if TYPE_CHECKING:
     from subq.engine.runner import Engine
 
+FORMAT_CHOICES = (*((f,) for f in FORMATS), FORMATS)  # srt, vtt, srt,vtt
 TEXT_FIELDS = {
     "model": ("model", "tiny.en, base, small, large-v3, turbo or a checkpoint path"),
     "language": ("language", "spoken language, e.g. en; empty: detect"),
@@ -62,17 +63,17 @@ class SettingsScreen(Screen[None]):
         with VerticalScroll(id="settings-body") as body:
             body.border_title = "Settings (apply to jobs not started yet)"
             with Grid(id="settings-grid"):
-                for name in ("model",):
-                    yield from self._text(name, s)
+                yield from self._text("model", s)
                 yield Label("backend")
                 yield Select([(b, b) for b in BACKENDS], value=s.backend, allow_blank=False,
                              id="backend", compact=True)
                 for name in ("language", "translate_to", "translation_model"):
                     yield from self._text(name, s)
                 yield Label("formats")
-                with Horizontal(id="formats"):
-                    for fmt in FORMATS:
-                        yield Checkbox(fmt, fmt in s.formats, id=f"format-{fmt}", compact=True)
+                choices = [",".join(c) for c in FORMAT_CHOICES]
+                current = ",".join(s.formats)
+                yield Select([(c, c) for c in dict.fromkeys([*choices, current])],
+                             value=current, allow_blank=False, id="formats", compact=True)
                 for name in ("output_dir", "device"):
                     yield from self._text(name, s)
                 yield Label("cleanup")
@@ -111,7 +112,7 @@ class SettingsScreen(Screen[None]):
         beam = self._value("beam_size")
         if beam and not beam.isdigit():
             raise SettingsError("beam size: enter a whole number, or leave it empty")
-        formats = tuple(f for f in FORMATS if self.query_one(f"#format-{f}", Checkbox).value)
+        formats = split_list(str(self.query_one("#formats", Select).value))
         model = self._value("model")
         if not model:
             raise SettingsError("model: enter a model name such as tiny.en, or a path")

@@ -17,11 +17,12 @@ from rich.text import Text
 from subq.engine.events import StageProgressed
 from subq.engine.jobs import Job, JobState, Stage
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from .formatting import bar, short_duration, theme_style
 
-# key, label, width (None: takes what is left), right-aligned
+# key, label, width (None: takes what is left), right-aligned. Cells carry their own one
+# space of separation (cell_padding=0): 2 spaces per column would not fit 80 columns.
 COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("id", "#", 3, True),
     ("file", "file", 16, False),
@@ -30,7 +31,7 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("stage", "stage", 10, False),
     ("progress", "progress", 10, False),
     ("speed", "speed", 5, True),
-    ("time", "time/ETA", 11, False),
+    ("time", "time/ETA", 9, False),
     ("output", "output", None, False),
 )
 BAR_WIDTH = 5
@@ -50,22 +51,51 @@ class RowState:
     """What the table knows about a job beyond the cells: for ordering and staleness."""
 
     job: Job
-    changed_at: float = 0.0
-    started_at: float | None = None
+    changed_at: float = 0.0  # the engine's time of the snapshot shown (older ones are dropped)
+    started_at: float | None = None  # UI clock when it started running
+    progress: StageProgressed | None = None  # newest report for the current stage
+    progress_at: float = 0.0  # UI clock when that report was drawn
 
 
 class JobTable(DataTable[object]):
     """The queue; `selected_id` is the job under the cursor."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0,
+                         **kwargs)  # type: ignore[arg-type]
         self.rows_by_id: dict[int, RowState] = {}
         self.order: list[int] = []
+        self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
 
     def on_mount(self) -> None:
-        for key, label, width, right in COLUMNS:
-            self.add_column(Text(label, justify="right" if right else "left"), key=key,
-                            width=width)
+        for n, (key, label, width, right) in enumerate(COLUMNS):
+            if right:
+                self.add_column(Text(label, justify="right"), key=key,
+                                width=width + (n > 0) if width else None)
+            else:
+                self.add_column(_pad(Text(label), n > 0), key=key,
+                                width=width + (n > 0) if width else None)
+        self.watch(self.app, "theme", self._restyle, init=False)
+
+    def on_resize(self) -> None:
+        """Give the file name the room left over (the other columns are fixed)."""
+        others = sum((width or 0) + (n > 0) for n, (key, _l, width, _r) in enumerate(COLUMNS)
+                     if key != "file")
+        rest = self.size.width - 1 - others  # 1: the vertical scrollbar
+        width = rest if rest < 40 else min(48, max(20, rest // 2))
+        width = max(12, width)
+        column = self.columns.get(ColumnKey("file"))
+        if column is None or column.width == width:
+            return
+        column.width = width
+        if self.order:  # any update with update_width makes the table re-measure its columns
+            key = str(self.order[0])
+            self.update_cell(key, "file", self.get_cell(key, "file"), update_width=True)
+        self.refresh()
+
+    def _restyle(self) -> None:
+        for row in self.rows_by_id.values():
+            self._write(row, self._cells(row, 0.0), only=("state", "progress", "output"))
 
     # -- reading --------------------------------------------------------------------
     @property
@@ -92,14 +122,18 @@ class JobTable(DataTable[object]):
         if row is None:
             row = self.rows_by_id[job.id] = RowState(job, at)
             self.order.append(job.id)
-            self.add_row(*self._cells(row, None, now), key=str(job.id))
+            if job.state == JobState.RUNNING:
+                row.started_at = now
+            self.add_row(*self._cells(row, now), key=str(job.id))
             return
         if at < row.changed_at:
             return  # an older snapshot than the one shown
         if job.state == JobState.RUNNING and row.job.state != JobState.RUNNING:
             row.started_at = now
+        if job.stage != row.job.stage or job.state != JobState.RUNNING:
+            row.progress = None
         row.job, row.changed_at = job, at
-        self._write(row, self._cells(row, None, now))
+        self._write(row, self._cells(row, now))
 
     def progress(self, event: StageProgressed, now: float) -> None:
         """Newest progress for a running job; stale reports from an earlier stage are dropped."""
@@ -108,8 +142,8 @@ class JobTable(DataTable[object]):
             return
         if row.job.stage not in (event.stage, None):
             return
-        self._write(row, self._cells(row, event, now), only=("stage", "progress", "speed",
-                                                             "time"))
+        row.progress, row.progress_at = event, now
+        self._write(row, self._cells(row, now), only=("stage", "progress", "speed", "time"))
 
     def remove_job(self, job_id: int) -> None:
         if self.rows_by_id.pop(job_id, None) is None:
@@ -121,7 +155,19 @@ class JobTable(DataTable[object]):
     def mark(self, job_id: int, text: str) -> None:
         """Show an order the engine has not applied yet ("cancelling…") in the stage cell."""
         if job_id in self.rows_by_id:
-            self.update_cell(str(job_id), "stage", Text(text, style="italic"))
+            self.update_cell(str(job_id), "stage", _pad(Text(text, style="italic")))
+
+    def unprobed(self) -> list[tuple[int, str]]:
+        """Jobs whose duration nobody has read yet (the engine probes only when it runs)."""
+        return [(i, r.job.path) for i, r in self.rows_by_id.items()
+                if r.job.duration is None and i not in self.probed]
+
+    def set_probed(self, durations: dict[int, float | None]) -> None:
+        self.probed.update(durations)
+        for job_id in durations:
+            row = self.rows_by_id.get(job_id)
+            if row is not None:
+                self._write(row, self._cells(row, 0.0), only=("dur",))
 
     def reorder(self, order: Iterable[int]) -> None:
         """Put rows in `order` (ids not in it keep their relative place at the end)."""
@@ -150,12 +196,10 @@ class JobTable(DataTable[object]):
         self.reorder(order)
 
     def tick(self, now: float) -> None:
-        """Refresh the elapsed time of running jobs that report no progress (load, decode)."""
+        """Count the running job's elapsed time and ETA between the engine's reports."""
         for row in self.rows_by_id.values():
-            if row.job.state == JobState.RUNNING and row.started_at is not None:
-                elapsed = now - row.started_at
-                if row.job.stage in (Stage.PROBE, Stage.DECODE, Stage.WAITING):
-                    self.update_cell(str(row.job.id), "time", short_duration(elapsed))
+            if row.job.state == JobState.RUNNING:
+                self._write(row, self._cells(row, now), only=("time",))
 
     # -- cells ----------------------------------------------------------------------
     def _write(self, row: RowState, cells: list[object], only: tuple[str, ...] = ()) -> None:
@@ -164,10 +208,10 @@ class JobTable(DataTable[object]):
             if only and column not in only:
                 continue
             if self.get_cell(key, column) != value:
-                self.update_cell(key, column, value)
+                self.update_cell(key, column, value, update_width=column == "output")
 
-    def _cells(self, row: RowState, event: StageProgressed | None, now: float) -> list[object]:
-        job = row.job
+    def _cells(self, row: RowState, now: float) -> list[object]:
+        job, event = row.job, row.progress
         palette = self.app.theme_variables
         style = theme_style(palette, STATE_COLOURS.get(job.state, ""),
                             bold=job.state == JobState.RUNNING)
@@ -175,23 +219,29 @@ class JobTable(DataTable[object]):
         if job.state == JobState.RUNNING and job.stage == Stage.WAITING:
             stage = "wait mem"
         fraction = event.fraction if event else job.progress
-        progress: object = ""
+        progress = Text("")
         if job.state == JobState.DONE:
             fraction = 1.0
         if job.state == JobState.RUNNING or job.state == JobState.DONE or fraction > 0:
             progress = Text.assemble((bar(fraction, BAR_WIDTH), theme_style(palette,
                                      "text-primary")), f"{fraction * 100:4.0f}%")
+        duration = job.duration if job.duration is not None else self.probed.get(job.id)
         return [
             Text(str(job.id), justify="right"),
-            Text(job.name, no_wrap=True, overflow="ellipsis"),
-            Text(short_duration(job.duration), justify="right"),
-            Text(job.state.value, style=style),
-            Text(stage, no_wrap=True, overflow="ellipsis"),
-            progress,
+            _pad(Text(job.name, no_wrap=True, overflow="ellipsis")),
+            Text(short_duration(duration), justify="right"),
+            _pad(Text(job.state.value, style=style)),
+            _pad(Text(stage, no_wrap=True, overflow="ellipsis")),
+            _pad(progress),
             Text(_speed(job, event), justify="right"),
-            _time(job, event, row, now),
-            _output(job, theme_style(palette, "text-error")),
+            _pad(Text(_time(row, now), no_wrap=True, overflow="ellipsis")),
+            _pad(_output(job, theme_style(palette, "text-error"))),
         ]
+
+
+def _pad(text: Text, pad: bool = True) -> Text:
+    """One leading space: the column separator (the table's own padding is 0)."""
+    return Text.assemble(" ", text, no_wrap=True, overflow="ellipsis") if pad else text
 
 
 def _speed(job: Job, event: StageProgressed | None) -> str:
@@ -204,12 +254,16 @@ def _speed(job: Job, event: StageProgressed | None) -> str:
     return f"{speed:.0f}x" if speed >= 100 else f"{speed:.1f}x"
 
 
-def _time(job: Job, event: StageProgressed | None, row: RowState, now: float) -> str:
+def _time(row: RowState, now: float) -> str:
+    """Running: time since it started / the stage's ETA, counted down between reports."""
+    job, event = row.job, row.progress
     if job.state == JobState.RUNNING:
-        if event is not None:
-            eta = f"/{short_duration(event.eta)}" if event.eta is not None else ""
-            return short_duration(event.elapsed) + eta
-        return short_duration(now - row.started_at) if row.started_at else ""
+        elapsed = short_duration(max(0.0, now - row.started_at)) if row.started_at else ""
+        if event is not None and event.eta is not None:
+            return f"{elapsed}/{short_duration(max(0.0, event.eta - (now - row.progress_at)))}"
+        return elapsed
+    if not job.state.finished:
+        return ""
     spent = sum(t for _k, t in job.stage_times)
     return short_duration(spent) if spent else ""
 

@@ -51,7 +51,7 @@ class MemoryPanel(Vertical):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.latest: MemorySampled | None = None
         self.models: dict[tuple[str, str, str], ModelInfo] = {}
-        self._history: dict[str, deque[tuple[float, float]]] = {}
+        self.history: dict[str, deque[tuple[float, float]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for the first memory sample…", id="memory-note")
@@ -84,7 +84,7 @@ class MemoryPanel(Vertical):
             return
         for sample in samples:
             for key, value in _series_values(sample):
-                self._history.setdefault(key, deque(maxlen=HISTORY)).append((sample.at, value))
+                self.history.setdefault(key, deque(maxlen=HISTORY)).append((sample.at, value))
         self.latest = samples[-1]
         self._render_sample()
 
@@ -113,7 +113,7 @@ class MemoryPanel(Vertical):
         self.query_one("#memory-note").display = bool(note) and not self.compact
         self.border_title = "memory · " + _short_note(note) if self.compact and note else "memory"
         for key, block in zip(keys, blocks, strict=True):
-            history = self._history.get(key, deque())
+            history = self.history.get(key, deque())
             span = history[-1][0] - history[0][0] if len(history) > 1 else 0.0
             gpu = next((g for g in sample.gpus if f"gpu{g.index}" == key), None)
             text = _gpu_text(gpu, span, self.compact) if gpu else _ram_text(sample, span,

@@ -1,0 +1,526 @@
+"""The app driven by its keys, on a real engine with the real tiny model and the committed clips.
+
+Each test starts its own engine (the `make_engine` fixture shuts it down) and drives the app
+through Textual's Pilot, waiting on conditions (never fixed sleeps). Engines that must not
+run anything start paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from subq.engine.events import LogEmitted, StageProgressed
+from subq.engine.jobs import JobState, Stage
+from subq.engine.runner import Engine
+from subq.engine.settings import Settings, config_path, load_config
+from subq.tui.app import SubqApp
+from subq.tui.messages import EngineEvent
+from subq.tui.screens.details import DetailsScreen
+from subq.tui.screens.dialogs import QuitScreen, UnloadScreen
+from subq.tui.screens.help import HelpScreen
+from subq.tui.screens.main import MainScreen
+from subq.tui.screens.picker import MediaTree, PathInput, PickerScreen, complete_path
+from subq.tui.screens.settings import SettingsScreen
+from subq.tui.widgets.job_table import JobTable
+from subq.tui.widgets.log_strip import LogStrip
+from subq.tui.widgets.memory_panel import MemoryPanel
+from subq.tui.widgets.status_bar import StatusBar
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+FIXED = 1_800_000_000.0
+
+
+def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (no pytest asyncio plugin needed)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 60.0,
+                     what: str = "condition") -> None:
+    """Let the app run until `predicate()` holds; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    assert predicate(), f"timed out waiting for {what}"
+
+
+def table(app: SubqApp) -> JobTable:
+    return app.main.table
+
+
+def state_of(app: SubqApp, name: str) -> JobState | None:
+    job = next((j for j in table(app).jobs() if j.name == name), None)
+    return job.state if job else None
+
+
+def names(app: SubqApp) -> list[str]:
+    return [j.name for j in table(app).jobs()]
+
+
+def log_text(app: SubqApp) -> str:
+    return "\n".join(line.text for line in app.main.query_one(LogStrip).lines)
+
+
+def status(app: SubqApp) -> StatusBar:
+    return app.main.query_one(StatusBar)
+
+
+def select(app: SubqApp, name: str) -> None:
+    table(app).move_cursor(row=names(app).index(name))
+
+
+def started(make_engine: Callable[..., Engine], **kw: object) -> Engine:
+    engine = make_engine(Settings(keep_alive=-1), **kw)
+    engine.start()
+    return engine
+
+
+# -- adding -----------------------------------------------------------------------------
+
+
+@async_test
+async def test_add_by_typing_a_path_and_a_glob(make_engine, clips, monkeypatch) -> None:
+    monkeypatch.chdir(clips["talk.mp4"].parent.parent)
+    engine = started(make_engine, paused=True, sample_memory=False)
+    app = SubqApp(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, PickerScreen), what="picker")
+        app.screen.query_one(PathInput).focus()
+        await pilot.press(*"media/talk.mp4", "enter")
+        await wait_until(pilot, lambda: names(app) == ["talk.mp4"], what="talk.mp4 added")
+        assert isinstance(app.screen, MainScreen)
+
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, PickerScreen), what="picker")
+        app.screen.query_one(PathInput).focus()
+        await pilot.press(*"media/*.mp3", "enter")
+        await wait_until(pilot, lambda: len(names(app)) == 3, what="the mp3 files")
+        assert sorted(names(app)[1:]) == ["long.mp3", "podcast.mp3"]
+        assert [j.name for j in engine.jobs()] == names(app)
+        assert all(j.state == JobState.QUEUED for j in engine.jobs())  # paused: nothing ran
+
+
+@async_test
+async def test_add_by_marking_in_the_tree(make_engine, clips, monkeypatch) -> None:
+    folder = clips["talk.mp4"].parent
+    (folder / "notes.txt").write_text("not media")
+    monkeypatch.chdir(folder)
+    engine = started(make_engine, paused=True, sample_memory=False)
+    app = SubqApp(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, PickerScreen), what="picker")
+        tree = app.screen.query_one(MediaTree)
+
+        def labels() -> list[str]:
+            return [str(n.label) for n in tree.root.children]
+
+        await wait_until(pilot, lambda: len(labels()) == 5, what="the folder listing")
+        assert "notes.txt" not in labels()  # media only
+        await pilot.press("h")
+        await wait_until(pilot, lambda: "notes.txt" in labels(), what="all files")
+        await pilot.press("h")
+        await wait_until(pilot, lambda: "notes.txt" not in labels(), what="media only again")
+
+        # lecture.mkv, long.mp3, noaudio.mp4, podcast.mp3, talk.mp4: mark the 1st and 4th
+        tree.move_cursor(tree.root.children[0])
+        await pilot.press("space", "down", "down", "space")
+        summary = app.screen.query_one("#picker-summary", Static)
+        await wait_until(pilot, lambda: "2 marked: 2 files · 0:17 total" in str(summary.render()),
+                         what="the count of marked files")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: sorted(names(app)) == ["lecture.mkv", "podcast.mp3"],
+                         what="marked files added")
+        assert isinstance(app.screen, MainScreen)
+
+
+def test_picker_completes_paths(clips, monkeypatch) -> None:
+    monkeypatch.chdir(clips["talk.mp4"].parent.parent)
+    assert complete_path("med") == "media/"
+    assert complete_path("media/ta") == "media/talk.mp4"
+    assert complete_path("media/l") is None  # lecture.mkv, long.mp3: nothing in common
+    assert complete_path("media/lo") == "media/long.mp3"
+    assert complete_path("media/*.mp3") is None
+    assert complete_path("nothing-here/x") is None
+
+
+# -- queue control ----------------------------------------------------------------------
+
+
+@async_test
+async def test_pause_and_resume(make_engine, clips) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["long.mp3"]), str(clips["talk.mp4"])])
+    async with app.run_test(size=(100, 30)) as pilot:
+        job = table(app)
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
+                         what="long.mp3 running")
+        await pilot.press("p")
+        assert status(app).state in ("pausing", "paused")  # shown at once, before the engine
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.PAUSED, 120,
+                         "long.mp3 paused")
+        await wait_until(pilot, lambda: status(app).state == "paused", what="header paused")
+        assert state_of(app, "talk.mp4") == JobState.QUEUED
+        paused_at = job.job(job.order[0]).resume_from  # type: ignore[union-attr]
+
+        await pilot.press("p")
+        assert status(app).state == "running"
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
+                         what="resumed")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: status(app).state == "paused", 120, "paused again")
+        assert engine.paused
+        assert paused_at >= 0
+
+
+@async_test
+async def test_move_keys(make_engine, clips) -> None:
+    engine = started(make_engine, paused=True, sample_memory=False)
+    paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
+    app = SubqApp(engine, start_paths=paths)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(names(app)) == 3, what="three jobs")
+
+        async def check(keys: tuple[str, ...], expected: list[str]) -> None:
+            await pilot.press(*keys)
+            assert names(app) == expected  # the row moved at once
+            assert names(app)[table(app).cursor_row] == expected_selected
+            await wait_until(pilot, lambda: [j.name for j in engine.jobs()] == expected,
+                             what=f"engine order {expected}")
+
+        select(app, "podcast.mp3")
+        expected_selected = "podcast.mp3"
+        await check(("K",), ["talk.mp4", "podcast.mp3", "lecture.mkv"])
+        await check(("t",), ["podcast.mp3", "talk.mp4", "lecture.mkv"])
+        await check(("J",), ["talk.mp4", "podcast.mp3", "lecture.mkv"])
+        await check(("b",), ["talk.mp4", "lecture.mkv", "podcast.mp3"])
+        await check(("shift+up",), ["talk.mp4", "podcast.mp3", "lecture.mkv"])
+        await check(("shift+down",), ["talk.mp4", "lecture.mkv", "podcast.mp3"])
+
+
+@async_test
+async def test_cancel_remove_retry_clear(make_engine, clips) -> None:
+    engine = started(make_engine, paused=True, sample_memory=False)
+    paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
+    app = SubqApp(engine, start_paths=paths)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(names(app)) == 3, what="three jobs")
+        select(app, "lecture.mkv")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED,
+                         what="cancelled")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.QUEUED,
+                         what="queued again")
+        await pilot.press("r")  # not finished: refused with a warning, nothing changes
+        await pilot.press("x")
+        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED,
+                         what="cancelled again")
+        await pilot.press("c")
+        await wait_until(pilot, lambda: names(app) == ["talk.mp4", "podcast.mp3"],
+                         what="finished cleared")
+        select(app, "podcast.mp3")
+        await pilot.press("delete")
+        await wait_until(pilot, lambda: names(app) == ["talk.mp4"], what="removed")
+        assert [j.name for j in engine.jobs()] == ["talk.mp4"]
+
+
+@async_test
+async def test_cancel_running_job_then_retry_it(make_engine, clips) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
+                         what="running")
+        await pilot.press("x")
+        cell = table(app).get_cell("1", "stage")
+        assert "cancelling" in str(cell)  # shown before the engine reaches a safe point
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.CANCELLED, 120,
+                         "cancelled")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") in (JobState.QUEUED,
+                                                                       JobState.RUNNING),
+                         what="retried")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: status(app).state == "paused", 120, "paused")
+
+
+@async_test
+async def test_failed_job_shows_its_error(make_engine, clips) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["noaudio.mp4"])])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: state_of(app, "noaudio.mp4") == JobState.FAILED,
+                         what="failed")
+        row = [str(c) for c in table(app).get_row("1")]
+        assert "failed" in row[3]  # the word, not just a colour
+        assert "no audio stream" in row[-1]
+        assert "no audio stream" in log_text(app)
+        assert isinstance(app.screen, MainScreen)
+
+
+# -- models and memory ------------------------------------------------------------------
+
+
+@async_test
+async def test_unload_whisper(make_engine, clips) -> None:
+    engine = started(make_engine)  # the real memory sampler feeds the panel
+    app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = app.main.query_one(MemoryPanel)
+        await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.DONE, 120, "done")
+        await wait_until(pilot, lambda: any(m.kind == "whisper" for m in panel.models.values()),
+                         what="whisper listed")
+        assert "whisper" in " ".join(status(app).models)
+        await wait_until(pilot, lambda: panel.latest is not None, what="a memory sample")
+        assert panel.latest is not None and panel.latest.rss_bytes > 0
+
+        await pilot.press("u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UnloadScreen), what="dialog")
+        await pilot.press("w")
+        await wait_until(pilot, lambda: not panel.models, what="whisper unloaded")
+        assert "unloaded whisper model tiny.en" in log_text(app)
+        assert "RAM returned" in log_text(app)
+        await wait_until(pilot, lambda: status(app).models == (), what="header: no models")
+
+
+@async_test
+async def test_release_gpu_while_running(make_engine, clips) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: table(app).get_cell("1", "stage").plain.strip()
+                         == Stage.TRANSCRIBE.value, 120, "transcribing")
+        await pilot.press("R")
+        shown = status(app)  # at once; "paused" only if the engine was already at a safe point
+        assert shown.state in ("pausing", "paused")
+        if shown.state == "pausing":
+            assert shown.pending == ("translation", "whisper")  # "unload pending"
+        await wait_until(pilot, lambda: status(app).state == "paused" and not status(app).pending
+                         and not status(app).models, 120, "paused and unloaded")
+        assert state_of(app, "long.mp3") == JobState.PAUSED
+        assert "unloaded whisper model" in log_text(app)
+        assert engine.models.loaded() == []
+
+
+# -- quitting and coming back -----------------------------------------------------------
+
+
+@async_test
+async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path) -> None:
+    state = tmp_path / "quit.sqlite3"
+    engine = started(make_engine, state=state, sample_memory=False)
+    paths = [str(clips["long.mp3"]), str(clips["talk.mp4"])]
+    app = SubqApp(engine, start_paths=paths)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
+                         what="running")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen), what="question")
+        await pilot.press("c")  # cancel: stay
+        assert isinstance(app.screen, MainScreen) and not app.quitting
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen), what="question")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: app.return_code is not None, 120, "exit")
+    assert app.return_code == 0
+    engine.shutdown(timeout=120)  # as run_app does; a CPU window can outlast the app's wait
+    assert engine.state == "stopped"
+    kept = [(j.id, j.name) for j in engine.jobs()]
+
+    again = make_engine(Settings(keep_alive=-1), state=state, paused=True, sample_memory=False)
+    again.start()
+    assert [(j.id, j.name) for j in again.jobs()] == kept
+    long = again.jobs()[0]
+    assert long.state in (JobState.INTERRUPTED, JobState.PAUSED)
+    app2 = SubqApp(again)
+    async with app2.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: names(app2) == ["long.mp3", "talk.mp4"], what="rows")
+        assert status(app2).state == "paused"
+        await wait_until(pilot, lambda: "press p to resume" in str(
+            app2.main.query_one("#counts", Static).render()), what="resume hint")
+        await pilot.press("q")  # paused: nothing in progress, so no question
+        await wait_until(pilot, lambda: app2.return_code is not None, 60, "exit")
+
+
+# -- other screens ----------------------------------------------------------------------
+
+
+@async_test
+async def test_details_show_settings_log_and_subtitles(make_engine, clips) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.DONE, 120, "done")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="details")
+        screen = app.screen
+        preview = screen.query_one("#details-preview", Static)
+        await wait_until(pilot, lambda: "-->" in str(preview.render()), what="srt preview")
+        assert "weather" in str(preview.render()).lower()
+        summary = str(screen.query_one("#details-summary", Static).render())
+        assert "state     done" in summary and "talk.srt" in summary and "transcribe" in summary
+        assert "running → done" in str(screen.query_one("#details-log", Static).render())
+        assert "tiny.en" in str(screen.query_one("#details-settings", Static).render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+@async_test
+async def test_settings_validate_save_and_apply(make_engine) -> None:
+    engine = started(make_engine, paused=True, sample_memory=False)
+    app = SubqApp(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        screen = app.screen
+        error = screen.query_one("#settings-error", Static)
+        screen.query_one("#language").focus()
+        await pilot.press(*"de")  # tiny.en is English-only: Settings.validate says so
+        await pilot.press("ctrl+s")
+        assert "English-only" in str(error.render())
+        assert isinstance(app.screen, SettingsScreen)
+
+        await pilot.press("backspace", "backspace")
+        screen.query_one("#beam_size").focus()
+        await pilot.press(*"two", "ctrl+s")
+        assert "whole number" in str(error.render())
+        await pilot.press("backspace", "backspace", "backspace", "3", "ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
+        await wait_until(pilot, lambda: engine.settings.beam_size == 3, what="applied")
+    assert config_path().exists()
+    assert load_config().beam_size == 3
+
+
+@async_test
+async def test_help_lists_every_key_and_palette_runs_actions(make_engine) -> None:
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = "\n".join(str(s.render()) for s in app.screen.query(".help-section"))
+        for key in ("a", "p", "K", "J", "shift+↑", "t", "b", "x", "del", "r", "c", "u", "R",
+                    "s", "?", "q", "^p", "space", "esc"):
+            assert key in text, key
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Pause / resume")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: engine.paused, what="paused from the palette")
+
+
+# -- the event path ---------------------------------------------------------------------
+
+
+@async_test
+async def test_progress_is_coalesced_not_posted(make_engine, clips) -> None:
+    engine = started(make_engine, paused=True, sample_memory=False)
+    seen: list[object] = []
+    app = SubqApp(engine, clock=lambda: FIXED, start_paths=[str(clips["talk.mp4"])])
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        await wait_until(pilot, lambda: names(app) == ["talk.mp4"], what="a job")
+        job = engine.jobs()[0]
+        running = job.moved_to(JobState.RUNNING, stage=Stage.TRANSCRIBE)
+        table(app).upsert(running, time.time(), FIXED)  # as if the engine had started it
+        for i in range(1, 501):  # a burst, as from a fast GPU: one flush draws the last
+            engine._publish(StageProgressed(job_id=job.id, stage=Stage.TRANSCRIBE,
+                                            fraction=i / 500, speed=12.5, eta=0.0,
+                                            elapsed=4.0))
+        engine._publish(LogEmitted(level="warning", message="a warning", job_id=job.id))
+        await wait_until(pilot, lambda: "100%" in str(table(app).get_cell("1", "progress")),
+                         what="the last progress drawn")
+        assert "12.5x" in str(table(app).get_cell("1", "speed"))
+        posted = [m.event for m in seen if isinstance(m, EngineEvent)]
+        assert not any(isinstance(e, StageProgressed) for e in posted)
+        assert any(isinstance(e, LogEmitted) for e in posted)
+        assert "a warning" in log_text(app)
+
+
+# -- signals: SSH dropped ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_signal_checkpoints_and_exits_within_two_seconds(sig, clips, tmp_path) -> None:
+    """The real `subq` under a pseudo-terminal: a signal mid-transcription exits in < 2 s."""
+    from subq.engine.store import Store
+
+    state = tmp_path / "sig.sqlite3"
+    master, slave = pty.openpty()
+    import fcntl
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-m", "subq.tui.cli", "--state", str(state),
+                             str(clips["long.mp3"])], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, start_new_session=True)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 90
+        running = False
+        while time.monotonic() < deadline and not running:
+            _read_all(master)
+            if state.exists():
+                store = Store(state)
+                try:
+                    jobs = store.jobs()
+                finally:
+                    store.close()
+                running = bool(jobs) and jobs[0].stage == Stage.TRANSCRIBE
+            time.sleep(0.1)
+        assert running, "subq never started transcribing"
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        while proc.poll() is None and time.monotonic() - sent < 5:
+            _read_all(master)
+            time.sleep(0.02)
+        took = time.monotonic() - sent
+        assert proc.returncode == 128 + sig, proc.returncode
+        assert took < 2.0, f"exit took {took:.2f} s"
+        store = Store(state)
+        try:
+            job = store.jobs()[0]
+        finally:
+            store.close()
+        assert job.state in (JobState.INTERRUPTED, JobState.PAUSED)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def _read_all(fd: int) -> None:
+    """Keep the pty drained so the app never blocks writing to it."""
+    import select
+
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:
+            return

@@ -1,0 +1,180 @@
+"""Snapshots of the screens, made stable: a paused engine, a fixed clock, fixed memory samples.
+
+The job list comes from adding the committed clips to a paused engine (ids 1-3, names only
+on screen); memory samples with fixed numbers go through the engine's own publish path, the
+same one the sampler thread uses. Log times are printed in UTC from the fixed clock.
+Update with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from subq.engine.events import GpuProcess, GpuSample, MemorySampled, ModelLoaded
+from subq.engine.memory import CONTEXT_NOTE
+from subq.engine.runner import Engine
+from subq.engine.settings import Settings
+from subq.tui.app import SubqApp
+from subq.tui.screens.details import DetailsScreen
+from subq.tui.screens.help import HelpScreen
+from subq.tui.screens.picker import MediaTree, PickerScreen
+from subq.tui.widgets.memory_panel import MemoryPanel
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+FIXED = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+GIB = 1024**3
+MIB = 1024**2
+CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
+
+
+def ram_samples() -> list[MemorySampled]:
+    """What the sampler reports on a machine without a GPU, with fixed numbers."""
+    note = "no GPU: NVML not available (NVMLError_LibraryNotFound)"
+    return [MemorySampled(rss_bytes=(300 + 40 * i) * MIB, ram_total=32 * GIB,
+                          ram_available=(22 - i) * GIB, gpu_note=note, at=FIXED + i)
+            for i in range(6)]
+
+
+def gpu_samples() -> list[MemorySampled]:
+    """An H100 shared with another user's process, as NVML and torch would report it."""
+    out = []
+    for i in range(6):
+        gpu = GpuSample(index=0, name="NVIDIA H100 80GB HBM3", uuid=None, total=80 * GIB,
+                        used=(14 + i) * GIB, free=(66 - i) * GIB, utilization=40 + i,
+                        this_process=(2 + i) * GIB,
+                        processes=(GpuProcess(pid=4242, name="python", bytes=12 * GIB),),
+                        torch_allocated=(1 + i) * GIB, torch_reserved=(2 + i) * GIB,
+                        torch_peak=8 * GIB, alloc_retries=0, ooms=0)
+        out.append(MemorySampled(rss_bytes=2 * GIB, ram_total=512 * GIB,
+                                 ram_available=400 * GIB, gpus=(gpu,), gpu_note=CONTEXT_NOTE,
+                                 at=FIXED + i))
+    return out
+
+
+@pytest.fixture
+def stable(clips: dict[str, Path], tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SubqApp]]:
+    """Build an app over a paused engine with the clips queued; shut it down afterwards."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    engines: list[Engine] = []
+
+    def make(samples: list[MemorySampled] | None = None, **app_kw: object) -> SubqApp:
+        engine = Engine(Settings(keep_alive=-1), tmp_path / "state.sqlite3", paused=True,
+                        sample_memory=False)
+        engine.start()
+        engines.append(engine)
+        app = SubqApp(engine, clock=lambda: FIXED,
+                      start_paths=[str(clips[n]) for n in CLIPS], **app_kw)  # type: ignore[arg-type]
+        app.snapshot_samples = samples if samples is not None else ram_samples()  # type: ignore[attr-defined]
+        return app
+
+    yield make
+    for engine in engines:
+        engine.shutdown(timeout=30)
+        engine.store.close()
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+async def settle(pilot: Pilot) -> None:
+    """Wait until the queue, the probed durations and the memory samples are all drawn."""
+    app: SubqApp = pilot.app  # type: ignore[assignment]
+    deadline = time.monotonic() + 30
+    while not app.connected and time.monotonic() < deadline:  # run_before starts early
+        await pilot.pause(0.05)
+    for sample in app.snapshot_samples:  # type: ignore[attr-defined]
+        app.engine._publish(sample)  # the sampler thread's path into the app
+    table = app.main.table
+    panel = app.main.query_one(MemoryPanel)
+    expected = len(app.snapshot_samples)  # type: ignore[attr-defined]
+    while time.monotonic() < deadline:
+        history = next(iter(panel.history.values()), ())
+        if (len(table.order) == len(CLIPS) and len(table.probed) == len(CLIPS)
+                and len(history) == expected):
+            break
+        await pilot.pause(0.05)
+    else:
+        raise AssertionError("the app never settled")
+    await pilot.pause(0.3)
+
+
+class TestMainScreen:
+    def test_80x24(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=settle)
+
+    def test_120x40(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(), terminal_size=(120, 40), run_before=settle)
+
+    def test_200x60_gpu(self, snap_compare, stable) -> None:
+        async def with_model(pilot: Pilot) -> None:
+            app: SubqApp = pilot.app  # type: ignore[assignment]
+            app.engine._publish(ModelLoaded(kind="whisper", name="large-v3", device="cuda:0",
+                                            bytes=3_087_000_000, seconds=9.5, at=FIXED))
+            await settle(pilot)
+
+        assert snap_compare(stable(gpu_samples()), terminal_size=(200, 60),
+                            run_before=with_model)
+
+    def test_120x40_gpu(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(gpu_samples()), terminal_size=(120, 40), run_before=settle)
+
+    def test_80x24_light_theme(self, snap_compare, stable) -> None:
+        async def light(pilot: Pilot) -> None:
+            pilot.app.theme = "textual-light"
+            await settle(pilot)
+
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=light)
+
+
+class TestOtherScreens:
+    def test_picker(self, snap_compare, stable, clips) -> None:
+        async def open_picker(pilot: Pilot) -> None:
+            await settle(pilot)
+            await pilot.press("a")
+            screen = pilot.app.screen
+            assert isinstance(screen, PickerScreen)
+            tree = screen.query_one(MediaTree)
+            deadline = time.monotonic() + 30
+            while len(tree.root.children) < 1 and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            media = next(n for n in tree.root.children if str(n.label) == "media")
+            tree.move_cursor(media)
+            await pilot.press("right")
+            while len(media.children) < 5 and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            await pilot.press("down", "space", "down", "down", "down", "space")
+            summary = screen.query_one("#picker-summary", Static)
+            while "2 marked" not in str(summary.render()) and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=open_picker)
+
+    def test_help(self, snap_compare, stable) -> None:
+        async def open_help(pilot: Pilot) -> None:
+            await settle(pilot)
+            await pilot.press("question_mark")
+            assert isinstance(pilot.app.screen, HelpScreen)
+
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=open_help)
+
+    def test_help_wide(self, snap_compare, stable) -> None:
+        async def open_help(pilot: Pilot) -> None:
+            await settle(pilot)
+            await pilot.press("question_mark")
+
+        assert snap_compare(stable(), terminal_size=(160, 40), run_before=open_help)
+
+    def test_details(self, snap_compare, stable) -> None:
+        async def open_details(pilot: Pilot) -> None:
+            await settle(pilot)
+            await pilot.press("enter")
+            assert isinstance(pilot.app.screen, DetailsScreen)
+
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=open_details)
