@@ -56,6 +56,7 @@ class TranscribeOptions:
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     fp16: bool = False
+    word_timestamps: bool = True
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
     def whisper_kwargs(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class TranscribeOptions:
             logprob_threshold=self.logprob_threshold,
             fp16=self.fp16,
             temperature=self.temperature,
+            word_timestamps=self.word_timestamps,
             verbose=None,  # None silences both the text dump and the tqdm bar
         )
         if self.beam_size and self.beam_size > 1:
@@ -135,7 +137,10 @@ def load_whisper(name: str, device: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return whisper.load_model(target, device=device)
+            model = whisper.load_model(target, device=device)
+        if target != name:
+            _set_bundled_alignment_heads(model)
+        return model
     except __import__("pickle").UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
         raise ModelLoadError(
@@ -152,6 +157,25 @@ def load_whisper(name: str, device: str) -> Any:
         if isinstance(exc, torch.OutOfMemoryError):
             raise
         raise ModelLoadError(f"{target}: not a whisper checkpoint ({type(exc).__name__})") from None
+
+
+def _set_bundled_alignment_heads(model: Any) -> None:
+    """Word timings use cross-attention heads; the bundled config names tiny.en's."""
+    import json
+
+    import torch
+
+    from .bundled import bundled_model_dir
+
+    folder = bundled_model_dir()
+    try:
+        heads = json.loads((folder / "config.json").read_text())["alignment_heads"]  # type: ignore[operator]
+    except (OSError, KeyError, TypeError, ValueError):
+        return
+    mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
 
 
 def transcribe(
@@ -241,8 +265,9 @@ def _checkpoint_from_loop(previous: tuple[Segment, ...], fallback: Checkpoint) -
 
 
 def _drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) -> tuple[Segment, ...]:
-    """Drop what whisper invents on silence/noise: empty or punctuation-only text, and
-    segments it was itself unsure were speech (high no-speech and low log-probability)."""
+    """Drop what whisper invents on silence, noise and tones: empty or punctuation-only
+    text, segments it was itself unsure were speech (high no-speech and low log-probability),
+    and segments whose average log-probability is under twice the fallback threshold."""
     kept = []
     for s in segments:
         if not s.text or _PUNCTUATION_ONLY.match(s.text) or s.end <= s.start:
@@ -250,6 +275,10 @@ def _drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) ->
         if s.no_speech_prob > options.no_speech_threshold and (
             s.avg_logprob < options.logprob_threshold
         ):
+            continue
+        # Still far below whisper's own quality bar after every temperature fallback: on a
+        # tone or music this is where single invented words ("probably") come from.
+        if s.avg_logprob < 2 * options.logprob_threshold:
             continue
         kept.append(s)
     return tuple(kept)

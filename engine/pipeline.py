@@ -254,6 +254,7 @@ def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
         language="en" if s.english_only_model else s.language,
         beam_size=s.beam_size,
         condition_on_previous_text=s.condition_on_previous_text,
+        word_timestamps=s.word_timestamps,
         no_speech_threshold=s.no_speech_threshold,
         logprob_threshold=s.logprob_threshold,
         fp16=device.startswith("cuda"),

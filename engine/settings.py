@@ -36,6 +36,7 @@ class Settings:
     device: str = "auto"
     beam_size: int | None = None
     condition_on_previous_text: bool = True
+    word_timestamps: bool = True
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     cleanup: str = "job"
@@ -79,6 +80,7 @@ class Settings:
             "language",
             "beam_size",
             "condition_on_previous_text",
+            "word_timestamps",
             "no_speech_threshold",
             "logprob_threshold",
         )

@@ -170,7 +170,7 @@ def _one_line(exc: Exception | None, limit: int = 160) -> str:
     text = " ".join(str(exc or "").split())
     if not text:
         return type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return str(exc)
 
 
 def _free_cuda() -> None:
@@ -178,6 +178,6 @@ def _free_cuda() -> None:
 
     import torch
 
-    gc.collect()
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # else there is no cache to free, and gc.collect() is slow
+        gc.collect()
         torch.cuda.empty_cache()

@@ -61,10 +61,14 @@ def test_subq_adds_no_loss_against_direct_whisper(finished_batch, clips):
     import whisper
     from subq.engine.bundled import bundled_checkpoint
 
+    from subq.engine.asr import _set_bundled_alignment_heads
+
     model = whisper.load_model(str(bundled_checkpoint()), device="cpu")
+    _set_bundled_alignment_heads(model)
     for name in CLIPS:
         audio = media.decode_audio(clips[name])
-        direct = whisper.transcribe(model, audio, fp16=False, language="en", verbose=None)
+        direct = whisper.transcribe(model, audio, fp16=False, language="en", verbose=None,
+                                    word_timestamps=True)
         direct_text = " ".join(s["text"].strip() for s in direct["segments"])
         assert " ".join(srt_text(clips[name].with_suffix(".srt")).split()) == " ".join(
             direct_text.split()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from subq.engine.events import GpuProcess, GpuSample, MemorySampled, ModelLoaded
+from subq.engine.events import Event, GpuProcess, GpuSample, MemorySampled, ModelLoaded
 from subq.engine.memory import CONTEXT_NOTE
 from subq.engine.runner import Engine
 from subq.engine.settings import Settings
@@ -83,14 +83,17 @@ def stable(clips: dict[str, Path], tmp_path: Path,
     time.tzset()
 
 
-async def settle(pilot: Pilot) -> None:
-    """Wait until the queue, the probed durations and the memory samples are all drawn."""
+async def settle(pilot: Pilot, *events: Event) -> None:
+    """Wait until the queue, the probed durations and the memory samples are all drawn.
+
+    `events` (and the recorded samples) are published once the app has subscribed.
+    """
     app: SubqApp = pilot.app  # type: ignore[assignment]
     deadline = time.monotonic() + 30
     while not app.connected and time.monotonic() < deadline:  # run_before starts early
         await pilot.pause(0.05)
-    for sample in app.snapshot_samples:  # type: ignore[attr-defined]
-        app.engine._publish(sample)  # the sampler thread's path into the app
+    for event in (*events, *app.snapshot_samples):  # type: ignore[attr-defined]
+        app.engine._publish(event)  # the path the sampler and engine threads take
     table = app.main.table
     panel = app.main.query_one(MemoryPanel)
     expected = len(app.snapshot_samples)  # type: ignore[attr-defined]
@@ -114,10 +117,8 @@ class TestMainScreen:
 
     def test_200x60_gpu(self, snap_compare, stable) -> None:
         async def with_model(pilot: Pilot) -> None:
-            app: SubqApp = pilot.app  # type: ignore[assignment]
-            app.engine._publish(ModelLoaded(kind="whisper", name="large-v3", device="cuda:0",
+            await settle(pilot, ModelLoaded(kind="whisper", name="large-v3", device="cuda:0",
                                             bytes=3_087_000_000, seconds=9.5, at=FIXED))
-            await settle(pilot)
 
         assert snap_compare(stable(gpu_samples()), terminal_size=(200, 60),
                             run_before=with_model)
@@ -134,22 +135,19 @@ class TestMainScreen:
 
 
 class TestOtherScreens:
-    def test_picker(self, snap_compare, stable, clips) -> None:
+    def test_picker(self, snap_compare, stable, clips, monkeypatch) -> None:
         async def open_picker(pilot: Pilot) -> None:
             await settle(pilot)
+            monkeypatch.chdir(clips["talk.mp4"].parent)  # the picker opens on the cwd
             await pilot.press("a")
             screen = pilot.app.screen
             assert isinstance(screen, PickerScreen)
             tree = screen.query_one(MediaTree)
             deadline = time.monotonic() + 30
-            while len(tree.root.children) < 1 and time.monotonic() < deadline:
+            while len(tree.root.children) < 5 and time.monotonic() < deadline:
                 await pilot.pause(0.05)
-            media = next(n for n in tree.root.children if str(n.label) == "media")
-            tree.move_cursor(media)
-            await pilot.press("right")
-            while len(media.children) < 5 and time.monotonic() < deadline:
-                await pilot.pause(0.05)
-            await pilot.press("down", "space", "down", "down", "down", "space")
+            # lecture.mkv, long.mp3, noaudio.mp4, podcast.mp3, talk.mp4: mark two
+            await pilot.press("down", "space", "down", "down", "down", "space", "up")
             summary = screen.query_one("#picker-summary", Static)
             while "2 marked" not in str(summary.render()) and time.monotonic() < deadline:
                 await pilot.pause(0.05)

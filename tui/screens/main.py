@@ -31,6 +31,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -69,25 +70,31 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
         Binding("p", "pause", "Pause", id="pause",
-                tooltip="Pause the batch at the next safe point (the running job keeps its "
-                "place)"),
+                tooltip="Pause at the next safe point; the running job keeps its checkpoint"),
         Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused batch"),
         Binding("enter", "details", "Details", id="details", tooltip="Details of the job",
                 priority=True),
-        Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False),
-        Binding("J,shift+down", "move('down')", "Move down", id="move_down", show=False),
-        Binding("t", "move('top')", "Move to top", id="move_top", show=False),
-        Binding("b", "move('bottom')", "Move to bottom", id="move_bottom", show=False),
+        Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False,
+                tooltip="Move the job up the queue"),
+        Binding("J,shift+down", "move('down')", "Move down", id="move_down", show=False,
+                tooltip="Move the job down the queue"),
+        Binding("t", "move('top')", "Move to top", id="move_top", show=False,
+                tooltip="Run the job next"),
+        Binding("b", "move('bottom')", "Move to bottom", id="move_bottom", show=False,
+                tooltip="Run the job last"),
         Binding("x", "cancel_job", "Cancel", id="cancel", tooltip="Cancel the selected job"),
-        Binding("delete", "remove_job", "Remove", id="remove", show=False),
+        Binding("delete", "remove_job", "Remove", id="remove", show=False,
+                tooltip="Remove the job from the queue (a running job is cancelled first)"),
         Binding("r", "retry", "Retry", id="retry", tooltip="Queue a finished job again",
                 show=False),
-        Binding("c", "clear_finished", "Clear finished", id="clear", show=False),
+        Binding("c", "clear_finished", "Clear finished", id="clear", show=False,
+                tooltip="Remove done, failed, cancelled and skipped jobs from the list"),
         Binding("u", "unload", "Unload", id="unload", tooltip="Unload a model now or at the "
                 "end of the current stage"),
         Binding("R", "release_gpu", "Release", id="release",
                 tooltip="Pause, unload every model and free cached GPU memory"),
-        Binding("s", "settings", "Settings", id="settings"),
+        Binding("s", "settings", "Settings", id="settings",
+                tooltip="Model, languages, formats, output folder, memory policy"),
     ]
 
     class Probed(Message):
@@ -105,40 +112,43 @@ class MainScreen(Screen[None]):
         self._asked_at = 0.0  # time.time() of the last pause/resume/unload request
         self._counts_dirty = True
         self._probe_timer: Timer | None = None
+        self._toasts: list[tuple[str, str, SeverityLevel]] = []
+        # Made here, not looked up per event: hundreds of events a second must stay cheap.
+        self.status = StatusBar(id="status")
+        self.table = JobTable(id="jobs")
+        self.memory = MemoryPanel(id="memory")
+        self.log_strip = LogStrip(id="log")
 
     @property
     def subq(self) -> SubqApp:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield self.status
         with Container(id="body"):
-            yield JobTable(id="jobs")
-            yield MemoryPanel(id="memory")
-            yield LogStrip(id="log")
+            yield self.table
+            yield self.memory
+            yield self.log_strip
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#memory", MemoryPanel).border_title = "memory"
-        self.query_one("#log", LogStrip).border_title = "log"
+        self.memory.border_title = "memory"
+        self.log_strip.border_title = "log"
         self.table.focus()
         self.subq.connect()
 
     def on_resize(self) -> None:
-        self.query_one(MemoryPanel).compact = self.size.width < COMPACT_BELOW
-
-    @property
-    def table(self) -> JobTable:
-        return self.query_one(JobTable)
+        self.memory.compact = self.size.width < COMPACT_BELOW
 
     # -- engine events ----------------------------------------------------------------
     def load(self, now: float) -> None:
         """Show the engine's current view before any event arrives."""
         for job in self.engine.jobs():
             self.table.upsert(job, 0.0, now)
+        self.table.draw(now)
         loaded = [ModelInfo(m.kind, m.name, m.device, m.bytes) for m in self.engine.models.loaded()]
-        self.query_one(MemoryPanel).set_models(loaded)
-        self.query_one(StatusBar).show_engine(self.engine.state, self.engine.models.names(), ())
+        self.memory.set_models(loaded)
+        self.status.show_engine(self.engine.state, self.engine.models.names(), ())
         self._probe_soon()
         self._refresh_counts()
 
@@ -154,8 +164,7 @@ class MainScreen(Screen[None]):
                     self._job_log(job.id, now, f"{previous.value} → {job.state.value}{detail}")
                     if job.state == JobState.FAILED:
                         self._log("error", job.error or f"{job.name} failed", now)
-                        self.notify(job.error or "failed", title=f"{job.name} failed",
-                                    severity="error", timeout=10)
+                        self._toast(f"{job.name} failed", job.error or "failed", "error")
                 self._counts_dirty = True
             case JobRemoved(job_id=job_id):
                 self.table.remove_job(job_id)
@@ -173,19 +182,31 @@ class MainScreen(Screen[None]):
                 self._log("info", f"{text} [{event.reason}]", now)
                 self.notify(text, title="Memory returned")
             case EngineStateChanged(state=state, models=models, pending=pending):
-                self.query_one(MemoryPanel).keep_models(models)
+                self.memory.keep_models(models)
                 if event.at < self._asked_at:
-                    self.query_one(StatusBar).show_engine(self.query_one(StatusBar).state,
+                    self.status.show_engine(self.status.state,
                                                           models)
                     return
                 self.paused = state in ("paused", "pausing")
-                self.query_one(StatusBar).show_engine(state, models, pending)
+                self.status.show_engine(state, models, pending)
                 self._counts_dirty = True
             case LogEmitted(level=level, message=message, job_id=job_id):
                 self._log(level, message, now, job_id)
                 if level in ("warning", "error"):
-                    self.notify(message, severity="error" if level == "error" else "warning",
-                                timeout=8)
+                    self._toast(level, message, "error" if level == "error" else "warning")
+
+    def _toast(self, title: str, message: str, severity: SeverityLevel) -> None:
+        """Queue a notification; the flush shows a few and sums up the rest (no toast storm
+        when a folder of broken files fails at once)."""
+        self._toasts.append((title, message, severity))
+
+    def _show_toasts(self) -> None:
+        toasts, self._toasts = self._toasts, []
+        for title, message, severity in toasts[:2]:
+            self.notify(message, title=title, severity=severity, timeout=10)
+        if len(toasts) > 2:
+            self.notify(f"{len(toasts) - 2} more errors and warnings: see the log and each "
+                        "job's details (enter)", severity="error", timeout=10)
 
     def _probe_soon(self) -> None:
         if self._probe_timer is None:
@@ -215,26 +236,28 @@ class MainScreen(Screen[None]):
         self.table.set_probed(message.durations)
 
     def _model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
-        panel = self.query_one(MemoryPanel)
+        panel = self.memory
         panel.model_event(event)
-        status = self.query_one(StatusBar)
+        status = self.status
         status.show_engine(status.state, [f"{m.kind}:{m.name}" for m in panel.models.values()])
 
     def flush(self, pending: Pending, now: float) -> None:
         """The ~4 Hz redraw of the coalesced high-rate events."""
         for event in pending.progress.values():
             self.table.progress(event, now)
-        self.query_one(MemoryPanel).samples(pending.samples)
-        self.table.tick(now)
+        self.table.draw(now)
+        self.memory.samples(pending.samples)
+        if self._toasts:
+            self._show_toasts()
         if self._counts_dirty:
             self._refresh_counts()
 
     def _refresh_counts(self) -> None:
         self._counts_dirty = False
-        self.query_one(StatusBar).show_counts(self.table.jobs(), self.paused)
+        self.status.show_counts(self.table.jobs(), self.paused)
 
     def _log(self, level: str, message: str, now: float, job_id: int | None = None) -> None:
-        self.query_one(LogStrip).add(level, message, now)
+        self.log_strip.add(level, message, now)
         if job_id is not None:
             self._job_log(job_id, now, f"{level}: {message}" if level != "info" else message)
 
@@ -246,6 +269,7 @@ class MainScreen(Screen[None]):
 
     # -- actions --------------------------------------------------------------------
     def _selected(self, verb: str) -> int | None:
+        self.table.draw_now(self.subq.clock())
         job_id = self.table.selected_id
         if job_id is None:
             self.notify(f"No job to {verb}: the queue is empty (press a to add files)",
@@ -254,13 +278,13 @@ class MainScreen(Screen[None]):
 
     def _asked(self, state: str | None = None, pending: tuple[str, ...] | None = None) -> None:
         self._asked_at = time.time()
-        status = self.query_one(StatusBar)
+        status = self.status
         status.show_engine(state or status.state, None, pending)
         self._refresh_counts()
 
     def stopping(self) -> None:
         """Quit was chosen: say what is happening while the engine reaches a safe point."""
-        self.query_one(StatusBar).show_engine("stopping")
+        self.status.show_engine("stopping")
         self._log("info", "stopping: the running job keeps its checkpoint; the queue is kept",
                   self.subq.clock())
 

@@ -1,8 +1,11 @@
 """The job table: one row per job in queue order, updated cell by cell.
 
-Rows are keyed by job id. An event rewrites only the cells of its own row (`update_cell`),
-and a reorder re-sorts row positions without rebuilding anything, so hundreds of jobs stay
-smooth over SSH. State is always written as a word; colour only repeats it.
+Rows are keyed by job id. Events only record the newest job snapshot and mark the row
+dirty; `draw()` (the app's ~4 Hz flush) adds new rows in one batch and rewrites only the
+cells that changed (`update_cell`). A DataTable re-renders every visible cell after any
+change, so drawing per event would repaint hundreds of times while a big folder is queued;
+drawing per flush keeps a slow SSH link and a busy CPU out of each other's way. Key presses
+(move, cancel) change rows at once. State is always written as a word; colour repeats it.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class RowState:
     changed_at: float = 0.0  # the engine's time of the snapshot shown (older ones are dropped)
     started_at: float | None = None  # UI clock when it started running
     progress: StageProgressed | None = None  # newest report for the current stage
-    progress_at: float = 0.0  # UI clock when that report was drawn
+    progress_at: float = 0.0  # UI clock when that report arrived
 
 
 class JobTable(DataTable[object]):
@@ -64,17 +67,15 @@ class JobTable(DataTable[object]):
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0,
                          **kwargs)  # type: ignore[arg-type]
         self.rows_by_id: dict[int, RowState] = {}
-        self.order: list[int] = []
+        self.order: list[int] = []  # queue order, including rows not drawn yet
         self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
+        self._unadded: list[int] = []
+        self._dirty: set[int] = set()
 
     def on_mount(self) -> None:
         for n, (key, label, width, right) in enumerate(COLUMNS):
-            if right:
-                self.add_column(Text(label, justify="right"), key=key,
-                                width=width + (n > 0) if width else None)
-            else:
-                self.add_column(_pad(Text(label), n > 0), key=key,
-                                width=width + (n > 0) if width else None)
+            text = Text(label, justify="right") if right else _pad(Text(label), n > 0)
+            self.add_column(text, key=key, width=width + (n > 0) if width else None)
         self.watch(self.app, "theme", self._restyle, init=False)
 
     def on_resize(self) -> None:
@@ -82,25 +83,25 @@ class JobTable(DataTable[object]):
         others = sum((width or 0) + (n > 0) for n, (key, _l, width, _r) in enumerate(COLUMNS)
                      if key != "file")
         rest = self.size.width - 1 - others  # 1: the vertical scrollbar
-        width = rest if rest < 40 else min(48, max(20, rest // 2))
-        width = max(12, width)
+        width = max(12, rest if rest < 40 else min(48, max(20, rest // 2)))
         column = self.columns.get(ColumnKey("file"))
         if column is None or column.width == width:
             return
         column.width = width
-        if self.order:  # any update with update_width makes the table re-measure its columns
-            key = str(self.order[0])
+        if self.row_count:  # an update with update_width makes the table re-measure
+            key = self.coordinate_to_cell_key((0, 0)).row_key  # type: ignore[arg-type]
             self.update_cell(key, "file", self.get_cell(key, "file"), update_width=True)
         self.refresh()
 
     def _restyle(self) -> None:
+        self.draw_now()
         for row in self.rows_by_id.values():
             self._write(row, self._cells(row, 0.0), only=("state", "progress", "output"))
 
     # -- reading --------------------------------------------------------------------
     @property
     def selected_id(self) -> int | None:
-        if not self.order or self.cursor_row < 0:
+        if not self.row_count or self.cursor_row < 0:
             return None
         try:
             key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key  # type: ignore[arg-type]
@@ -115,16 +116,20 @@ class JobTable(DataTable[object]):
     def jobs(self) -> list[Job]:
         return [self.rows_by_id[i].job for i in self.order]
 
-    # -- writing --------------------------------------------------------------------
+    def unprobed(self) -> list[tuple[int, str]]:
+        """Jobs whose duration nobody has read yet (the engine probes only when it runs)."""
+        return [(i, r.job.path) for i, r in self.rows_by_id.items()
+                if r.job.duration is None and i not in self.probed]
+
+    # -- recording (cheap; drawn by draw()) ------------------------------------------
     def upsert(self, job: Job, at: float, now: float) -> None:
-        """Add the job's row, or rewrite its cells in place."""
+        """Record a job snapshot: a new row, or new values for an existing one."""
         row = self.rows_by_id.get(job.id)
         if row is None:
             row = self.rows_by_id[job.id] = RowState(job, at)
+            row.started_at = now if job.state == JobState.RUNNING else None
             self.order.append(job.id)
-            if job.state == JobState.RUNNING:
-                row.started_at = now
-            self.add_row(*self._cells(row, now), key=str(job.id))
+            self._unadded.append(job.id)
             return
         if at < row.changed_at:
             return  # an older snapshot than the one shown
@@ -133,7 +138,7 @@ class JobTable(DataTable[object]):
         if job.stage != row.job.stage or job.state != JobState.RUNNING:
             row.progress = None
         row.job, row.changed_at = job, at
-        self._write(row, self._cells(row, now))
+        self._dirty.add(job.id)
 
     def progress(self, event: StageProgressed, now: float) -> None:
         """Newest progress for a running job; stale reports from an earlier stage are dropped."""
@@ -143,39 +148,56 @@ class JobTable(DataTable[object]):
         if row.job.stage not in (event.stage, None):
             return
         row.progress, row.progress_at = event, now
-        self._write(row, self._cells(row, now), only=("stage", "progress", "speed", "time"))
+        self._dirty.add(event.job_id)
+
+    def set_probed(self, durations: dict[int, float | None]) -> None:
+        self.probed.update(durations)
+        self._dirty.update(i for i in durations if i in self.rows_by_id)
+
+    # -- drawing --------------------------------------------------------------------
+    def draw(self, now: float) -> None:
+        """Add new rows in one batch, rewrite changed cells, count running jobs' time."""
+        self.draw_now(now)
+        for job_id in self._dirty:
+            row = self.rows_by_id.get(job_id)
+            if row is not None:
+                self._write(row, self._cells(row, now))
+        self._dirty.clear()
+        for row in self.rows_by_id.values():
+            if row.job.state == JobState.RUNNING:
+                self._write(row, self._cells(row, now), only=("time",))
+
+    def draw_now(self, now: float = 0.0) -> None:
+        """Add the recorded new rows (at once before a key acts on rows)."""
+        for job_id in self._unadded:
+            if job_id in self.rows_by_id:
+                self.add_row(*self._cells(self.rows_by_id[job_id], now), key=str(job_id))
+        self._unadded.clear()
 
     def remove_job(self, job_id: int) -> None:
         if self.rows_by_id.pop(job_id, None) is None:
             return
         self.order.remove(job_id)
+        if job_id in self._unadded:
+            self._unadded.remove(job_id)
+            return
         with contextlib.suppress(RowDoesNotExist):
             self.remove_row(str(job_id))
 
     def mark(self, job_id: int, text: str) -> None:
         """Show an order the engine has not applied yet ("cancelling…") in the stage cell."""
+        self.draw_now()
         if job_id in self.rows_by_id:
             self.update_cell(str(job_id), "stage", _pad(Text(text, style="italic")))
-
-    def unprobed(self) -> list[tuple[int, str]]:
-        """Jobs whose duration nobody has read yet (the engine probes only when it runs)."""
-        return [(i, r.job.path) for i, r in self.rows_by_id.items()
-                if r.job.duration is None and i not in self.probed]
-
-    def set_probed(self, durations: dict[int, float | None]) -> None:
-        self.probed.update(durations)
-        for job_id in durations:
-            row = self.rows_by_id.get(job_id)
-            if row is not None:
-                self._write(row, self._cells(row, 0.0), only=("dur",))
 
     def reorder(self, order: Iterable[int]) -> None:
         """Put rows in `order` (ids not in it keep their relative place at the end)."""
         wanted = [i for i in order if i in self.rows_by_id]
-        rest = [i for i in self.order if i not in set(wanted)]
-        new = wanted + rest
+        seen = set(wanted)
+        new = wanted + [i for i in self.order if i not in seen]
         if new == self.order:
             return
+        self.draw_now()
         selected = self.selected_id
         self.order = new
         index = {job_id: n for n, job_id in enumerate(new)}
@@ -195,14 +217,7 @@ class JobTable(DataTable[object]):
         order.insert(target, job_id)
         self.reorder(order)
 
-    def tick(self, now: float) -> None:
-        """Count the running job's elapsed time and ETA between the engine's reports."""
-        for row in self.rows_by_id.values():
-            if row.job.state == JobState.RUNNING:
-                self._write(row, self._cells(row, now), only=("time",))
-
-    # -- cells ----------------------------------------------------------------------
-    def _write(self, row: RowState, cells: list[object], only: tuple[str, ...] = ()) -> None:
+    def _write(self, row: RowState, cells: list[Text], only: tuple[str, ...] = ()) -> None:
         key = str(row.job.id)
         for (column, *_rest), value in zip(COLUMNS, cells, strict=True):
             if only and column not in only:
@@ -210,7 +225,7 @@ class JobTable(DataTable[object]):
             if self.get_cell(key, column) != value:
                 self.update_cell(key, column, value, update_width=column == "output")
 
-    def _cells(self, row: RowState, now: float) -> list[object]:
+    def _cells(self, row: RowState, now: float) -> list[Text]:
         job, event = row.job, row.progress
         palette = self.app.theme_variables
         style = theme_style(palette, STATE_COLOURS.get(job.state, ""),
@@ -218,11 +233,10 @@ class JobTable(DataTable[object]):
         stage = job.stage.value if job.stage else ""
         if job.state == JobState.RUNNING and job.stage == Stage.WAITING:
             stage = "wait mem"
-        fraction = event.fraction if event else job.progress
+        fraction = 1.0 if job.state == JobState.DONE else (event.fraction if event else
+                                                            job.progress)
         progress = Text("")
-        if job.state == JobState.DONE:
-            fraction = 1.0
-        if job.state == JobState.RUNNING or job.state == JobState.DONE or fraction > 0:
+        if job.state in (JobState.RUNNING, JobState.DONE) or fraction > 0:
             progress = Text.assemble((bar(fraction, BAR_WIDTH), theme_style(palette,
                                      "text-primary")), f"{fraction * 100:4.0f}%")
         duration = job.duration if job.duration is not None else self.probed.get(job.id)
@@ -245,6 +259,7 @@ def _pad(text: Text, pad: bool = True) -> Text:
 
 
 def _speed(job: Job, event: StageProgressed | None) -> str:
+    """Seconds of audio per second: from the running stage, or transcription of a done job."""
     speed = event.speed if event else None
     if speed is None and job.state == JobState.DONE and job.duration:
         spent = dict(job.stage_times).get("transcribe")
