@@ -84,8 +84,11 @@ class Checkpoint:
     prompt: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"seek": self.seek, "prompt": self.prompt,
-                "segments": [s.to_json() for s in self.segments]}
+        return {
+            "seek": self.seek,
+            "prompt": self.prompt,
+            "segments": [s.to_json() for s in self.segments],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
@@ -115,6 +118,43 @@ class ModelLoadError(Exception):
 
 
 WindowHook = Callable[[Checkpoint, float], None]
+
+FASTER_WHISPER = "faster-whisper"
+
+
+def load_backend(backend: str, name: str, device: str) -> Any:
+    """Load a recogniser for `backend`; both return an object `run_backend` understands."""
+    if backend == FASTER_WHISPER:
+        from .asr_ct2 import load_ct2
+
+        return load_ct2(name, device)
+    return load_whisper(name, device)
+
+
+def run_backend(
+    backend: str,
+    model: Any,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    resume: Checkpoint | None = None,
+    on_window: WindowHook | None = None,
+) -> Transcript:
+    if backend == FASTER_WHISPER:
+        from .asr_ct2 import transcribe_ct2
+
+        return transcribe_ct2(model, audio, options, resume=resume, on_window=on_window)
+    return transcribe(model, audio, options, resume=resume, on_window=on_window)
+
+
+def footprint(model: Any) -> int:
+    """Bytes the loaded recogniser holds (CTranslate2 models report their own)."""
+    own = getattr(model, "footprint_bytes", None)
+    if own is not None:
+        return int(own)
+    from .memory import model_bytes
+
+    return model_bytes(getattr(model, "model", model))
 
 
 def load_whisper(name: str, device: str) -> Any:
@@ -230,14 +270,17 @@ def transcribe(
         del model.decode
     segments = previous + tuple(
         Segment(
-            start=float(s["start"]), end=float(s["end"]), text=s["text"].strip(),
+            start=float(s["start"]),
+            end=float(s["end"]),
+            text=s["text"].strip(),
             no_speech_prob=float(s.get("no_speech_prob", 0.0)),
             avg_logprob=float(s.get("avg_logprob", 0.0)),
         )
         for s in result["segments"]
     )
-    return Transcript(segments=_drop_invented(segments, options), language=result.get("language"),
-                      windows=windows)
+    return Transcript(
+        segments=_drop_invented(segments, options), language=result.get("language"), windows=windows
+    )
 
 
 def _checkpoint_from_loop(previous: tuple[Segment, ...], fallback: Checkpoint) -> Checkpoint:
@@ -251,8 +294,13 @@ def _checkpoint_from_loop(previous: tuple[Segment, ...], fallback: Checkpoint) -
         return fallback
     loc = frame.f_locals
     done = tuple(
-        Segment(float(s["start"]), float(s["end"]), s["text"].strip(),
-                float(s.get("no_speech_prob", 0.0)), float(s.get("avg_logprob", 0.0)))
+        Segment(
+            float(s["start"]),
+            float(s["end"]),
+            s["text"].strip(),
+            float(s.get("no_speech_prob", 0.0)),
+            float(s.get("avg_logprob", 0.0)),
+        )
         for s in loc["all_segments"]
     )
     prompt = ""
@@ -260,11 +308,12 @@ def _checkpoint_from_loop(previous: tuple[Segment, ...], fallback: Checkpoint) -
     if tokenizer is not None and tokens is not None:
         since = loc.get("prompt_reset_since", 0)
         prompt = tokenizer.decode([t for t in tokens[since:] if t < tokenizer.eot]).strip()
-    return Checkpoint(seek=loc["seek"] / FRAMES_PER_SECOND, segments=previous + done,
-                      prompt=prompt)
+    return Checkpoint(seek=loc["seek"] / FRAMES_PER_SECOND, segments=previous + done, prompt=prompt)
 
 
-def _drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) -> tuple[Segment, ...]:
+def _drop_invented(
+    segments: tuple[Segment, ...], options: TranscribeOptions
+) -> tuple[Segment, ...]:
     """Drop what whisper invents on silence, noise and tones: empty or punctuation-only
     text, segments it was itself unsure were speech (high no-speech and low log-probability),
     and segments whose average log-probability is under twice the fallback threshold."""

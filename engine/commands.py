@@ -82,6 +82,17 @@ class Wake:
 
 
 Command = (
-    Add | Pause | Resume | Move | Cancel | Remove | Retry | ClearFinished | Unload | ReleaseGpu
-    | StartAnyway | UpdateSettings | Wake
+    Add
+    | Pause
+    | Resume
+    | Move
+    | Cancel
+    | Remove
+    | Retry
+    | ClearFinished
+    | Unload
+    | ReleaseGpu
+    | StartAnyway
+    | UpdateSettings
+    | Wake
 )

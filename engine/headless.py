@@ -61,13 +61,16 @@ class ConsolePrinter:
                 filled = int(event.fraction * width)
                 speed = f" {event.speed:.1f}x" if event.speed else ""
                 eta = f" ETA {event.eta:.0f}s" if event.eta is not None else ""
-                self.out.write(f"\r\033[K  {event.stage.value:<10} [{'#' * filled}"
-                               f"{'.' * (width - filled)}] {event.fraction:4.0%}{speed}{eta}")
+                self.out.write(
+                    f"\r\033[K  {event.stage.value:<10} [{'#' * filled}"
+                    f"{'.' * (width - filled)}] {event.fraction:4.0%}{speed}{eta}"
+                )
                 self.out.flush()
                 self._bar = True
             case ModelLoaded(kind=kind, name=name, device=device, seconds=sec, bytes=size):
-                self._line(f"Loaded {kind} model {name} on {device} in {sec:.1f} s "
-                           f"({fmt_bytes(size)})")
+                self._line(
+                    f"Loaded {kind} model {name} on {device} in {sec:.1f} s ({fmt_bytes(size)})"
+                )
             case ModelUnloaded():
                 self._line(describe_unload(event) + f" [{event.reason}]")
             case LogEmitted(level=level, message=message):
@@ -126,8 +129,7 @@ def summary(jobs: list[Job]) -> str:
     for i, job in enumerate(jobs, 1):
         total = sum(t for _k, t in job.stage_times)
         detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
-        rows.append((str(i), job.name, job.state.value, f"{total:.1f}s" if total else "",
-                     detail))
+        rows.append((str(i), job.name, job.state.value, f"{total:.1f}s" if total else "", detail))
     widths = [min(max(len(r[c]) for r in rows), 40) for c in range(4)]
     lines = []
     for r in rows:
@@ -136,8 +138,15 @@ def summary(jobs: list[Job]) -> str:
     return "\n".join(lines)
 
 
-def run_batch(paths: list[str], settings: Settings, *, state: Path | None, events: Path | None,
-              quiet: bool = False, out: IO[str] = sys.stdout) -> int:
+def run_batch(
+    paths: list[str],
+    settings: Settings,
+    *,
+    state: Path | None,
+    events: Path | None,
+    quiet: bool = False,
+    out: IO[str] = sys.stdout,
+) -> int:
     """The whole of `subq run`: exit 0 when every job succeeded, 1 otherwise."""
     engine = Engine(settings, state, whole_queue=False)
     printer = ConsolePrinter(out, quiet)
@@ -193,12 +202,16 @@ class _SignalStop:
     def _handle(self, signum: int, _frame: Any) -> None:
         self.count += 1
         if signum == signal.SIGINT and self.count == 1:
-            self.printer._line("Stopping at the next window; press Ctrl-C again to stop now",
-                               always=True)
+            self.printer._line(
+                "Stopping at the next window; press Ctrl-C again to stop now", always=True
+            )
             threading.Thread(target=self.engine.shutdown, daemon=True).start()
             return
-        hard_exit(self.engine, 130 if signum == signal.SIGINT else 128 + signum,
-                  grace=0 if signum == signal.SIGINT else 1.5)
+        hard_exit(
+            self.engine,
+            130 if signum == signal.SIGINT else 128 + signum,
+            grace=0 if signum == signal.SIGINT else 1.5,
+        )
 
 
 def hard_exit(engine: Engine, code: int, grace: float) -> None:
@@ -226,8 +239,9 @@ def run_demo(settings: Settings, out: IO[str] = sys.stdout) -> int:
             shutil.copy(src, clip)
         reference = (data / "demo.txt").read_text(encoding="utf-8").strip()
         out.write(f"subq demo: transcribing the bundled clip {clip.name} with {settings.model}\n")
-        code = run_batch([str(clip)], settings, state=Path(tmp) / "state.sqlite3", events=None,
-                         out=out)
+        code = run_batch(
+            [str(clip)], settings, state=Path(tmp) / "state.sqlite3", events=None, out=out
+        )
         srt = clip.with_suffix(".srt")
         if srt.exists():
             out.write(f"\n--- {srt.name} ---\n{srt.read_text(encoding='utf-8')}")

@@ -9,6 +9,7 @@ None ("not available"), never an exception: a machine without an NVIDIA driver g
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import gc
 import os
@@ -34,10 +35,8 @@ def rss_bytes() -> int:
 
 def malloc_trim() -> None:
     """Hand freed heap pages back to the OS (glibc); without it CPU unloads barely show."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def model_bytes(model: Any) -> int:
@@ -145,10 +144,15 @@ class Nvml:
                 others.append(GpuProcess(pid=p.pid, name=pname, bytes=used))
         del nv
         return GpuSample(
-            index=index, name=str(name), uuid=uuid,
-            total=getattr(mem, "total", None), used=getattr(mem, "used", None),
-            free=getattr(mem, "free", None), utilization=getattr(util, "gpu", None),
-            this_process=mine, processes=tuple(others),
+            index=index,
+            name=str(name),
+            uuid=uuid,
+            total=getattr(mem, "total", None),
+            used=getattr(mem, "used", None),
+            free=getattr(mem, "free", None),
+            utilization=getattr(util, "gpu", None),
+            this_process=mine,
+            processes=tuple(others),
         )
 
 
@@ -182,15 +186,24 @@ def take_sample(nvml: Nvml) -> MemorySampled:
             s = dataclasses.replace(s, **extra)
         gpus.append(s)
     note = nvml.reason if not nvml.ok else (CONTEXT_NOTE if gpus else "no GPU found by NVML")
-    return MemorySampled(rss_bytes=rss_bytes(), ram_total=vm.total, ram_available=vm.available,
-                         gpus=tuple(gpus), gpu_note=note)
+    return MemorySampled(
+        rss_bytes=rss_bytes(),
+        ram_total=vm.total,
+        ram_available=vm.available,
+        gpus=tuple(gpus),
+        gpu_note=note,
+    )
 
 
 class MemorySampler:
     """Samples every `interval` seconds on its own daemon thread; keeps ~10 minutes."""
 
-    def __init__(self, publish: Callable[[MemorySampled], None], interval: float = 0.5,
-                 history_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        publish: Callable[[MemorySampled], None],
+        interval: float = 0.5,
+        history_seconds: float = 600.0,
+    ) -> None:
         self._publish = publish
         self.interval = interval
         self.history: collections.deque[MemorySampled] = collections.deque(

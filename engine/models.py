@@ -7,6 +7,7 @@ cleans the device, then reports what came back, so the user sees the bytes retur
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,15 +22,21 @@ TRANSLATION = "translation"
 
 # Parameter bytes in fp32, to judge whether a model fits before loading it.
 WHISPER_BYTES = {
-    "tiny": 151e6, "base": 290e6, "small": 967e6, "medium": 3.06e9,
-    "large": 6.17e9, "turbo": 3.24e9,
+    "tiny": 151e6,
+    "base": 290e6,
+    "small": 967e6,
+    "medium": 3.06e9,
+    "large": 6.17e9,
+    "turbo": 3.24e9,
 }
 HEADROOM = 1.25  # activations, decoding caches and allocator slack on top of the weights
 
 
-class NeedsMemory(Exception):  # noqa: N818 - a condition the runner waits on, not a failure
+class NeedsMemory(Exception):
     def __init__(self, needed: int, free: int) -> None:
-        super().__init__(f"waiting for GPU memory: needs {fmt_bytes(needed)}, free {fmt_bytes(free)}")
+        super().__init__(
+            f"waiting for GPU memory: needs {fmt_bytes(needed)}, free {fmt_bytes(free)}"
+        )
         self.needed = needed
         self.free = free
 
@@ -46,8 +53,11 @@ class Loaded:
 
 
 class ModelManager:
-    def __init__(self, publish: Callable[[Event], None],
-                 nvml: Callable[[], memory.Nvml | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        publish: Callable[[Event], None],
+        nvml: Callable[[], memory.Nvml | None] = lambda: None,
+    ) -> None:
         self._publish = publish
         self._nvml = nvml
         self._models: dict[tuple[str, str, str], Loaded] = {}
@@ -64,24 +74,50 @@ class ModelManager:
         return any(m.kind == kind for m in self._models.values())
 
     # -- loading ---------------------------------------------------------------------
-    def whisper(self, name: str, device: str, *, ignore_budget: bool = False) -> Any:
-        from .asr import load_whisper
+    def whisper(
+        self, name: str, device: str, *, backend: str = "whisper", ignore_budget: bool = False
+    ) -> Any:
+        from .asr import load_backend
 
-        return self._get(WHISPER, name, device, lambda: load_whisper(name, device),
-                         estimate=_whisper_estimate(name), ignore_budget=ignore_budget)
+        label = name if backend == "whisper" else f"{name} ({backend})"
+        return self._get(
+            WHISPER,
+            label,
+            device,
+            lambda: load_backend(backend, name, device),
+            estimate=_whisper_estimate(name),
+            ignore_budget=ignore_budget,
+        )
 
     def translator(self, name: str, device: str, *, ignore_budget: bool = False) -> Any:
         from .translate import load_translator
 
-        return self._get(TRANSLATION, name, device, lambda: load_translator(name, device),
-                         estimate=int(310e6), ignore_budget=ignore_budget)
+        return self._get(
+            TRANSLATION,
+            name,
+            device,
+            lambda: load_translator(name, device),
+            estimate=int(310e6),
+            ignore_budget=ignore_budget,
+        )
 
-    def _get(self, kind: str, name: str, device: str, load: Callable[[], Any], *,
-             estimate: int, ignore_budget: bool) -> Any:
+    def _get(
+        self,
+        kind: str,
+        name: str,
+        device: str,
+        load: Callable[[], Any],
+        *,
+        estimate: int,
+        ignore_budget: bool,
+    ) -> Any:
         key = (kind, name, device)
         if key in self._models:
-            self._publish(LogEmitted(level="info", message=f"reusing {kind} model {name} "
-                                     f"(loaded once for the batch)"))
+            self._publish(
+                LogEmitted(
+                    level="info", message=f"reusing {kind} model {name} (loaded once for the batch)"
+                )
+            )
             return self._models[key].model
         # One model of a kind at a time: a new whisper model replaces the old one.
         for other in [m for m in self._models.values() if m.kind == kind and m.name != name]:
@@ -92,14 +128,21 @@ class ModelManager:
         started = time.perf_counter()
         model = load()
         seconds = time.perf_counter() - started
-        torch_model = getattr(model, "model", model)
-        size = memory.model_bytes(torch_model)
+        size = _footprint(kind, model)
         after = memory.torch_allocated(device)
         delta = after - before if after is not None and before is not None else None
         self._models[key] = Loaded(kind, name, device, model, size, time.time(), delta)
         self.load_counts[kind] += 1
-        self._publish(ModelLoaded(kind=kind, name=name, device=device, bytes=size,
-                                  seconds=seconds, cuda_allocated_delta=delta))
+        self._publish(
+            ModelLoaded(
+                kind=kind,
+                name=name,
+                device=device,
+                bytes=size,
+                seconds=seconds,
+                cuda_allocated_delta=delta,
+            )
+        )
         return model
 
     def _make_room(self, kind: str, device: str, needed: int) -> None:
@@ -108,10 +151,13 @@ class ModelManager:
         if free is None or free >= needed:
             return
         for other in [m for m in self._models.values() if m.kind != kind]:
-            self._publish(LogEmitted(
-                level="info",
-                message=f"memory budget: unloading {other.kind} model {other.name} to make room "
-                        f"for {kind} ({fmt_bytes(needed)} needed, {fmt_bytes(free)} free)"))
+            self._publish(
+                LogEmitted(
+                    level="info",
+                    message=f"memory budget: unloading {other.kind} model {other.name} to make "
+                    f"room for {kind} ({fmt_bytes(needed)} needed, {fmt_bytes(free)} free)",
+                )
+            )
             self._unload_one(other, "memory budget")
             free = memory.free_device_bytes(device, self._nvml())
             if free is None or free >= needed:
@@ -121,8 +167,11 @@ class ModelManager:
     # -- unloading -------------------------------------------------------------------
     def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
         """Unload one kind (or all); returns what each unload gave back."""
-        return [self._unload_one(m, reason) for m in list(self._models.values())
-                if kind in (None, "all", m.kind)]
+        return [
+            self._unload_one(m, reason)
+            for m in list(self._models.values())
+            if kind in (None, "all", m.kind)
+        ]
 
     def _unload_one(self, loaded: Loaded, reason: str) -> ModelUnloaded:
         device = loaded.device
@@ -136,9 +185,15 @@ class ModelManager:
         loaded.model = None
         memory.clean(device)
         event = ModelUnloaded(
-            kind=loaded.kind, name=loaded.name, device=device, bytes=loaded.bytes, reason=reason,
-            rss_before=rss_before, rss_after=memory.rss_bytes(),
-            reserved_before=reserved_before, reserved_after=memory.torch_reserved(device),
+            kind=loaded.kind,
+            name=loaded.name,
+            device=device,
+            bytes=loaded.bytes,
+            reason=reason,
+            rss_before=rss_before,
+            rss_after=memory.rss_bytes(),
+            reserved_before=reserved_before,
+            reserved_after=memory.torch_reserved(device),
             nvml_used_before=nvml_before,
             nvml_used_after=nvml.used_by_uuid(uuid) if nvml and uuid else None,
         )
@@ -146,15 +201,21 @@ class ModelManager:
         return event
 
 
+def _footprint(kind: str, model: Any) -> int:
+    if kind == WHISPER:
+        from .asr import footprint
+
+        return footprint(model)
+    return memory.model_bytes(getattr(model, "model", model))
+
+
 def _drop_caches(model: Any) -> None:
     """Whisper keeps kv-cache hooks and alignment heads; clear what holds tensors."""
     inner = getattr(model, "model", model)
     for attr in ("alignment_heads",):
         if hasattr(inner, attr):
-            try:
+            with contextlib.suppress(AttributeError):
                 delattr(inner, attr)
-            except AttributeError:
-                pass
     for module in getattr(inner, "modules", lambda: [])():
         module._forward_hooks.clear()
 

@@ -15,7 +15,9 @@ def output_folder(input_path: Path, settings: Settings) -> Path:
     return input_path.parent
 
 
-def choose_base(input_path: Path, settings: Settings, taken: Iterable[str]) -> tuple[str, str | None]:
+def choose_base(
+    input_path: Path, settings: Settings, taken: Iterable[str]
+) -> tuple[str, str | None]:
     """Pick the output base (path without extension) and, when it had to change, why.
 
     `talk.mp4` and `talk.mkv` in one folder would both write `talk.srt`; the second keeps its
@@ -33,9 +35,13 @@ def choose_base(input_path: Path, settings: Settings, taken: Iterable[str]) -> t
         if not _inside(candidate, folder):
             continue
         if base not in taken:
-            note = None if i == 0 else (
-                f"{input_path.name}: output renamed to {candidate.name}.* so it does not "
-                f"overwrite another job's subtitles"
+            note = (
+                None
+                if i == 0
+                else (
+                    f"{input_path.name}: output renamed to {candidate.name}.* so it does not "
+                    f"overwrite another job's subtitles"
+                )
             )
             return base, note
     raise ValueError(f"{input_path}: no free output name")

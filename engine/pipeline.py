@@ -65,22 +65,35 @@ class Pipeline:
             if _is_oom(exc):
                 return self._failed(self._oom_message(exc))
             log.exception("unexpected error in %s", self.job.path)
-            return self._failed(f"{self.job.name}: internal error: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''} "
-                                f"(traceback in {log_path()})")
+            return self._failed(
+                f"{self.job.name}: internal error: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''} "
+                f"(traceback in {log_path()})"
+            )
 
     def _stopped(self, state: JobState, reason: str) -> Outcome:
         resume_from = self.resume_from
         if state == JobState.CANCELLED:
             self.engine.store.set_checkpoint(self.job.id, "", None)
             resume_from = 0.0
-        return Outcome(state, {"stage": None if state == JobState.CANCELLED else self.job.stage,
-                               "stage_times": tuple(self.times.items()),
-                               "resume_from": resume_from})
+        return Outcome(
+            state,
+            {
+                "stage": None if state == JobState.CANCELLED else self.job.stage,
+                "stage_times": tuple(self.times.items()),
+                "resume_from": resume_from,
+            },
+        )
 
     def _failed(self, message: str) -> Outcome:
-        return Outcome(JobState.FAILED, {"error": message.replace("\n", " "), "stage": None,
-                                         "stage_times": tuple(self.times.items())})
+        return Outcome(
+            JobState.FAILED,
+            {
+                "error": message.replace("\n", " "),
+                "stage": None,
+                "stage_times": tuple(self.times.items()),
+            },
+        )
 
     # -- stages ------------------------------------------------------------------------
     def _run(self) -> Outcome:
@@ -97,9 +110,15 @@ class Pipeline:
         if not s.force and all(p.exists() for p in outputs):
             stored_sig, stored_key = store.done_signature(job.id)
             if stored_sig is None or (stored_sig, stored_key) == (sig, s.output_key()):
-                return Outcome(JobState.SKIPPED, {
-                    "stage": None, "outputs": tuple(map(str, outputs)), "duration": info.duration,
-                    "error": "outputs already exist and are up to date (--force redoes)"})
+                return Outcome(
+                    JobState.SKIPPED,
+                    {
+                        "stage": None,
+                        "outputs": tuple(map(str, outputs)),
+                        "duration": info.duration,
+                        "error": "outputs already exist and are up to date (--force redoes)",
+                    },
+                )
 
         segments = self._transcript(info.duration)
         cues = make_cues((seg.start, seg.end, seg.text) for seg in segments)
@@ -112,10 +131,14 @@ class Pipeline:
             fmt = out.suffix.lstrip(".")
             lang = out.suffixes[-2].lstrip(".") if len(out.name.split(".")) > 2 else None
             use = cues
-            if lang in texts and out.name.endswith(f".{lang}.{fmt}") and base + f".{lang}.{fmt}" \
-                    == str(out):
-                use = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts[lang],
-                                                                      strict=True)]
+            if (
+                lang in texts
+                and out.name.endswith(f".{lang}.{fmt}")
+                and base + f".{lang}.{fmt}" == str(out)
+            ):
+                use = [
+                    dataclasses.replace(c, text=t) for c, t in zip(cues, texts[lang], strict=True)
+                ]
             write_atomic(out, FORMATTERS[fmt](use))
         self.times["write"] = time.perf_counter() - t0
         store.set_done_signature(job.id, sig, s.output_key())
@@ -124,10 +147,19 @@ class Pipeline:
         notes = job.notes
         if not cues:
             notes = (*notes, "no speech found: the subtitles are empty")
-        return Outcome(JobState.DONE, {
-            "stage": None, "progress": 1.0, "outputs": tuple(map(str, outputs)), "error": None,
-            "stage_times": tuple(self.times.items()), "duration": info.duration,
-            "notes": notes, "resume_from": 0.0})
+        return Outcome(
+            JobState.DONE,
+            {
+                "stage": None,
+                "progress": 1.0,
+                "outputs": tuple(map(str, outputs)),
+                "error": None,
+                "stage_times": tuple(self.times.items()),
+                "duration": info.duration,
+                "notes": notes,
+                "resume_from": 0.0,
+            },
+        )
 
     def _transcript(self, duration: float | None) -> list[Segment]:
         store, s, job = self.engine.store, self.settings, self.job
@@ -144,11 +176,18 @@ class Pipeline:
         resume_data = store.checkpoint(job.id, key)
         resume = Checkpoint.from_json(resume_data) if resume_data else None
         if resume:
-            self.engine._log("info", f"{job.name}: resuming at {resume.seek:.1f} s "
-                             f"({len(resume.segments)} segments kept)", job.id)
+            self.engine._log(
+                "info",
+                f"{job.name}: resuming at {resume.seek:.1f} s "
+                f"({len(resume.segments)} segments kept)",
+                job.id,
+            )
 
-        model = self._load(lambda: self.engine.models.whisper(s.model, self.device,
-                                                              ignore_budget=self._forced()))
+        model = self._load(
+            lambda: self.engine.models.whisper(
+                s.model, self.device, backend=s.backend, ignore_budget=self._forced()
+            )
+        )
         self.job = self.engine.enter_stage(self.job, Stage.TRANSCRIBE)
         self.engine.prefetch_next(job)
         t0 = time.perf_counter()
@@ -162,30 +201,38 @@ class Pipeline:
             self.engine.checkpoint_safe_point(self.job)
 
         try:
-            result = asr.transcribe(model, audio, options, resume=resume, on_window=on_window)
+            result = asr.run_backend(
+                s.backend, model, audio, options, resume=resume, on_window=on_window
+            )
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             result = self._transcribe_after_oom(audio, options, resume, on_window)
         self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         self.engine.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
-        store.set_transcript(job.id, key, [seg.to_json() for seg in result.segments],
-                             result.language)
+        store.set_transcript(
+            job.id, key, [seg.to_json() for seg in result.segments], result.language
+        )
         self.job = dataclasses.replace(self.job, resume_from=0.0)
         self.resume_from = 0.0
         if s.cleanup == "stage":
             memory.clean(self.device)
         return list(result.segments)
 
-    def _transcribe_after_oom(self, audio: Any, options: TranscribeOptions,
-                              resume: Checkpoint | None, on_window: Any) -> asr.Transcript:
+    def _transcribe_after_oom(
+        self, audio: Any, options: TranscribeOptions, resume: Checkpoint | None, on_window: Any
+    ) -> asr.Transcript:
         """Free, retry once with beam 1, then fall back to the CPU if allowed."""
         self.engine.oom(self.job, "out of GPU memory in transcription; retrying with beam 1")
         memory.clean(self.device)
         lighter = dataclasses.replace(options, beam_size=None)
         try:
-            model = self.engine.models.whisper(self.settings.model, self.device)
-            return asr.transcribe(model, audio, lighter, resume=resume, on_window=on_window)
+            model = self.engine.models.whisper(
+                self.settings.model, self.device, backend=self.settings.backend
+            )
+            return asr.run_backend(
+                self.settings.backend, model, audio, lighter, resume=resume, on_window=on_window
+            )
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -195,9 +242,13 @@ class Pipeline:
         self.engine.oom(self.job, "out of GPU memory again; running this job on the CPU")
         memory.clean(self.device)
         self.device = "cpu"
-        model = self.engine.models.whisper(self.settings.model, "cpu")
+        model = self.engine.models.whisper(
+            self.settings.model, "cpu", backend=self.settings.backend
+        )
         cpu_options = dataclasses.replace(lighter, fp16=False)
-        return asr.transcribe(model, audio, cpu_options, resume=resume, on_window=on_window)
+        return asr.run_backend(
+            self.settings.backend, model, audio, cpu_options, resume=resume, on_window=on_window
+        )
 
     def _oom_message(self, exc: BaseException) -> str:
         match = re.search(r"Tried to allocate ([\d.]+ \w+)", str(exc))
@@ -214,8 +265,9 @@ class Pipeline:
         if stored is not None and len(stored) == len(cues):
             return stored
         self.job = self.engine.enter_stage(self.job, Stage.TRANSLATE)
-        translator = self._load(lambda: self.engine.models.translator(
-            name, self.device, ignore_budget=self._forced()))
+        translator = self._load(
+            lambda: self.engine.models.translator(name, self.device, ignore_budget=self._forced())
+        )
         t0 = time.perf_counter()
 
         def on_batch(done: int, total: int) -> None:
@@ -225,8 +277,14 @@ class Pipeline:
         def on_oom(batch: int) -> None:
             self.engine.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
 
-        texts = translator.translate([c.text for c in cues], src, lang, s.translation_batch_size,
-                                     on_batch=on_batch, on_oom=on_oom)
+        texts = translator.translate(
+            [c.text for c in cues],
+            src,
+            lang,
+            s.translation_batch_size,
+            on_batch=on_batch,
+            on_oom=on_oom,
+        )
         self.times[f"translate:{lang}"] = time.perf_counter() - t0
         store.set_translation(job.id, key, texts)
         if s.cleanup == "stage":

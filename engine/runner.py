@@ -36,7 +36,7 @@ from .events import (
 )
 from .jobs import Job, JobState, Stage
 from .models import TRANSLATION, WHISPER, ModelManager, NeedsMemory, fmt_bytes
-from .outputs import choose_base, input_signature, output_paths
+from .outputs import choose_base, input_signature
 from .settings import Settings, default_state_path, log_path
 from .store import Store
 
@@ -45,7 +45,7 @@ MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for
 HEARTBEAT = 3.0
 
 
-class _Stop(Exception):  # noqa: N818 - control flow inside a stage, never shown to users
+class _Stop(Exception):
     def __init__(self, state: JobState, reason: str = "") -> None:
         super().__init__(reason)
         self.state = state
@@ -94,8 +94,11 @@ class Engine:
 
     def start(self) -> None:
         if self.store.moved_aside:
-            self._log("warning", f"state file was corrupt; moved aside to {self.store.moved_aside}"
-                      " and started a new queue")
+            self._log(
+                "warning",
+                f"state file was corrupt; moved aside to {self.store.moved_aside}"
+                " and started a new queue",
+            )
         for job_id in self.store.recover_stale():
             self._log("info", f"job {job_id} was interrupted by a crash; it will resume")
         if self.whole_queue:
@@ -136,8 +139,13 @@ class Engine:
 
     def pause(self) -> None:
         if self._running is not None and not self._paused:
-            self._publish(EngineStateChanged(state="pausing", models=self.models.names(),
-                                             pending=tuple(sorted(self._pending_unload))))
+            self._publish(
+                EngineStateChanged(
+                    state="pausing",
+                    models=self.models.names(),
+                    pending=tuple(sorted(self._pending_unload)),
+                )
+            )
         self._send(cmd.Pause())
 
     def resume(self) -> None:
@@ -171,10 +179,10 @@ class Engine:
         if self._running is None:
             return
         kinds = tuple(sorted({WHISPER, TRANSLATION} if kind == "all" else {kind}))
-        self._log("info", f"unload of {', '.join(kinds)} pending: at the end of the current "
-                  "stage")
-        self._publish(EngineStateChanged(state=self.state, models=self.models.names(),
-                                         pending=kinds))
+        self._log("info", f"unload of {', '.join(kinds)} pending: at the end of the current stage")
+        self._publish(
+            EngineStateChanged(state=self.state, models=self.models.names(), pending=kinds)
+        )
 
     def start_anyway(self, job_id: int) -> None:
         self._send(cmd.StartAnyway(job_id))
@@ -215,8 +223,12 @@ class Engine:
                 self._run(job)
         except Exception:  # a bug must not leave the UI waiting forever
             log.exception("engine thread crashed")
-            self._log("error", "engine thread crashed: " + traceback.format_exc(limit=1).strip()
-                      .splitlines()[-1] + f" (details in {log_path()})")
+            self._log(
+                "error",
+                "engine thread crashed: "
+                + traceback.format_exc(limit=1).strip().splitlines()[-1]
+                + f" (details in {log_path()})",
+            )
         finally:
             self._set_state("stopped")
             self._idle.set()
@@ -296,8 +308,14 @@ class Engine:
                 if job and job.state.finished:
                     force = job.state in (JobState.DONE, JobState.SKIPPED)
                     settings = dataclasses.replace(job.settings, force=force or job.settings.force)
-                    self._change(job, JobState.QUEUED, error=None, progress=0.0, stage=None,
-                                 settings=settings)
+                    self._change(
+                        job,
+                        JobState.QUEUED,
+                        error=None,
+                        progress=0.0,
+                        stage=None,
+                        settings=settings,
+                    )
             case cmd.ClearFinished():
                 for job in self.jobs():
                     if job.state.finished:
@@ -370,8 +388,12 @@ class Engine:
         """The same file again: resume, keep or redo it, never add a duplicate."""
         in_view = job.id in self._jobs
         same_output = job.settings.output_key() == settings.output_key()
-        if job.state in (JobState.DONE, JobState.SKIPPED) and same_output and not settings.force \
-                and self._input_unchanged(job):
+        if (
+            job.state in (JobState.DONE, JobState.SKIPPED)
+            and same_output
+            and not settings.force
+            and self._input_unchanged(job)
+        ):
             note = "already done"
         elif job.state.runnable or job.state == JobState.RUNNING:
             note = "already in the queue"
@@ -380,8 +402,9 @@ class Engine:
                 self.store.save(job)
         else:
             note = "queued again"
-            job = job.moved_to(JobState.QUEUED, settings=settings, error=None, progress=0.0,
-                               stage=None)
+            job = job.moved_to(
+                JobState.QUEUED, settings=settings, error=None, progress=0.0, stage=None
+            )
             self.store.save(job)
         if in_view:
             self._log("info", f"{job.path}: {note}", job.id)
@@ -405,8 +428,12 @@ class Engine:
         if index is None:
             return
         job = order.pop(index)
-        target = {"up": max(0, index - 1), "down": min(len(order), index + 1),
-                  "top": 0, "bottom": len(order)}[where]
+        target = {
+            "up": max(0, index - 1),
+            "down": min(len(order), index + 1),
+            "top": 0,
+            "bottom": len(order),
+        }[where]
         order.insert(target, job)
         changed = [dataclasses.replace(j, position=float(i + 1)) for i, j in enumerate(order)]
         self.store.save_positions(changed)
@@ -541,8 +568,9 @@ class Engine:
         self.oom_count += 1
         self._log("warning", f"{job.name}: {message} (OOM #{self.oom_count})", job.id)
 
-    def progress(self, job: Job, stage: Stage, fraction: float, started: float,
-                 audio_seconds: float | None) -> None:
+    def progress(
+        self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
+    ) -> None:
         elapsed = time.perf_counter() - started
         speed = eta = None
         if audio_seconds and elapsed > 0 and fraction > 0:
@@ -552,14 +580,18 @@ class Engine:
             current = self._jobs.get(job.id)
             if current is not None:
                 self._jobs[job.id] = dataclasses.replace(current, progress=fraction, stage=stage)
-        self._publish(StageProgressed(job_id=job.id, stage=stage, fraction=fraction, speed=speed,
-                                      eta=eta, elapsed=elapsed))
+        self._publish(
+            StageProgressed(
+                job_id=job.id, stage=stage, fraction=fraction, speed=speed, eta=eta, elapsed=elapsed
+            )
+        )
 
     def enter_stage(self, job: Job, stage: Stage) -> Job:
         self.checkpoint_safe_point(job)
         self._apply_pending_unloads()
-        return self._change(self._jobs.get(job.id, job), JobState.RUNNING, stage=stage,
-                            progress=0.0)
+        return self._change(
+            self._jobs.get(job.id, job), JobState.RUNNING, stage=stage, progress=0.0
+        )
 
     def _change(self, job: Job, state: JobState, **changes: Any) -> Job:
         """Commit first, then publish: the store is the truth after a crash."""
@@ -596,5 +628,7 @@ class Engine:
 
 def describe_unload(event: ModelUnloaded) -> str:
     where = "GPU" if event.device.startswith("cuda") else "RAM"
-    return (f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
-            f"{fmt_bytes(event.returned)} of {where} returned")
+    return (
+        f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
+        f"{fmt_bytes(event.returned)} of {where} returned"
+    )

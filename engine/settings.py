@@ -20,7 +20,7 @@ import platformdirs
 APP = "subq"
 CLEANUP_POLICIES = ("stage", "job", "never")
 FORMATS = ("srt", "vtt")
-BACKENDS = ("whisper",)
+BACKENDS = ("whisper", "faster-whisper")
 
 
 @dataclass(frozen=True)

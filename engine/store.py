@@ -111,8 +111,7 @@ class Store:
             return db
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=15, check_same_thread=False,
-                             isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=15, check_same_thread=False, isolation_level=None)
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:  # refuse before writing anything, even the WAL flag
             db.close()
@@ -173,8 +172,9 @@ class Store:
                 (path, position, JobState.QUEUED.value, settings.to_json(), now, now),
             )
             job_id = int(cur.lastrowid or 0)
-        return Job(id=job_id, path=path, settings=settings, position=position, created=now,
-                   updated=now)
+        return Job(
+            id=job_id, path=path, settings=settings, position=position, created=now, updated=now
+        )
 
     def save(self, job: Job) -> Job:
         """Persist every field of the job (the row is the truth after a crash)."""
@@ -182,21 +182,35 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE jobs SET position=?, state=?, stage=?, error=?, settings=?, duration=?, "
-                "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, updated=? WHERE id=?",
-                (job.position, job.state.value, job.stage.value if job.stage else None,
-                 job.error, job.settings.to_json(), job.duration, json.dumps(job.outputs),
-                 json.dumps(job.stage_times), job.resume_from, json.dumps(job.notes),
-                 job.output_base, now, job.id),
+                "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, updated=? "
+                "WHERE id=?",
+                (
+                    job.position,
+                    job.state.value,
+                    job.stage.value if job.stage else None,
+                    job.error,
+                    job.settings.to_json(),
+                    job.duration,
+                    json.dumps(job.outputs),
+                    json.dumps(job.stage_times),
+                    job.resume_from,
+                    json.dumps(job.notes),
+                    job.output_base,
+                    now,
+                    job.id,
+                ),
             )
-            db.execute("INSERT INTO history (job_id, at, worker, state, detail) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (job.id, now, self.worker, job.state.value, job.error))
+            db.execute(
+                "INSERT INTO history (job_id, at, worker, state, detail) VALUES (?, ?, ?, ?, ?)",
+                (job.id, now, self.worker, job.state.value, job.error),
+            )
         return job
 
     def save_positions(self, jobs: list[Job]) -> None:
         with self.transaction() as db:
-            db.executemany("UPDATE jobs SET position=? WHERE id=?",
-                           [(j.position, j.id) for j in jobs])
+            db.executemany(
+                "UPDATE jobs SET position=? WHERE id=?", [(j.position, j.id) for j in jobs]
+            )
 
     def delete(self, job_id: int) -> None:
         with self.transaction() as db:
@@ -204,9 +218,11 @@ class Store:
 
     def jobs(self, ids: list[int] | None = None) -> list[Job]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs ORDER BY position, id"
-            ).fetchall() if ids is None else self._rows_by_id(ids)
+            rows = (
+                self._db.execute("SELECT * FROM jobs ORDER BY position, id").fetchall()
+                if ids is None
+                else self._rows_by_id(ids)
+            )
             names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description]
         return [_job_from_row(dict(zip(names, r, strict=True))) for r in rows]
 
@@ -244,10 +260,17 @@ class Store:
         data = self._get(job_id, "transcript")
         return (json.loads(data), self._get(job_id, "language")) if data else None
 
-    def set_transcript(self, job_id: int, key: str, segments: list[Any],
-                       language: str | None) -> None:
-        self._set(job_id, transcript=json.dumps(segments), transcript_key=key, language=language,
-                  checkpoint=None, translations="{}")
+    def set_transcript(
+        self, job_id: int, key: str, segments: list[Any], language: str | None
+    ) -> None:
+        self._set(
+            job_id,
+            transcript=json.dumps(segments),
+            transcript_key=key,
+            language=language,
+            checkpoint=None,
+            translations="{}",
+        )
 
     def checkpoint(self, job_id: int, key: str) -> dict[str, Any] | None:
         data = self._get(job_id, "checkpoint")
@@ -287,13 +310,17 @@ class Store:
             if row is None:
                 return "deleted"
             pid, host, beat = row
-            if pid is not None and not _lease_stale(pid, host, beat, now) and (
-                f"{pid}@{host}" != self.worker
+            if (
+                pid is not None
+                and not _lease_stale(pid, host, beat, now)
+                and (f"{pid}@{host}" != self.worker)
             ):
                 return f"{pid}@{host}"
             db.execute(
                 "UPDATE jobs SET lease_pid=?, lease_host=?, lease_started=?, lease_heartbeat=? "
-                "WHERE id=?", (os.getpid(), HOST, now, now, job_id))
+                "WHERE id=?",
+                (os.getpid(), HOST, now, now, job_id),
+            )
         return None
 
     def heartbeat(self, job_ids: list[int]) -> None:
@@ -302,14 +329,16 @@ class Store:
         with self.transaction() as db:
             db.executemany(
                 "UPDATE jobs SET lease_heartbeat=? WHERE id=? AND lease_pid=? AND lease_host=?",
-                [(time.time(), i, os.getpid(), HOST) for i in job_ids])
+                [(time.time(), i, os.getpid(), HOST) for i in job_ids],
+            )
 
     def release(self, job_id: int) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE jobs SET lease_pid=NULL, lease_host=NULL, lease_started=NULL, "
                 "lease_heartbeat=NULL WHERE id=? AND lease_pid=? AND lease_host=?",
-                (job_id, os.getpid(), HOST))
+                (job_id, os.getpid(), HOST),
+            )
 
     def lease_holder(self, job_id: int) -> str | None:
         with self._lock:
@@ -333,7 +362,8 @@ class Store:
                     db.execute(
                         "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, "
                         "lease_heartbeat=NULL, updated=? WHERE id=?",
-                        (JobState.INTERRUPTED.value, now, job_id))
+                        (JobState.INTERRUPTED.value, now, job_id),
+                    )
                     freed.append(job_id)
         return freed
 
@@ -343,7 +373,8 @@ class Store:
             db.executemany(
                 "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, lease_heartbeat=NULL "
                 "WHERE id=? AND state=?",
-                [(JobState.INTERRUPTED.value, i, JobState.RUNNING.value) for i in job_ids])
+                [(JobState.INTERRUPTED.value, i, JobState.RUNNING.value) for i in job_ids],
+            )
 
 
 def _lease_stale(pid: int, host: str | None, beat: float | None, now: float) -> bool:
@@ -361,14 +392,20 @@ def _lease_stale(pid: int, host: str | None, beat: float | None, now: float) -> 
 
 def _job_from_row(row: dict[str, Any]) -> Job:
     return Job(
-        id=row["id"], path=row["path"], settings=Settings.from_json(row["settings"]),
-        state=JobState(row["state"]), position=row["position"],
-        stage=Stage(row["stage"]) if row["stage"] else None, error=row["error"],
-        duration=row["duration"], outputs=tuple(json.loads(row["outputs"] or "[]")),
+        id=row["id"],
+        path=row["path"],
+        settings=Settings.from_json(row["settings"]),
+        state=JobState(row["state"]),
+        position=row["position"],
+        stage=Stage(row["stage"]) if row["stage"] else None,
+        error=row["error"],
+        duration=row["duration"],
+        outputs=tuple(json.loads(row["outputs"] or "[]")),
         stage_times=tuple(tuple(x) for x in json.loads(row["stage_times"] or "[]")),
         resume_from=row.get("resume_from") or 0.0,
         notes=tuple(json.loads(row.get("notes") or "[]")),
         output_base=row.get("output_base"),
         worker=f"{row['lease_pid']}@{row['lease_host']}" if row.get("lease_pid") else None,
-        created=row["created"], updated=row["updated"],
+        created=row["created"],
+        updated=row["updated"],
     )

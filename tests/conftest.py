@@ -25,8 +25,9 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, session_cache: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, session_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path_factory.mktemp("xdg")
     for name in ("CONFIG", "DATA", "STATE"):
         folder = home / name.lower()
@@ -75,8 +76,9 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[..., object]]:
     engines = []
 
     def make(settings: Settings | None = None, *, state: Path | None = None, **kw: object):
-        engine = Engine(settings or Settings(keep_alive=-1), state or tmp_path / "state.sqlite3",
-                        **kw)
+        engine = Engine(
+            settings or Settings(keep_alive=-1), state or tmp_path / "state.sqlite3", **kw
+        )
         events: list = []
         engine.subscribe(events.append)
         engine.events = events  # type: ignore[attr-defined]

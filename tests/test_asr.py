@@ -48,8 +48,7 @@ def test_speech_after_twenty_seconds_of_silence_is_found(model, references):
     assert result.segments[0].start >= 19.0
 
 
-def test_stop_inside_transcription_keeps_finished_windows_and_resume_matches(model,
-                                                                              references):
+def test_stop_inside_transcription_keeps_finished_windows_and_resume_matches(model, references):
     audio = media.decode_audio(DATA / "long.mp3")
     calls = []
 
@@ -63,8 +62,9 @@ def test_stop_inside_transcription_keeps_finished_windows_and_resume_matches(mod
     checkpoint = stopped.value.checkpoint
     assert 20 < checkpoint.seek < 31 and checkpoint.segments and checkpoint.prompt
     assert checkpoint.segments[-1].end <= checkpoint.seek + 0.01
-    resumed = asr.transcribe(model, audio, options(),
-                             resume=asr.Checkpoint.from_json(checkpoint.to_json()))
+    resumed = asr.transcribe(
+        model, audio, options(), resume=asr.Checkpoint.from_json(checkpoint.to_json())
+    )
     text = " ".join(s.text for s in resumed.segments)
     full = " ".join(s.text for s in asr.transcribe(model, audio, options()).segments)
     assert wer(references["long.mp3"], text) <= wer(references["long.mp3"], full) + 0.02
@@ -86,9 +86,23 @@ def test_checkpoint_with_payload_is_refused_and_payload_never_runs(tmp_path):
     assert "refused" in str(err.value) and "\n" not in str(err.value)
     assert not marker.exists()
     proc = subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--model", str(evil), "--state",
-         str(tmp_path / "s.db"), str(DATA / "podcast.mp3"), "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "subq.tui.cli",
+            "run",
+            "--model",
+            str(evil),
+            "--state",
+            str(tmp_path / "s.db"),
+            str(DATA / "podcast.mp3"),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "refused" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
     assert not marker.exists()
@@ -102,7 +116,11 @@ def test_unknown_model_name_is_a_clear_error():
 def test_english_only_model_with_another_language_says_so():
     with pytest.raises(SettingsError, match="English-only"):
         Settings(language="de").validate()
-    proc = subprocess.run([sys.executable, "-m", "subq.tui.cli", "run", "--language", "de",
-                           "x.mp4"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--language", "de", "x.mp4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "English-only" in proc.stderr

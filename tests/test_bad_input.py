@@ -68,8 +68,9 @@ EXPECTED_ERRORS = {
 }
 
 
-def test_bad_inputs_fail_alone_with_one_line_and_good_ones_finish(make_engine, bad_batch,
-                                                                  monkeypatch):
+def test_bad_inputs_fail_alone_with_one_line_and_good_ones_finish(
+    make_engine, bad_batch, monkeypatch
+):
     monkeypatch.setenv("SUBQ_FAULTS", "open:EACCES::secret-unreadable")
     engine = make_engine(whole_queue=False)
     engine.start()
@@ -122,8 +123,7 @@ def test_unwritable_output_folder_fails_the_job_only(make_engine, clips, tmp_pat
     assert engine.wait_idle(60)
     assert engine.jobs()[0].state == JobState.DONE
     assert (out / "podcast.srt").exists()
-    assert any("reusing the stored transcript" in getattr(e, "message", "")
-               for e in engine.events)
+    assert any("reusing the stored transcript" in getattr(e, "message", "") for e in engine.events)
 
 
 def test_disk_full_keeps_previous_subtitles(make_engine, clips, monkeypatch):
@@ -144,10 +144,21 @@ def test_disk_full_keeps_previous_subtitles(make_engine, clips, monkeypatch):
 def test_subq_run_reports_failures_in_one_line_each_and_exits_1(bad_batch, tmp_path):
     env_faults = "open:EACCES::secret-unreadable"
     proc = subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--state", str(tmp_path / "s.db"),
-         str(bad_batch["missing"]), str(bad_batch["text"]), str(bad_batch["good1"]),
-         str(bad_batch["unreadable"])],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "subq.tui.cli",
+            "run",
+            "--state",
+            str(tmp_path / "s.db"),
+            str(bad_batch["missing"]),
+            str(bad_batch["text"]),
+            str(bad_batch["good1"]),
+            str(bad_batch["unreadable"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**__import__("os").environ, "SUBQ_FAULTS": env_faults},
     )
     assert proc.returncode == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import threading
 import time
+from functools import partial
+from pathlib import Path
 
 import pytest
 from conftest import CLIPS, wait_for
@@ -19,12 +21,15 @@ def states(engine) -> list[JobState]:
 
 
 def first_progress(engine, stage: Stage, minimum: float) -> bool:
-    return any(isinstance(e, StageProgressed) and e.stage == stage and e.fraction >= minimum
-               for e in list(engine.events))
+    return any(
+        isinstance(e, StageProgressed) and e.stage == stage and e.fraction >= minimum
+        for e in list(engine.events)
+    )
 
 
-def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(make_engine, clips,
-                                                                         references):
+def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
+    make_engine, clips, references
+):
     engine = make_engine(whole_queue=False)
     engine.start()
     engine.add([str(clips["long.mp3"])])
@@ -74,9 +79,15 @@ def test_reorder_while_running_and_engine_takes_first_runnable(make_engine, clip
     engine.move(ids[1], "up")
     assert wait_for(lambda: [j.id for j in engine.jobs()] == [ids[1], ids[2], ids[0]], 10)
     started: list[int] = []
-    engine.subscribe(lambda e: started.append(e.job.id) if isinstance(e, JobChanged)
-                     and e.job.state == JobState.RUNNING and e.previous != JobState.RUNNING
-                     else None)
+    engine.subscribe(
+        lambda e: (
+            started.append(e.job.id)
+            if isinstance(e, JobChanged)
+            and e.job.state == JobState.RUNNING
+            and e.previous != JobState.RUNNING
+            else None
+        )
+    )
     engine.resume()
     assert wait_for(lambda: len(started) >= 1, 60)
     engine.move(started[0], "bottom")  # does not disturb the running job
@@ -104,8 +115,11 @@ def test_only_allowed_transitions_happen():
     job = Job(id=1, path="/x.mp4", settings=Settings())
     for old, allowed in ALLOWED.items():
         for new in JobState:
-            candidate = job.moved_to(old) if old == JobState.QUEUED else Job(
-                id=1, path="/x.mp4", settings=Settings(), state=old)
+            candidate = (
+                job.moved_to(old)
+                if old == JobState.QUEUED
+                else Job(id=1, path="/x.mp4", settings=Settings(), state=old)
+            )
             if new == old or new in allowed:
                 assert candidate.moved_to(new).state == new
             else:
@@ -130,8 +144,13 @@ def test_control_calls_return_at_once_while_the_model_works(make_engine, clips):
     engine.add([str(clips["long.mp3"])])
     assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.0), 120)
     worst = 0.0
-    for call in (engine.pause, engine.resume, lambda: engine.move(1, "top"), engine.jobs,
-                 lambda: engine.unload("translation")):
+    for call in (
+        engine.pause,
+        engine.resume,
+        lambda: engine.move(1, "top"),
+        engine.jobs,
+        lambda: engine.unload("translation"),
+    ):
         t = time.perf_counter()
         call()
         worst = max(worst, time.perf_counter() - t)
@@ -155,12 +174,17 @@ def test_stress_random_control_calls_during_a_real_batch(make_engine, clips):
         while time.monotonic() < stop:
             ids = [j.id for j in engine.jobs()] or [1]
             pick = rng.choice(ids)
-            rng.choice([
-                engine.pause, engine.resume, lambda: engine.move(pick, rng.choice(
-                    ["up", "down", "top", "bottom"])), lambda: engine.cancel(pick),
-                lambda: engine.retry(pick), lambda: engine.add([rng.choice(paths)]),
-                lambda: engine.remove(pick),
-            ])()
+            where = rng.choice(["up", "down", "top", "bottom"])
+            actions = {
+                "pause": engine.pause,
+                "resume": engine.resume,
+                "move": partial(engine.move, pick, where),
+                "cancel": partial(engine.cancel, pick),
+                "retry": partial(engine.retry, pick),
+                "add": partial(engine.add, [rng.choice(paths)]),
+                "remove": partial(engine.remove, pick),
+            }
+            actions[rng.choice(sorted(actions))]()
             calls += 1
             ids_now = [j.id for j in engine.jobs()]
             assert len(ids_now) == len(set(ids_now))
@@ -182,7 +206,7 @@ def test_stress_random_control_calls_during_a_real_batch(make_engine, clips):
     for job in jobs:
         assert job.state in (JobState.DONE, JobState.SKIPPED), job
         for out in job.outputs:
-            text = open(out, encoding="utf-8").read()
+            text = Path(out).read_text(encoding="utf-8")
             assert text.strip() and text.rstrip().splitlines()[-1].strip()  # whole file
     stored = {j.id: j.state for j in engine.store.jobs([j.id for j in jobs])}
     assert stored == {j.id: j.state for j in jobs}

@@ -67,8 +67,12 @@ def test_unload_during_a_stage_is_pending_until_the_stage_ends(make_engine, clip
     engine = make_engine()
     engine.start()
     engine.add([str(clips["long.mp3"])])
-    assert wait_for(lambda: any(isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE
-                                for e in engine.events), 120)
+    assert wait_for(
+        lambda: any(
+            isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE for e in engine.events
+        ),
+        120,
+    )
     engine.unload("whisper")
     assert wait_for(lambda: any("pending" in getattr(e, "message", "") for e in engine.events), 5)
     assert engine.models.is_loaded(WHISPER)
@@ -80,8 +84,12 @@ def test_release_gpu_pauses_and_unloads_then_resume_reloads(make_engine, clips):
     engine = make_engine()
     engine.start()
     engine.add([str(clips["long.mp3"]), str(clips["podcast.mp3"])])
-    assert wait_for(lambda: any(isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE
-                                for e in engine.events), 120)
+    assert wait_for(
+        lambda: any(
+            isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE for e in engine.events
+        ),
+        120,
+    )
     engine.release_gpu()
     assert wait_for(lambda: engine.jobs()[0].state == JobState.PAUSED, 60)
     assert wait_for(lambda: not engine.models.loaded(), 20)
@@ -123,8 +131,9 @@ def test_oom_fallback_cpu_runs_the_job_on_the_cpu(make_engine, clips, monkeypatc
     assert any("on the CPU" in getattr(e, "message", "") for e in engine.events)
 
 
-def test_waits_for_gpu_memory_then_starts_when_room_appears(make_engine, clips, tmp_path,
-                                                            monkeypatch):
+def test_waits_for_gpu_memory_then_starts_when_room_appears(
+    make_engine, clips, tmp_path, monkeypatch
+):
     reading = tmp_path / "free"
     reading.write_text(str(10 * 2**20))  # 10 MB free: tiny.en does not fit
     monkeypatch.setenv("SUBQ_FAKE_FREE_BYTES", f"@{reading}")
@@ -149,8 +158,7 @@ def test_start_anyway_skips_the_memory_wait(make_engine, clips, monkeypatch):
     assert wait_for(lambda: engine.jobs()[0].state == JobState.DONE, 120)
 
 
-def test_memory_budget_unloads_the_other_model_first(make_engine, clips, tmp_path,
-                                                     monkeypatch):
+def test_memory_budget_unloads_the_other_model_first(make_engine, clips, tmp_path, monkeypatch):
     """With room for one model only, loading whisper unloads translation first."""
     from subq.engine.models import TRANSLATION, ModelManager
 
@@ -160,23 +168,38 @@ def test_memory_budget_unloads_the_other_model_first(make_engine, clips, tmp_pat
     manager.whisper("tiny.en", "cpu")
     fake_translation = type("T", (), {"model": torch.nn.Linear(4, 4)})()
     manager._models[(TRANSLATION, "t", "cpu")] = __import__(
-        "subq.engine.models", fromlist=["Loaded"]).Loaded(TRANSLATION, "t", "cpu",
-                                                          fake_translation, 80, 0.0)
+        "subq.engine.models", fromlist=["Loaded"]
+    ).Loaded(TRANSLATION, "t", "cpu", fake_translation, 80, 0.0)
     manager.unload(WHISPER)
     monkeypatch.setenv("SUBQ_FAKE_FREE_BYTES", str(50 * 2**20))
     with pytest.raises(Exception, match="waiting for GPU memory"):
         manager.whisper("tiny.en", "cpu")
     assert not manager.is_loaded(TRANSLATION)
-    assert any("memory budget: unloading translation" in getattr(e, "message", "")
-               for e in events)
+    assert any("memory budget: unloading translation" in getattr(e, "message", "") for e in events)
 
 
 def test_subq_run_events_show_footprints_samples_and_unload(clips, tmp_path):
     events = tmp_path / "ev.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--keep-alive", "0", "--cleanup",
-         "stage", "--events", str(events), "--state", str(tmp_path / "s.db"),
-         str(clips["long.mp3"])], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "subq.tui.cli",
+            "run",
+            "--keep-alive",
+            "0",
+            "--cleanup",
+            "stage",
+            "--events",
+            str(events),
+            "--state",
+            str(tmp_path / "s.db"),
+            str(clips["long.mp3"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     types = {r["type"] for r in rows}

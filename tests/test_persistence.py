@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,10 @@ from test_pipeline import srt_text, wer
 def subq_run(args: list[str], events: Path, **popen: object) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "subq.tui.cli", "run", "--events", str(events), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
     )
 
 
@@ -31,10 +35,8 @@ def read_events(path: Path) -> list[dict]:
         return []
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a line being written as we read
             out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line being written as we read
     return out
 
 
@@ -42,8 +44,13 @@ def transcribe_progress(events: Path, minimum: float, path: Path) -> bool:
     """True once the job for `path` has transcribed at least `minimum` of its audio."""
     seen = read_events(events)
     ids = {e["job"] for e in seen if e["type"] == "job_state" and e["path"] == str(path)}
-    return any(e["type"] == "progress" and e["stage"] == "transcribe" and e["job_id"] in ids
-               and minimum <= e["fraction"] < 1 for e in seen)
+    return any(
+        e["type"] == "progress"
+        and e["stage"] == "transcribe"
+        and e["job_id"] in ids
+        and minimum <= e["fraction"] < 1
+        for e in seen
+    )
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -55,8 +62,10 @@ def test_kill_9_mid_batch_then_rerun_resumes_without_redoing(clips, tmp_path):
     paths = [str(clips["podcast.mp3"]), str(clips["long.mp3"]), str(clips["talk.mp4"])]
     events = tmp_path / "ev1.jsonl"
     proc = subq_run(["--state", str(state), *paths], events)
-    assert wait_for(lambda: any(e["type"] == "job_state" and e["state"] == "done"
-                                for e in read_events(events)), 180)
+    assert wait_for(
+        lambda: any(e["type"] == "job_state" and e["state"] == "done" for e in read_events(events)),
+        180,
+    )
     assert wait_for(lambda: transcribe_progress(events, 0.3, clips["long.mp3"]), 180)
     proc.kill()
     proc.wait()
@@ -71,8 +80,11 @@ def test_kill_9_mid_batch_then_rerun_resumes_without_redoing(clips, tmp_path):
     assert rerun.returncode == 0, out
     assert "resuming at" in out  # mid-file, from the stored window checkpoint
     assert podcast_srt.stat().st_mtime_ns == done_mtime  # done stays done
-    started = [e["path"] for e in read_events(events2)
-               if e["type"] == "job_state" and e["state"] == "running" and e["previous"] != "running"]
+    started = [
+        e["path"]
+        for e in read_events(events2)
+        if e["type"] == "job_state" and e["state"] == "running" and e["previous"] != "running"
+    ]
     assert str(clips["podcast.mp3"]) not in started
     for p in paths:
         assert Path(p).with_suffix(".srt").read_text(encoding="utf-8").strip()
@@ -118,8 +130,11 @@ def test_two_workers_share_one_queue(clips, tmp_path):
     assert b.returncode == 0, out_b
 
     def ran(events: Path) -> set[str]:
-        return {e["path"] for e in read_events(events) if e["type"] == "job_state"
-                and e["state"] == "done" and e["previous"] == "running"}
+        return {
+            e["path"]
+            for e in read_events(events)
+            if e["type"] == "job_state" and e["state"] == "done" and e["previous"] == "running"
+        }
 
     ran_a, ran_b = ran(tmp_path / "a.jsonl"), ran(tmp_path / "b.jsonl")
     assert ran_a | ran_b == set(paths)
@@ -151,7 +166,9 @@ def test_previous_schema_version_is_migrated(tmp_path):
     db.executescript(MIGRATIONS[1])
     db.execute(
         "INSERT INTO jobs (path, position, state, settings, created, updated) VALUES "
-        "(?, 1, 'done', ?, 0, 0)", ("/old/talk.mp4", Settings().to_json()))
+        "(?, 1, 'done', ?, 0, 0)",
+        ("/old/talk.mp4", Settings().to_json()),
+    )
     db.execute("PRAGMA user_version=1")
     db.commit()
     db.close()
@@ -194,8 +211,12 @@ def test_state_from_a_newer_subq_is_refused_untouched(tmp_path):
     with pytest.raises(StateError, match="newer subq"):
         Store(path)
     assert path.read_bytes() == before
-    proc = subprocess.run([sys.executable, "-m", "subq.tui.cli", "run", "--state", str(path),
-                           "x.mp4"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--state", str(path), "x.mp4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "newer subq" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -207,9 +228,10 @@ def test_stale_lease_of_a_dead_process_is_recovered(tmp_path):
     job = store.add_job("/x/a.mp4", Settings())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    store._db.execute("UPDATE jobs SET state='running', lease_pid=?, lease_host=?, "
-                      "lease_heartbeat=? WHERE id=?",
-                      (child.pid, __import__("socket").gethostname(), time.time(), job.id))
+    store._db.execute(
+        "UPDATE jobs SET state='running', lease_pid=?, lease_host=?, lease_heartbeat=? WHERE id=?",
+        (child.pid, __import__("socket").gethostname(), time.time(), job.id),
+    )
     assert store.recover_stale() == [job.id]
     assert store.job(job.id).state == JobState.INTERRUPTED
     os.environ.get("X")

@@ -38,8 +38,7 @@ def finished_batch(make_engine, clips):
     return engine
 
 
-def test_batch_writes_accurate_subtitles_and_loads_whisper_once(finished_batch, clips,
-                                                                 references):
+def test_batch_writes_accurate_subtitles_and_loads_whisper_once(finished_batch, clips, references):
     engine = finished_batch
     jobs = engine.jobs()
     assert [j.state for j in jobs] == [JobState.DONE] * 3
@@ -59,16 +58,16 @@ def test_batch_writes_accurate_subtitles_and_loads_whisper_once(finished_batch, 
 def test_subq_adds_no_loss_against_direct_whisper(finished_batch, clips):
     """subq's transcript of each clip equals whisper.transcribe on the same audio."""
     import whisper
-    from subq.engine.bundled import bundled_checkpoint
-
     from subq.engine.asr import _set_bundled_alignment_heads
+    from subq.engine.bundled import bundled_checkpoint
 
     model = whisper.load_model(str(bundled_checkpoint()), device="cpu")
     _set_bundled_alignment_heads(model)
     for name in CLIPS:
         audio = media.decode_audio(clips[name])
-        direct = whisper.transcribe(model, audio, fp16=False, language="en", verbose=None,
-                                    word_timestamps=True)
+        direct = whisper.transcribe(
+            model, audio, fp16=False, language="en", verbose=None, word_timestamps=True
+        )
         direct_text = " ".join(s["text"].strip() for s in direct["segments"])
         assert " ".join(srt_text(clips[name].with_suffix(".srt")).split()) == " ".join(
             direct_text.split()

@@ -26,30 +26,38 @@ def test_flag_beats_config_beats_default():
 def test_broken_config_is_one_line_naming_the_file():
     config_path().parent.mkdir(parents=True, exist_ok=True)
     config_path().write_text("model = [unclosed")
-    proc = subprocess.run([sys.executable, "-m", "subq.tui.cli", "run", "x.mp4"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "x.mp4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert str(config_path()) in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_engine_never_imports_textual():
     modules = [f"subq.engine.{m.name}" for m in pkgutil.iter_modules(subq.engine.__path__)]
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            "assert 'textual' not in sys.modules, 'textual imported'\n"
-            "print(len(sys.modules))")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "assert 'textual' not in sys.modules, 'textual imported'\n"
+        "print(len(sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert len(modules) >= 10
 
 
 def test_help_is_fast_and_loads_no_heavy_modules():
-    code = ("import sys, io, contextlib\n"
-            "from subq.tui import cli\n"
-            "try:\n    cli.main(['--help'])\nexcept SystemExit: pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'textual', 'whisper') "
-            "if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys, io, contextlib\n"
+        "from subq.tui import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit: pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'textual', 'whisper') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def test_long_segments_split_into_readable_cues():
         assert len(lines) <= 2 and all(len(line) <= MAX_LINE for line in lines)
         assert cue.end - cue.start <= MAX_DURATION + 1e-6
         assert cue.end > cue.start
-    for a, b in zip(cues, cues[1:], strict=False):
+    for a, b in itertools.pairwise(cues):
         assert a.end <= b.start
     assert " ".join(c.text for c in cues[:-2]) == words
 
@@ -96,8 +97,7 @@ def test_killed_writer_leaves_old_or_new_file_never_partial(tmp_path):
     path = tmp_path / "out.srt"
     write_atomic(path, ("version 0\n" * 200_000) + "end\n")
     for delay in (0.05, 0.13, 0.3):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)],
-                                stdout=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(delay)

@@ -31,38 +31,72 @@ EPILOG = """examples:
 def add_settings_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `subq run` and the TUI; unset ones stay None (config wins then)."""
     g = p.add_argument_group("transcription")
-    g.add_argument("--model", help="whisper model name (tiny.en, base, small, large-v3, turbo, "
-                   "...) or a checkpoint path (default: tiny.en, bundled)")
+    g.add_argument(
+        "--model",
+        help="whisper model name (tiny.en, base, small, large-v3, turbo, "
+        "...) or a checkpoint path (default: tiny.en, bundled)",
+    )
     g.add_argument("--backend", choices=BACKENDS, help="ASR backend (default: whisper)")
     g.add_argument("--language", help="spoken language, e.g. en (default: detect)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
-    g.add_argument("--no-condition-on-previous-text", dest="condition_on_previous_text",
-                   action="store_const", const=False,
-                   help="do not prompt each window with the previous text")
+    g.add_argument(
+        "--no-condition-on-previous-text",
+        dest="condition_on_previous_text",
+        action="store_const",
+        const=False,
+        help="do not prompt each window with the previous text",
+    )
     t = p.add_argument_group("translation")
     t.add_argument("--translate-to", help="target languages, e.g. de,fr")
-    t.add_argument("--translation-model", help="model name or folder; {src}/{tgt} are filled in "
-                   "(default: Helsinki-NLP/opus-mt-{src}-{tgt})")
+    t.add_argument(
+        "--translation-model",
+        help="model name or folder; {src}/{tgt} are filled in "
+        "(default: Helsinki-NLP/opus-mt-{src}-{tgt})",
+    )
     t.add_argument("--translation-batch-size", type=int, help="segments per batch (default 16)")
     o = p.add_argument_group("output and resources")
     o.add_argument("--format", dest="formats", help="srt, vtt or srt,vtt (default: srt)")
     o.add_argument("--output-dir", help="write subtitles here instead of next to the inputs")
-    o.add_argument("--force", action="store_const", const=True, help="redo files whose "
-                   "subtitles are already up to date")
-    o.add_argument("--cleanup", choices=CLEANUP_POLICIES,
-                   help="when to free cached GPU memory (default: job)")
-    o.add_argument("--keep-alive", type=float, help="seconds to keep models loaded after the "
-                   "queue drains; 0 unloads at once, -1 never (default 600)")
-    o.add_argument("--oom-fallback", choices=("none", "cpu"),
-                   help="after a GPU out-of-memory retry fails: run the job on the CPU")
+    o.add_argument(
+        "--force",
+        action="store_const",
+        const=True,
+        help="redo files whose subtitles are already up to date",
+    )
+    o.add_argument(
+        "--cleanup", choices=CLEANUP_POLICIES, help="when to free cached GPU memory (default: job)"
+    )
+    o.add_argument(
+        "--keep-alive",
+        type=float,
+        help="seconds to keep models loaded after the "
+        "queue drains; 0 unloads at once, -1 never (default 600)",
+    )
+    o.add_argument(
+        "--oom-fallback",
+        choices=("none", "cpu"),
+        help="after a GPU out-of-memory retry fails: run the job on the CPU",
+    )
     o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
 
 
 SETTING_KEYS = (
-    "model", "backend", "language", "device", "beam_size", "condition_on_previous_text",
-    "translate_to", "translation_model", "translation_batch_size", "formats", "output_dir",
-    "force", "cleanup", "keep_alive", "oom_fallback",
+    "model",
+    "backend",
+    "language",
+    "device",
+    "beam_size",
+    "condition_on_previous_text",
+    "translate_to",
+    "translation_model",
+    "translation_batch_size",
+    "formats",
+    "output_dir",
+    "force",
+    "cleanup",
+    "keep_alive",
+    "oom_fallback",
 )
 
 
@@ -73,19 +107,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def build_run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="subq run", description="Transcribe (and translate) a "
-                                "batch of media files headless, then exit.")
+    p = argparse.ArgumentParser(
+        prog="subq run",
+        description="Transcribe (and translate) a batch of media files headless, then exit.",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
     add_settings_options(p)
-    p.add_argument("--events", type=Path, metavar="FILE", help="append engine events as JSON "
-                   "lines to FILE")
+    p.add_argument(
+        "--events", type=Path, metavar="FILE", help="append engine events as JSON lines to FILE"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and failures")
     return p
 
 
 def build_main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="subq", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="subq",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Subtitles for batches of videos on shared GPU servers. Without a "
         "subcommand, opens the app with PATHS queued.\n\nsubcommands:\n"
         "  run PATHS...   headless batch (see subq run --help)\n"
@@ -104,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
             args = build_run_parser().parse_args(argv[1:])
             from subq.engine.headless import run_batch
 
-            return run_batch(args.paths, settings_from(args), state=args.state,
-                             events=args.events, quiet=args.quiet)
+            return run_batch(
+                args.paths,
+                settings_from(args),
+                state=args.state,
+                events=args.events,
+                quiet=args.quiet,
+            )
         if argv[:1] == ["demo"]:
-            p = argparse.ArgumentParser(prog="subq demo",
-                                        description="Transcribe the bundled sample clip offline.")
+            p = argparse.ArgumentParser(
+                prog="subq demo", description="Transcribe the bundled sample clip offline."
+            )
             add_settings_options(p)
             args = p.parse_args(argv[1:])
             from subq.engine.headless import run_demo
