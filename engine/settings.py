@@ -30,7 +30,7 @@ class Settings:
     language: str | None = None
     translate_to: tuple[str, ...] = ()
     translation_model: str | None = None
-    translation_batch_size: int = 16
+    translation_batch_size: int = 32
     formats: tuple[str, ...] = ("srt",)
     output_dir: str | None = None
     device: str = "auto"

@@ -170,7 +170,7 @@ def _one_line(exc: Exception | None, limit: int = 160) -> str:
     text = " ".join(str(exc or "").split())
     if not text:
         return type(exc).__name__
-    return str(exc)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _free_cuda() -> None:

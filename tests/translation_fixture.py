@@ -74,7 +74,9 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
     """
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # as load_translator does: no "Writing model shards"
     tokenizer = build_tokenizer(words, vocab_size)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     config = MarianConfig(

@@ -54,7 +54,7 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         help="model name or folder; {src}/{tgt} are filled in "
         "(default: Helsinki-NLP/opus-mt-{src}-{tgt})",
     )
-    t.add_argument("--translation-batch-size", type=int, help="segments per batch (default 16)")
+    t.add_argument("--translation-batch-size", type=int, help="segments per batch (default 32)")
     o = p.add_argument_group("output and resources")
     o.add_argument("--format", dest="formats", help="srt, vtt or srt,vtt (default: srt)")
     o.add_argument("--output-dir", help="write subtitles here instead of next to the inputs")
