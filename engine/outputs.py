@@ -48,8 +48,10 @@ def choose_base(
 
 
 def _inside(candidate: Path, folder: Path) -> bool:
+    if any(part in (".", "..") for part in candidate.relative_to(folder).parts):
+        return False
     resolved = Path(os.path.abspath(candidate))
-    return os.path.commonpath([resolved, folder]) == str(folder)
+    return resolved != folder and os.path.commonpath([resolved, folder]) == str(folder)
 
 
 def output_paths(base: str, settings: Settings) -> list[Path]:
