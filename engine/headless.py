@@ -19,6 +19,7 @@ from .events import (
     Event,
     JobChanged,
     LogEmitted,
+    MemorySampled,
     ModelLoaded,
     ModelUnloaded,
     StageProgressed,
@@ -37,6 +38,7 @@ class ConsolePrinter:
         self.total = 0
         self.started = 0
         self._bar = False
+        self._noted_gpu = False
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -71,6 +73,10 @@ class ConsolePrinter:
                 self._line(
                     f"Loaded {kind} model {name} on {device} in {sec:.1f} s ({fmt_bytes(size)})"
                 )
+            case MemorySampled(gpu_note=note) if note and not self._noted_gpu:
+                self._noted_gpu = True
+                if note.startswith("no GPU"):
+                    self._line(f"  {note}; showing RAM")
             case ModelUnloaded():
                 self._line(describe_unload(event) + f" [{event.reason}]")
             case LogEmitted(level=level, message=message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .settings import Settings
@@ -54,12 +55,22 @@ def _inside(candidate: Path, folder: Path) -> bool:
     return resolved != folder and os.path.commonpath([resolved, folder]) == str(folder)
 
 
-def output_paths(base: str, settings: Settings) -> list[Path]:
-    paths = []
+@dataclass(frozen=True)
+class OutputTarget:
+    path: Path
+    fmt: str
+    lang: str | None  # None: the transcript itself
+
+
+def output_targets(base: str, settings: Settings) -> list[OutputTarget]:
+    """`base.srt` for the transcript and `base.LANG.srt` per translation, per format."""
+    targets = []
     for fmt in settings.formats:
-        paths.append(Path(f"{base}.{fmt}"))
-        paths.extend(Path(f"{base}.{lang}.{fmt}") for lang in settings.translate_to)
-    return paths
+        targets.append(OutputTarget(Path(f"{base}.{fmt}"), fmt, None))
+        targets += [
+            OutputTarget(Path(f"{base}.{lang}.{fmt}"), fmt, lang) for lang in settings.translate_to
+        ]
+    return targets
 
 
 def input_signature(size: int, mtime: float) -> str:

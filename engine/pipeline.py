@@ -19,7 +19,7 @@ from . import asr, media, memory
 from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
 from .jobs import Job, JobState, Stage
 from .models import NeedsMemory, fmt_bytes
-from .outputs import input_signature, output_paths
+from .outputs import input_signature, output_targets
 from .settings import Settings, log_path
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
@@ -105,7 +105,8 @@ class Pipeline:
         self.job = job = dataclasses.replace(job, duration=info.duration)
         sig = input_signature(info.size, info.mtime)
         base = job.output_base or str(path.with_suffix(""))
-        outputs = output_paths(base, s)
+        targets = output_targets(base, s)
+        outputs = [t.path for t in targets]
         remove_stale_temps(outputs[0].parent)
         if not s.force and all(p.exists() for p in outputs):
             stored_sig, stored_key = store.done_signature(job.id)
@@ -127,19 +128,12 @@ class Pipeline:
         self.job = self.engine.enter_stage(self.job, Stage.WRITE)
         t0 = time.perf_counter()
         outputs[0].parent.mkdir(parents=True, exist_ok=True)
-        for out in outputs:
-            fmt = out.suffix.lstrip(".")
-            lang = out.suffixes[-2].lstrip(".") if len(out.name.split(".")) > 2 else None
+        for target in targets:
             use = cues
-            if (
-                lang in texts
-                and out.name.endswith(f".{lang}.{fmt}")
-                and base + f".{lang}.{fmt}" == str(out)
-            ):
-                use = [
-                    dataclasses.replace(c, text=t) for c, t in zip(cues, texts[lang], strict=True)
-                ]
-            write_atomic(out, FORMATTERS[fmt](use))
+            if target.lang is not None:
+                translated = zip(cues, texts[target.lang], strict=True)
+                use = [dataclasses.replace(c, text=t) for c, t in translated]
+            write_atomic(target.path, FORMATTERS[target.fmt](use))
         self.times["write"] = time.perf_counter() - t0
         store.set_done_signature(job.id, sig, s.output_key())
         if s.cleanup == "job":

@@ -628,7 +628,8 @@ class Engine:
 
 def describe_unload(event: ModelUnloaded) -> str:
     where = "GPU" if event.device.startswith("cuda") else "RAM"
+    caveat = " (the CUDA context stays until subq exits)" if where == "GPU" else ""
     return (
         f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
-        f"{fmt_bytes(event.returned)} of {where} returned"
+        f"{fmt_bytes(event.returned)} of {where} returned{caveat}"
     )
