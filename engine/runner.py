@@ -314,6 +314,7 @@ class Engine:
                         error=None,
                         progress=0.0,
                         stage=None,
+                        stage_times=(),
                         settings=settings,
                     )
             case cmd.ClearFinished():
@@ -403,7 +404,12 @@ class Engine:
         else:
             note = "queued again"
             job = job.moved_to(
-                JobState.QUEUED, settings=settings, error=None, progress=0.0, stage=None
+                JobState.QUEUED,
+                settings=settings,
+                error=None,
+                progress=0.0,
+                stage=None,
+                stage_times=(),
             )
             self.store.save(job)
         if in_view:
