@@ -92,6 +92,10 @@ class Engine:
     def subscribe(self, fn: Callable[[Event], None]) -> None:
         self._subscribers.append(fn)
 
+    def unsubscribe(self, fn: Callable[[Event], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(fn)
+
     def start(self) -> None:
         if self.store.moved_aside:
             self._log(
@@ -106,6 +110,7 @@ class Engine:
                 self._jobs = {j.id: j for j in self.store.jobs()}
         if self._sample_memory:
             self.sampler.start()
+        self._set_state(self.state, force=True)  # subscribers learn the state at once
         self._thread = threading.Thread(target=self._main, name="subq-engine", daemon=True)
         self._thread.start()
         threading.Thread(target=self._heartbeat, name="subq-heartbeat", daemon=True).start()
@@ -358,6 +363,8 @@ class Engine:
     def _add(self, paths: Sequence[str], settings: Settings) -> None:
         settings = settings.validate()
         seen: set[str] = set()
+        taken = self.store.output_bases()
+        new: list[tuple[str, str, tuple[str, ...]]] = []
         for path in media.expand_paths(paths):
             key = str(path)
             if key in seen:
@@ -368,12 +375,11 @@ class Engine:
             if existing is not None:
                 self._readd(existing, settings)
                 continue
-            taken = {j.output_base for j in self.store.jobs() if j.output_base}
             base, note = choose_base(path, settings, taken)
-            job = self.store.add_job(key, settings)
-            job = dataclasses.replace(job, output_base=base, notes=(note,) if note else ())
-            self.store.save(job)
-            if note:
+            taken.add(base)
+            new.append((key, base, (note,) if note else ()))
+        for job in self.store.add_jobs(new, settings):
+            for note in job.notes:
                 self._log("warning", note, job.id)
             with self._lock:
                 self._jobs[job.id] = job

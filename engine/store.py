@@ -160,21 +160,51 @@ class Store:
             self._db.execute("COMMIT")
 
     # -- jobs ------------------------------------------------------------------------
-    def add_job(self, path: str, settings: Settings, position: float | None = None) -> Job:
+    def add_jobs(
+        self, new: list[tuple[str, str, tuple[str, ...]]], settings: Settings
+    ) -> list[Job]:
+        """Insert (path, output_base, notes) rows at the end of the queue in one transaction,
+        so queuing a folder of hundreds of files costs one commit, not hundreds."""
         now = time.time()
+        jobs = []
         with self.transaction() as db:
-            if position is None:
-                top = db.execute("SELECT MAX(position) FROM jobs").fetchone()[0]
-                position = (top or 0) + 1
-            cur = db.execute(
-                "INSERT INTO jobs (path, position, state, settings, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (path, position, JobState.QUEUED.value, settings.to_json(), now, now),
-            )
-            job_id = int(cur.lastrowid or 0)
-        return Job(
-            id=job_id, path=path, settings=settings, position=position, created=now, updated=now
-        )
+            top = db.execute("SELECT MAX(position) FROM jobs").fetchone()[0] or 0
+            for offset, (path, base, notes) in enumerate(new, 1):
+                cur = db.execute(
+                    "INSERT INTO jobs (path, position, state, settings, output_base, notes, "
+                    "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        path,
+                        top + offset,
+                        JobState.QUEUED.value,
+                        settings.to_json(),
+                        base,
+                        json.dumps(notes),
+                        now,
+                        now,
+                    ),
+                )
+                jobs.append(
+                    Job(
+                        id=int(cur.lastrowid or 0),
+                        path=path,
+                        settings=settings,
+                        position=top + offset,
+                        output_base=base,
+                        notes=notes,
+                        created=now,
+                        updated=now,
+                    )
+                )
+        return jobs
+
+    def add_job(self, path: str, settings: Settings) -> Job:
+        return self.add_jobs([(path, None, ())], settings)[0]  # type: ignore[list-item]
+
+    def output_bases(self) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT output_base FROM jobs WHERE output_base IS NOT NULL")
+            return {r[0] for r in rows.fetchall()}
 
     def save(self, job: Job) -> Job:
         """Persist every field of the job (the row is the truth after a crash)."""

@@ -79,7 +79,7 @@ def stable(clips: dict[str, Path], tmp_path: Path,
     for engine in engines:
         engine.shutdown(timeout=30)
         engine.store.close()
-    monkeypatch.delenv("TZ")
+    monkeypatch.undo()  # TZ back as it was, then make the time module see it
     time.tzset()
 
 
@@ -97,14 +97,16 @@ async def settle(pilot: Pilot, *events: Event) -> None:
     table = app.main.table
     panel = app.main.query_one(MemoryPanel)
     expected = len(app.snapshot_samples)  # type: ignore[attr-defined]
-    while time.monotonic() < deadline:
+
+    def drawn() -> bool:
         history = next(iter(panel.history.values()), ())
-        if (len(table.order) == len(CLIPS) and len(table.probed) == len(CLIPS)
-                and len(history) == expected):
-            break
+        return (table.row_count == len(CLIPS) and len(history) == expected
+                and all(str(table.get_cell(str(i), "dur")).strip()
+                        for i in range(1, len(CLIPS) + 1)))
+
+    while not drawn():
+        assert time.monotonic() < deadline, "the app never settled"
         await pilot.pause(0.05)
-    else:
-        raise AssertionError("the app never settled")
     await pilot.pause(0.3)
 
 

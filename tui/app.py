@@ -30,7 +30,10 @@ from .screens.main import MainScreen
 from .screens.palette import SubqCommands
 
 FLUSH_INTERVAL = 0.25  # seconds between redraws of progress and memory (4 Hz)
-SHUTDOWN_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 10.0  # run_app's wait for the engine when the app ended some other way
+QUIT_GRACE = 3.0  # quit waits this long for a safe point, then commits what it has: on a
+# CPU one transcription window can take longer, and only that window's work is redone
+
 
 
 class SubqApp(App[int]):
@@ -112,6 +115,7 @@ class SubqApp(App[int]):
         return running or (not self.main.paused and any(j.state.runnable for j in jobs))
 
     async def action_quit(self) -> None:
+        """Quit; with work in progress ask first, since quitting pauses the batch."""
         if self.quitting:
             return
         if not self.work_in_progress():
@@ -135,10 +139,12 @@ class SubqApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="shutdown")
     def _stop_engine(self) -> None:
-        self.engine.shutdown(timeout=SHUTDOWN_TIMEOUT)
-        if self.engine.state != "stopped":  # a window outlived the timeout: commit now
-            self.engine.emergency_stop()
-        self.call_from_thread(self.exit, 0)
+        try:
+            self.engine.shutdown(timeout=QUIT_GRACE)
+            if self.engine.state != "stopped":  # a window outlived the timeout: commit now
+                self.engine.emergency_stop()
+        finally:  # whatever happened, the user asked to leave
+            self.call_from_thread(self.exit, 0)
 
 
 def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
@@ -156,7 +162,7 @@ def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         # After quit the app has already waited; don't keep a closed terminal waiting again.
-        engine.shutdown(timeout=1.0 if app.quitting else SHUTDOWN_TIMEOUT)
+        engine.shutdown(timeout=0.1 if app.quitting else SHUTDOWN_TIMEOUT)
         engine.store.close()
     return app.return_code or 0
 

@@ -78,6 +78,7 @@ class DetailsScreen(Screen[None]):
 
     @work(exclusive=True, group="preview")
     async def load_preview(self, path: str) -> None:
+        """Read the first lines of a subtitle file with aiofiles, off the event loop."""
         preview = self.query_one("#details-preview", Static)
         try:
             mtime = Path(path).stat().st_mtime

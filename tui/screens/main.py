@@ -183,6 +183,8 @@ class MainScreen(Screen[None]):
                 self.notify(text, title="Memory returned")
             case EngineStateChanged(state=state, models=models, pending=pending):
                 self.memory.keep_models(models)
+                if self.subq.quitting and state != "stopped":
+                    return  # keep saying "stopping…" until it has
                 if event.at < self._asked_at:
                     self.status.show_engine(self.status.state,
                                                           models)
@@ -292,6 +294,7 @@ class MainScreen(Screen[None]):
         return any(j.state == JobState.RUNNING for j in self.table.jobs())
 
     def action_add(self) -> None:
+        """Open the picker; the files it answers with are handed to the engine."""
         from .picker import PickerScreen
 
         def added(paths: list[str] | None) -> None:
@@ -310,16 +313,19 @@ class MainScreen(Screen[None]):
         return True
 
     def action_pause(self) -> None:
+        """p while running (skipped when paused, so the resume binding gets the key)."""
         if self.paused:
             raise SkipAction()
         self.action_toggle_pause()
 
     def action_resume(self) -> None:
+        """p while paused (skipped when running, so the pause binding gets the key)."""
         if not self.paused:
             raise SkipAction()
         self.action_toggle_pause()
 
     def action_toggle_pause(self) -> None:
+        """Ask the engine, and show the state asked for at once (it confirms later)."""
         if self.paused:
             self.engine.resume()
             self.paused = False
@@ -331,12 +337,14 @@ class MainScreen(Screen[None]):
             self._asked("pausing" if self._job_running() else "paused")
 
     def action_move(self, where: str) -> None:
+        """Move the selected job; the row moves now, the engine's order follows."""
         job_id = self._selected("move")
         if job_id is not None:
             self.engine.move(job_id, where)  # type: ignore[arg-type]
             self.table.local_move(job_id, where)
 
     def action_cancel_job(self) -> None:
+        """Cancel the selected job (a running one stops at its next safe point)."""
         job_id = self._selected("cancel")
         job = self.table.job(job_id) if job_id is not None else None
         if job is None:
@@ -348,12 +356,14 @@ class MainScreen(Screen[None]):
         self.table.mark(job.id, "cancelling…")
 
     def action_remove_job(self) -> None:
+        """Remove the selected job (the engine cancels a running one first)."""
         job_id = self._selected("remove")
         if job_id is not None:
             self.engine.remove(job_id)
             self.table.mark(job_id, "removing…")
 
     def action_retry(self) -> None:
+        """Queue a finished job again; the engine forces a redo of done ones."""
         job_id = self._selected("retry")
         job = self.table.job(job_id) if job_id is not None else None
         if job is None:
@@ -366,9 +376,11 @@ class MainScreen(Screen[None]):
         self.table.mark(job.id, "retrying…")
 
     def action_clear_finished(self) -> None:
+        """Drop finished jobs from the list (their outputs stay on disk)."""
         self.engine.clear_finished()
 
     def action_unload(self) -> None:
+        """Ask which model to unload; pending until the running stage ends."""
         from .dialogs import UnloadScreen
 
         def chosen(kind: str | None) -> None:
@@ -381,20 +393,24 @@ class MainScreen(Screen[None]):
         self.app.push_screen(UnloadScreen(), chosen)
 
     def action_release_gpu(self) -> None:
+        """Pause, unload every model, clean the allocator; bytes are reported as they come back."""
         self.engine.release_gpu()
         self.paused = True
         running = self._job_running()
         self._asked("pausing" if running else "paused",
                     ("translation", "whisper") if running else ())
-        self.notify("Pausing and unloading every model; the CUDA context stays until subq "
-                    "exits", title="Release GPU")
+        on_gpu = bool(self.memory.latest and self.memory.latest.gpus)
+        self.notify("Pausing and unloading every model" + ("; the CUDA context stays until "
+                    "subq exits" if on_gpu else ""), title="Release GPU")
 
     def action_settings(self) -> None:
+        """Edit the settings that apply to jobs not started yet."""
         from .settings import SettingsScreen
 
         self.app.push_screen(SettingsScreen(self.engine))
 
     def action_details(self) -> None:
+        """Open the selected job's details."""
         job_id = self._selected("show")
         job = self.table.job(job_id) if job_id is not None else None
         if job is not None:

@@ -72,11 +72,13 @@ def resolve(items: Iterable[str], cancelled: Callable[[], bool] = lambda: False)
         if path.is_file():
             out[media.absolute(path)] = None
         elif path.is_dir():
-            for found in sorted(path.rglob("*")):
+            found = []
+            for candidate in path.rglob("*"):  # walked lazily, so a cancel stops it early
                 if cancelled():
                     return list(out)
-                if media.is_media(found) and found.is_file():
-                    out[media.absolute(found)] = None
+                if media.is_media(candidate) and candidate.is_file():
+                    found.append(candidate)
+            out.update((media.absolute(f), None) for f in sorted(found))
         elif glob.has_magic(expanded):
             for match in sorted(glob.iglob(expanded, recursive=True)):
                 if cancelled():
@@ -127,7 +129,7 @@ class MediaTree(DirectoryTree):
         """Enter in the tree: add what is marked, or the entry under the cursor."""
 
     class MarksChanged(Message):
-        pass
+        """Space marked or unmarked an entry: the summary line recounts."""
 
     def __init__(self, path: Path, **kwargs: object) -> None:
         super().__init__(path, **kwargs)  # type: ignore[arg-type]
@@ -318,6 +320,7 @@ class PickerScreen(Screen[list[str] | None]):
 
     @work(thread=True, exclusive=True, group="add")
     def add(self, items: list[str]) -> None:
+        """Resolve what to add in a thread (folders and globs can be huge)."""
         worker = get_current_worker()
         self.post_message(self.Resolved(items, resolve(items, lambda: worker.is_cancelled)))
 

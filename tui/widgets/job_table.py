@@ -11,6 +11,7 @@ drawing per flush keeps a slow SSH link and a busy CPU out of each other's way. 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("output", "output", None, False),
 )
 BAR_WIDTH = 5
+ADD_INTERVAL = 1.0  # seconds between batches of new rows
 STATE_COLOURS = {
     JobState.RUNNING: "text-primary",
     JobState.PAUSED: "text-warning",
@@ -58,6 +60,7 @@ class RowState:
     started_at: float | None = None  # UI clock when it started running
     progress: StageProgressed | None = None  # newest report for the current stage
     progress_at: float = 0.0  # UI clock when that report arrived
+    mark: str | None = None  # an order sent but not yet applied ("cancelling…")
 
 
 class JobTable(DataTable[object]):
@@ -70,6 +73,7 @@ class JobTable(DataTable[object]):
         self.order: list[int] = []  # queue order, including rows not drawn yet
         self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
         self._unadded: list[int] = []
+        self._added_at = 0.0  # time.monotonic() of the last batch of new rows
         self._dirty: set[int] = set()
 
     def on_mount(self) -> None:
@@ -101,6 +105,7 @@ class JobTable(DataTable[object]):
     # -- reading --------------------------------------------------------------------
     @property
     def selected_id(self) -> int | None:
+        """The job id under the cursor, or None in an empty table."""
         if not self.row_count or self.cursor_row < 0:
             return None
         try:
@@ -110,10 +115,12 @@ class JobTable(DataTable[object]):
         return int(key.value) if key.value is not None else None
 
     def job(self, job_id: int) -> Job | None:
+        """The newest snapshot of a job, drawn or not."""
         row = self.rows_by_id.get(job_id)
         return row.job if row else None
 
     def jobs(self) -> list[Job]:
+        """All jobs in queue order (includes rows waiting to be drawn)."""
         return [self.rows_by_id[i].job for i in self.order]
 
     def unprobed(self) -> list[tuple[int, str]]:
@@ -137,6 +144,8 @@ class JobTable(DataTable[object]):
             row.started_at = now
         if job.stage != row.job.stage or job.state != JobState.RUNNING:
             row.progress = None
+        if job.state != row.job.state:
+            row.mark = None  # the engine has acted on the order
         row.job, row.changed_at = job, at
         self._dirty.add(job.id)
 
@@ -151,30 +160,40 @@ class JobTable(DataTable[object]):
         self._dirty.add(event.job_id)
 
     def set_probed(self, durations: dict[int, float | None]) -> None:
+        """Durations the UI read itself; shown until the engine probes the job."""
         self.probed.update(durations)
         self._dirty.update(i for i in durations if i in self.rows_by_id)
 
     # -- drawing --------------------------------------------------------------------
     def draw(self, now: float) -> None:
         """Add new rows in one batch, rewrite changed cells, count running jobs' time."""
-        self.draw_now(now)
-        for job_id in self._dirty:
+        # Every change re-renders all visible cells; while hundreds of jobs are being queued,
+        # show new rows at most once a second so the engine (same process, same GIL) keeps
+        # going. A single add after a quiet second shows at once.
+        if time.monotonic() - self._added_at >= ADD_INTERVAL:
+            self.draw_now(now)
+        waiting = set(self._unadded)  # drawn whole, with their newest values, when added
+        for job_id in self._dirty - waiting:
             row = self.rows_by_id.get(job_id)
             if row is not None:
                 self._write(row, self._cells(row, now))
-        self._dirty.clear()
+        self._dirty &= waiting
         for row in self.rows_by_id.values():
-            if row.job.state == JobState.RUNNING:
+            if row.job.state == JobState.RUNNING and row.job.id not in waiting:
                 self._write(row, self._cells(row, now), only=("time",))
 
     def draw_now(self, now: float = 0.0) -> None:
         """Add the recorded new rows (at once before a key acts on rows)."""
+        if self._unadded:
+            self._added_at = time.monotonic()
         for job_id in self._unadded:
             if job_id in self.rows_by_id:
                 self.add_row(*self._cells(self.rows_by_id[job_id], now), key=str(job_id))
+            self._dirty.discard(job_id)
         self._unadded.clear()
 
     def remove_job(self, job_id: int) -> None:
+        """Forget a job the engine removed."""
         if self.rows_by_id.pop(job_id, None) is None:
             return
         self.order.remove(job_id)
@@ -185,10 +204,13 @@ class JobTable(DataTable[object]):
             self.remove_row(str(job_id))
 
     def mark(self, job_id: int, text: str) -> None:
-        """Show an order the engine has not applied yet ("cancelling…") in the stage cell."""
+        """Show an order the engine has not applied yet ("cancelling…") in the stage cell,
+        until the job's state changes."""
         self.draw_now()
-        if job_id in self.rows_by_id:
-            self.update_cell(str(job_id), "stage", _pad(Text(text, style="italic")))
+        row = self.rows_by_id.get(job_id)
+        if row is not None:
+            row.mark = text
+            self._write(row, self._cells(row, 0.0), only=("stage",))
 
     def reorder(self, order: Iterable[int]) -> None:
         """Put rows in `order` (ids not in it keep their relative place at the end)."""
@@ -233,6 +255,7 @@ class JobTable(DataTable[object]):
         stage = job.stage.value if job.stage else ""
         if job.state == JobState.RUNNING and job.stage == Stage.WAITING:
             stage = "wait mem"
+        stage_text = Text(row.mark, style="italic") if row.mark else Text(stage)
         fraction = 1.0 if job.state == JobState.DONE else (event.fraction if event else
                                                             job.progress)
         progress = Text("")
@@ -245,7 +268,7 @@ class JobTable(DataTable[object]):
             _pad(Text(job.name, no_wrap=True, overflow="ellipsis")),
             Text(short_duration(duration), justify="right"),
             _pad(Text(job.state.value, style=style)),
-            _pad(Text(stage, no_wrap=True, overflow="ellipsis")),
+            _pad(stage_text),
             _pad(progress),
             Text(_speed(job, event), justify="right"),
             _pad(Text(_time(row, now), no_wrap=True, overflow="ellipsis")),

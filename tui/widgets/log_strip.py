@@ -18,10 +18,11 @@ class LogStrip(RichLog):
     """A bounded log; the full history of one job is on its details screen."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(max_lines=2000, wrap=False, markup=False, highlight=False,
+        super().__init__(max_lines=2000, wrap=True, min_width=20, markup=False, highlight=False,
                          auto_scroll=True, **kwargs)  # type: ignore[arg-type]
 
     def add(self, level: str, message: str, at: float, job: str | None = None) -> None:
+        """One line: time, the level spelled out (warn/error), the message as plain text."""
         word, colour = LEVELS.get(level, ("", ""))
         line = Text(clock_time(at) + " ", style="dim")
         if word:

@@ -26,6 +26,8 @@ HISTORY = 1200  # samples: ten minutes at the engine's 0.5 s interval
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A loaded model as the panel lists it."""
+
     kind: str
     name: str
     device: str
@@ -37,9 +39,14 @@ class Series(Vertical):
 
     DEFAULT_CSS = "Series { height: auto; }"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = Static(classes="series-text")
+        self.spark = Sparkline([], classes="series-spark")
+
     def compose(self) -> ComposeResult:
-        yield Static(classes="series-text")
-        yield Sparkline([], classes="series-spark")
+        yield self.text
+        yield self.spark
 
 
 class MemoryPanel(Vertical):
@@ -52,18 +59,25 @@ class MemoryPanel(Vertical):
         self.latest: MemorySampled | None = None
         self.models: dict[tuple[str, str, str], ModelInfo] = {}
         self.history: dict[str, deque[tuple[float, float]]] = {}
+        # Held, not queried: samples may still arrive while the app tears down.
+        self.note = Static("waiting for the first memory sample…", id="memory-note")
+        self.series = Vertical(id="memory-series")
+        self.models_text = Static(id="memory-models")
+        self.blocks: list[Series] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("waiting for the first memory sample…", id="memory-note")
-        yield Vertical(id="memory-series")
-        yield Static(id="memory-models")
+        yield self.note
+        yield self.series
+        yield self.models_text
 
     # -- inputs ---------------------------------------------------------------------
     def set_models(self, loaded: list[ModelInfo]) -> None:
+        """The models loaded when the app starts (events keep it current after that)."""
         self.models = {(m.kind, m.name, m.device): m for m in loaded}
         self._render_models()
 
     def model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
+        """A model came or went: list it with its footprint, or drop it."""
         key = (event.kind, event.name, event.device)
         if isinstance(event, ModelLoaded):
             self.models[key] = ModelInfo(event.kind, event.name, event.device, event.bytes)
@@ -80,6 +94,7 @@ class MemoryPanel(Vertical):
             self._render_models()
 
     def samples(self, samples: list[MemorySampled]) -> None:
+        """New samples since the last flush: extend the history, draw the newest."""
         if not samples:
             return
         for sample in samples:
@@ -98,19 +113,15 @@ class MemoryPanel(Vertical):
         sample = self.latest
         if sample is None or not self.is_mounted:
             return
-        container = self.query_one("#memory-series", Vertical)
         keys = [key for key, _v in _series_values(sample)]
-        blocks = list(container.query(Series))
-        if len(blocks) != len(keys):
-            container.remove_children()
-            blocks = [Series() for _ in keys]
-            container.mount_all(blocks)
-            self.call_after_refresh(self._render_sample)
-            return
+        blocks = self.blocks
+        if len(blocks) != len(keys):  # the first sample, or a GPU came or went
+            self.series.remove_children()
+            self.blocks = blocks = [Series() for _ in keys]
+            self.series.mount_all(blocks)
         note = sample.gpu_note or ""
-        self.query_one("#memory-note", Static).update(Text("note: " + note if sample.gpus
-                                                           else note, style="italic"))
-        self.query_one("#memory-note").display = bool(note) and not self.compact
+        self.note.update(Text("note: " + note if sample.gpus else note, style="italic"))
+        self.note.display = bool(note) and not self.compact
         self.border_title = "memory · " + _short_note(note) if self.compact and note else "memory"
         for key, block in zip(keys, blocks, strict=True):
             history = self.history.get(key, deque())
@@ -118,8 +129,8 @@ class MemoryPanel(Vertical):
             gpu = next((g for g in sample.gpus if f"gpu{g.index}" == key), None)
             text = _gpu_text(gpu, span, self.compact) if gpu else _ram_text(sample, span,
                                                                              self.compact)
-            block.query_one(".series-text", Static).update(text)
-            block.query_one(".series-spark", Sparkline).data = [v for _t, v in history]
+            block.text.update(text)
+            block.spark.data = [v for _t, v in history]
 
     def _render_models(self) -> None:
         if not self.is_mounted:
@@ -132,7 +143,7 @@ class MemoryPanel(Vertical):
         else:
             line = "models:\n" + "\n".join(f" {m.kind} {m.name} {fmt_bytes(m.bytes)} "
                                            f"({m.device})" for m in self.models.values())
-        self.query_one("#memory-models", Static).update(Text(line))
+        self.models_text.update(Text(line))
 
 
 def _short_note(note: str) -> str:
