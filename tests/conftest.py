@@ -18,7 +18,7 @@ import pytest
 # huggingface_hub reads this once, at import: set it before any test imports transformers.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from translation_fixture import tiny_marian  # noqa: E402, F401
+from translation_fixture import tiny_marian  # noqa: F401
 
 DATA = Path(__file__).parent / "data"
 CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
