@@ -139,25 +139,62 @@ def reference_for(path: Path, refs: dict[str, str] | None = None) -> str:
     return refs[path.name.split("-", 1)[1] if "-" in path.name else path.name]
 
 
+def long_parts(parts: int = 3) -> list[tuple[Any, str]]:
+    """long.mp3 cut at sentence pauses into `parts` pieces of whole sentences, with their text.
+
+    The clip is synthesized speech: sentences end in pauses of about 0.5 s, commas in about
+    0.3 s; a cut goes in the middle of a sentence pause, so no word is split.
+    """
+    import re
+
+    import numpy as np
+    from subq.engine.media import decode_audio
+
+    audio = decode_audio(DATA / "long.mp3")
+    sentences = re.split(r"(?<=[.!?])\s+", references()["long.mp3"].strip())
+    hop = RATE // 100
+    frames = len(audio) // hop
+    rms = np.sqrt((audio[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1))
+    quiet = np.append(rms < 0.01, False)
+    gaps, start = [], None
+    for i, q in enumerate(quiet):
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            if i - start >= 40 and start > 0 and i < frames:  # >= 0.4 s, inside the clip
+                gaps.append((start + i) // 2 * hop)
+            start = None
+    if len(gaps) != len(sentences) - 1:
+        raise RuntimeError(f"long.mp3: found {len(gaps)} sentence pauses for "
+                           f"{len(sentences)} sentences; cannot cut it into whole sentences")
+    per = len(sentences) / parts
+    cuts = [0] + [gaps[round(per * k) - 1] for k in range(1, parts)] + [len(audio)]
+    bounds = [0] + [round(per * k) for k in range(1, parts)] + [len(sentences)]
+    return [(audio[cuts[k]:cuts[k + 1]], " ".join(sentences[bounds[k]:bounds[k + 1]]))
+            for k in range(parts)]
+
+
 def make_mixes(folder: Path, count: int = 3, fmt: str = "wav") -> list[Path]:
-    """`count` clips of about 55 s: the three short committed clips twice, rotated, with
-    0.6 s of silence between, written with PyAV. Deterministic; the reference text sits in
-    a `.ref.txt` next to each."""
+    """`count` clips of about 50 s of speech with no sentence said twice in one clip: the
+    three short committed clips (rotated) and one third of long.mp3 (whole sentences), with
+    0.6 s of silence between, written with PyAV. A sentence repeated inside one clip would
+    test the model's handling of repetition (with the previous text as prompt it tends to
+    skip or double it), not transcription. Deterministic; the reference text sits in a
+    `.ref.txt` next to each."""
     import av
     import numpy as np
     from subq.engine.media import decode_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     refs = references()
-    audio = {name: decode_audio(DATA / name) for name in SHORT_CLIPS}
+    pieces_by_name = {name: (decode_audio(DATA / name), refs[name]) for name in SHORT_CLIPS}
+    thirds = long_parts(3)
     gap = np.zeros(int(0.6 * RATE), dtype=np.float32)
     out = []
     for i in range(count):
-        order = [SHORT_CLIPS[(i + k) % 3] for k in range(3)] * 2
-        pieces: list[Any] = []
-        for name in order:
-            pieces += [audio[name], gap]
-        samples = np.concatenate(pieces)
+        order = [pieces_by_name[SHORT_CLIPS[(i + k) % 3]] for k in range(3)]
+        order.insert(i % 4, thirds[i % 3])
+        samples = np.concatenate([x for audio, _text in order for x in (audio, gap)])
         pcm = np.clip(samples * 32767, -32768, 32767).astype(np.int16)
         path = folder / f"mix{i + 1}.{fmt}"
         codec = {"wav": "pcm_s16le", "mp3": "libmp3lame"}[fmt]
@@ -177,7 +214,7 @@ def make_mixes(folder: Path, count: int = 3, fmt: str = "wav") -> list[Path]:
                     container.mux(packet)
             for packet in stream.encode(None):
                 container.mux(packet)
-        path.with_suffix(".ref.txt").write_text(" ".join(refs[n] for n in order),
+        path.with_suffix(".ref.txt").write_text(" ".join(text for _a, text in order),
                                                 encoding="utf-8")
         out.append(path)
     return out

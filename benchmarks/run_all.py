@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHES)}")
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     p.add_argument("--raw", type=Path, help="keep each benchmark's JSON result in this folder")
+    p.add_argument("--from-raw", type=Path, metavar="DIR",
+                   help="run nothing: re-render the results saved in DIR by --raw into the file")
     args = p.parse_args(argv)
+    if args.from_raw:
+        return render_saved(args)
     names = args.only.split(",") if args.only else list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -73,11 +77,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
     text = args.doc.read_text(encoding="utf-8") if args.doc.exists() else ""
-    text = update_doc(text, results, args.quick, total, names)
+    text = update_doc(text, results, args.quick)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(text, encoding="utf-8")
     print(f"wrote {args.doc} ({total:.0f} s in all; raw results in {raw})", file=sys.stderr)
     return 0 if len(results) == len(names) else 1
+
+
+def render_saved(args: argparse.Namespace) -> int:
+    """Rebuild sections from saved JSON results (markdown re-rendered by each script)."""
+    import importlib
+
+    names = args.only.split(",") if args.only else [
+        n for n in BENCHES if (args.from_raw / f"{n}.json").exists()]
+    results = {}
+    for name in names:
+        r = json.loads((args.from_raw / f"{name}.json").read_text(encoding="utf-8"))
+        r["markdown"] = importlib.import_module(BENCHES[name][0][:-3]).markdown(r)
+        results[name] = r
+    quick = all("--quick" in r["command"] for r in results.values())
+    text = args.doc.read_text(encoding="utf-8") if args.doc.exists() else ""
+    args.doc.write_text(update_doc(text, results, quick), encoding="utf-8")
+    print(f"wrote {args.doc} from {args.from_raw} ({', '.join(names)})", file=sys.stderr)
+    return 0
 
 
 # -- the markdown file ----------------------------------------------------------------------
@@ -117,11 +139,13 @@ def compact(r: dict[str, Any]) -> dict[str, Any]:
 
 def header(m: dict[str, Any], timings: dict[str, Any]) -> str:
     runs = []
-    for mode, flag in (("quick", "--quick"), ("full", "full mode")):
-        if mode in timings:
-            t = timings[mode]
-            runs.append(f"`run_all.py` {flag} ({t['figures']}) took {t['seconds'] / 60:.1f} min "
-                        f"on {t['date']}")
+    for mode, flag in (("quick", "`run_all.py --quick`"), ("full", "full mode")):
+        figures = timings.get(mode, {}).get("figures")
+        if isinstance(figures, dict) and figures:
+            total = sum(figures.values())
+            every = "every figure" if set(figures) >= set(BENCHES) else ", ".join(figures)
+            runs.append(f"{flag}: {total / 60:.1f} min ({every}; last run "
+                        f"{timings[mode]['date']})")
     return block("header", "\n".join([
         "# Benchmarks",
         "",
@@ -136,7 +160,7 @@ def header(m: dict[str, Any], timings: dict[str, Any]) -> str:
         "",
         f"Machine of the latest run: {c.machine_line(m)}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
-        + ". " + ("; ".join(runs) + ". " if runs else "")
+        + ". Time to run: " + ("; ".join(runs) + ". " if runs else "not recorded. ")
         + "Timings on a shared 2-core machine are noisy; ratios measured in one run are the "
           "figures to read, not absolute seconds.",
         "",
@@ -144,13 +168,14 @@ def header(m: dict[str, Any], timings: dict[str, Any]) -> str:
     ]))
 
 
-def update_doc(text: str, results: dict[str, dict[str, Any]], quick: bool, total: float,
-               names: list[str]) -> str:
+def update_doc(text: str, results: dict[str, dict[str, Any]], quick: bool) -> str:
     machine = next(iter(results.values()))["machine"] if results else c.machine()
     timings = read_data(text).get("runs", {})
-    timings["quick" if quick else "full"] = {
-        "seconds": round(total), "date": machine["date"],
-        "figures": "every figure" if names == list(BENCHES) else ", ".join(names)}
+    mode = timings.setdefault("quick" if quick else "full", {})
+    if not isinstance(mode.get("figures"), dict):
+        mode["figures"] = {}
+    mode["date"] = machine["date"]
+    mode["figures"].update({name: round(r["elapsed"]) for name, r in results.items()})
     blocks = {"header": header(machine, timings)}
     blocks |= {name: section(name, r) for name, r in results.items()}
     if BEGIN.format("header") not in text:
