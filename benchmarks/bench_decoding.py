@@ -1,6 +1,6 @@
 """Figure 4b, decoding options per backend: compute type, beam, word timestamps.
 
-In this process, each backend's model loaded once (after a warm-up), the same ~55 s clips
+In this process, each backend's model loaded once (after a warm-up), the same ~50 s clips
 transcribed through subq's own code (asr.transcribe / asr_ct2.transcribe_ct2) with one option
 changed at a time from subq's defaults (greedy, word timestamps on; int8 for CTranslate2 on
 the CPU). Variants are interleaved round by round; medians. This is what the "Defaults
@@ -35,7 +35,7 @@ VARIANTS: dict[str, tuple[str, str, int | None, bool]] = {
 
 def main(argv: list[str] | None = None) -> int:
     p = c.base_parser(__doc__)
-    p.add_argument("--clips", type=int, help="~55 s clips (default: quick 1, full 3)")
+    p.add_argument("--clips", type=int, help="~50 s clips (default: quick 1, full 3)")
     args = p.parse_args(argv)
     rounds = c.rounds(args, quick=1, full=2)
     n_clips = args.clips or (1 if args.quick else 3)
@@ -98,7 +98,7 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{audio / s[v]['wall']:.1f}x", f"{s[v]['wer']:.3f}"])
     fp = r["footprints"]
     return "\n".join([
-        f"Inputs: {r['clips']} clip(s) of about 55 s ({audio:.0f} s of audio), tiny.en on the "
+        f"Inputs: {r['clips']} clip(s) of about 50 s ({audio:.0f} s of audio), tiny.en on the "
         f"CPU, models loaded once, transcription only; {r['rounds']} interleaved round(s); "
         "medians. First row = subq's default.",
         "",

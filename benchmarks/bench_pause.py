@@ -142,7 +142,7 @@ def markdown(r: dict[str, Any]) -> str:
         lat, gaps = v["latencies"], v["window_gaps"]
         rows.append([backend, len(lat), c.fmt_s(c.median(lat)), c.fmt_s(max(lat)),
                      c.fmt_s(c.median(gaps)), c.fmt_s(max(gaps) if gaps else None),
-                     c.fmt_x(max(lat) / c.median(gaps)) if gaps else "n/a"])
+                     c.fmt_x(max(lat) / max(gaps)) if gaps else "n/a"])
     return "\n".join([
         "long.mp3 (69 s, 3 windows) on the CPU, tiny.en; pause() called 0.3-4 s after the "
         "transcription (re)started, resumed after each pause. A window is the time between "
@@ -150,7 +150,7 @@ def markdown(r: dict[str, Any]) -> str:
         "window); absolute seconds follow the shared machine's load, the ratio does not.",
         "",
         c.table(["backend", "pauses", "median latency", "worst latency", "median window",
-                 "longest window", "worst / median window"], rows),
+                 "longest window", "worst latency / longest window"], rows),
         "",
         "Latencies (s): " + "; ".join(
             f"{b}: " + ", ".join(f"{x:.2f}" for x in v["latencies"])

@@ -5,7 +5,7 @@ Both run in this process after a warm-up, interleaved. The engine thread's wait 
 is the job's "decode" stage time: with prefetch it only waits for what is not yet done.
 
     python benchmarks/bench_prefetch.py --quick     # 4 short clips, 1 round
-    python benchmarks/bench_prefetch.py             # clips, 3 x 55 s MP3, long.mp3; 3 rounds
+    python benchmarks/bench_prefetch.py             # clips, 3 x 50 s MP3, long.mp3; 3 rounds
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def markdown(r: dict[str, Any]) -> str:
     share = sum(r["decode_alone"]) / off["transcribe"] if off["transcribe"] else 0.0
     return "\n".join([
         f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio: the committed clips"
-        "; in full mode also 55 s MP3 mixes), tiny.en on the CPU, one engine per batch, after "
+        "; in full mode also 50 s MP3 mixes), tiny.en on the CPU, one engine per batch, after "
         "a warm-up; "
         f"{r['rounds']} interleaved round(s); medians.",
         "",
