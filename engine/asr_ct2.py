@@ -209,6 +209,9 @@ class _Meter:
             if total_after is not None and total_before is not None:
                 return max(0, total_after - total_before) or estimate
             return estimate
+        # Loading converts float16 weights to int8 through temporary buffers; give those back
+        # first, or they are counted as the model's and never "returned" by an unload.
+        self._memory.malloc_trim()
         delta = self._memory.rss_bytes() - self.rss_before
         # Another thread can allocate or free while we load; keep a plausible reading only.
         if estimate and 0.1 * estimate <= delta <= 4 * estimate:
