@@ -40,9 +40,9 @@ class Pipeline:
     def __init__(self, engine: Engine, job: Job) -> None:
         self.engine = engine
         self.job = job
-        self.settings: Settings = job.settings
         self.times: dict[str, float] = dict(job.stage_times)
-        self.device = resolve_device(self.settings.device, engine)
+        self.device = resolve_device(job.settings.device, engine)
+        self.settings: Settings = effective_settings(job.settings, self.device)
         self.resume_from = job.resume_from
 
     def run(self) -> Outcome:
@@ -301,6 +301,17 @@ class GpuMemoryError(Exception):
     """Out of GPU memory after the lighter retry; str() is the one-line message."""
 
 
+def effective_settings(settings: Settings, device: str) -> Settings:
+    """`settings` with "auto" made concrete for `device`, as a job on it runs them.
+
+    Transcript keys, checkpoints and events then name the backend that really ran.
+    """
+    backend = asr.resolve_backend(
+        settings.backend, device, settings.model, batched=settings.asr_batch_size > 0
+    )
+    return dataclasses.replace(settings, backend=backend)
+
+
 def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
     return TranscribeOptions(
         language="en" if s.english_only_model else s.language,
@@ -310,6 +321,7 @@ def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
         no_speech_threshold=s.no_speech_threshold,
         logprob_threshold=s.logprob_threshold,
         fp16=device.startswith("cuda"),
+        batch_size=s.asr_batch_size,
     )
 
 

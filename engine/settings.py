@@ -20,17 +20,18 @@ import platformdirs
 APP = "subq"
 CLEANUP_POLICIES = ("stage", "job", "never")
 FORMATS = ("srt", "vtt")
-BACKENDS = ("whisper", "faster-whisper")
+BACKENDS = ("auto", "whisper", "faster-whisper")
 
 
 @dataclass(frozen=True)
 class Settings:
     model: str = "tiny.en"
-    backend: str = "whisper"
+    backend: str = "auto"
     language: str | None = None
     translate_to: tuple[str, ...] = ()
     translation_model: str | None = None
     translation_batch_size: int = 32
+    asr_batch_size: int = 0
     formats: tuple[str, ...] = ("srt",)
     output_dir: str | None = None
     device: str = "auto"
@@ -59,6 +60,12 @@ class Settings:
             raise SettingsError("--oom-fallback: use none or cpu")
         if self.beam_size is not None and self.beam_size < 1:
             raise SettingsError("--beam-size must be at least 1")
+        if self.asr_batch_size < 0:
+            raise SettingsError("--asr-batch-size must be 0 (off) or more")
+        if self.asr_batch_size and self.backend == "whisper":
+            raise SettingsError(
+                "--asr-batch-size: batched decoding needs --backend faster-whisper (or auto)"
+            )
         if self.translation_batch_size < 1:
             raise SettingsError("--translation-batch-size must be at least 1")
         if self.english_only_model and self.language not in (None, "en"):
@@ -83,6 +90,7 @@ class Settings:
             "word_timestamps",
             "no_speech_threshold",
             "logprob_threshold",
+            "asr_batch_size",
         )
         return _digest({k: getattr(self, k) for k in keys})
 

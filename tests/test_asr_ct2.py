@@ -13,6 +13,7 @@ from subq.engine.asr_ct2 import CT2Model, load_ct2, parse_device, transcribe_ct2
 from subq.engine.events import ModelLoaded, ModelUnloaded
 from subq.engine.jobs import JobState, Stage
 from subq.engine.models import WHISPER
+from subq.engine.pipeline import effective_settings
 from subq.engine.settings import Settings
 from test_control import first_progress, states
 from test_pipeline import srt_text, wer
@@ -168,7 +169,8 @@ def test_engine_pause_mid_file_and_resume(make_engine, clips, references, tmp_pa
     assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
     job = engine.jobs()[0]
     assert job.resume_from > 20
-    assert engine.store.checkpoint(job.id, job.settings.transcript_key())["segments"]
+    key = effective_settings(job.settings, "cpu").transcript_key()
+    assert engine.store.checkpoint(job.id, key)["segments"]
     engine.resume()
     assert wait_for(lambda: states(engine) == [JobState.DONE], 180)
     text = srt_text(clips["long.mp3"].with_suffix(".srt"))

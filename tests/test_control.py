@@ -12,6 +12,7 @@ import pytest
 from conftest import CLIPS, wait_for
 from subq.engine.events import JobChanged, StageProgressed
 from subq.engine.jobs import ALLOWED, Job, JobState, Stage, TransitionError
+from subq.engine.pipeline import effective_settings
 from subq.engine.settings import Settings
 from test_pipeline import srt_text, wer
 
@@ -27,10 +28,11 @@ def first_progress(engine, stage: Stage, minimum: float) -> bool:
     )
 
 
+@pytest.mark.parametrize("backend", ["auto", "whisper"])
 def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
-    make_engine, clips, references
+    make_engine, clips, references, backend
 ):
-    engine = make_engine(whole_queue=False)
+    engine = make_engine(Settings(backend=backend, keep_alive=-1), whole_queue=False)
     engine.start()
     engine.add([str(clips["long.mp3"])])
     assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
@@ -40,7 +42,8 @@ def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
     latency = time.monotonic() - asked
     job = engine.jobs()[0]
     assert job.resume_from > 20  # at least one 30 s window is kept
-    checkpoint = engine.store.checkpoint(job.id, job.settings.transcript_key())
+    key = effective_settings(job.settings, "cpu").transcript_key()  # "auto" made concrete
+    checkpoint = engine.store.checkpoint(job.id, key)
     assert checkpoint and checkpoint["segments"]
     # The model can be unloaded while the job is paused mid-file.
     engine.unload("whisper")

@@ -33,10 +33,14 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("transcription")
     g.add_argument(
         "--model",
-        help="whisper model name (tiny.en, base, small, large-v3, turbo, "
-        "...) or a checkpoint path (default: tiny.en, bundled)",
+        help="whisper model name (tiny.en, base, small, large-v3, turbo, ...), a whisper "
+        "checkpoint file or a CTranslate2 model folder (default: tiny.en, bundled)",
     )
-    g.add_argument("--backend", choices=BACKENDS, help="ASR backend (default: whisper)")
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="ASR backend (default: auto = faster-whisper on the CPU, whisper on CUDA)",
+    )
     g.add_argument("--language", help="spoken language, e.g. en (default: detect)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
@@ -46,6 +50,13 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="do not prompt each window with the previous text",
+    )
+    g.add_argument(
+        "--asr-batch-size",
+        type=int,
+        metavar="N",
+        help="batched long-form mode: cut the audio at silences (VAD) into <= 30 s chunks "
+        "and decode N at a time, with faster-whisper (default: 0, off; see docs/benchmarks.md)",
     )
     t = p.add_argument_group("translation")
     t.add_argument("--translate-to", help="target languages, e.g. de,fr")
@@ -87,6 +98,7 @@ SETTING_KEYS = (
     "language",
     "device",
     "beam_size",
+    "asr_batch_size",
     "condition_on_previous_text",
     "translate_to",
     "translation_model",

@@ -42,7 +42,10 @@ TEXT_FIELDS = {
     "device": ("device", "auto, cpu, cuda or cuda:N"),
     "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
     "beam_size": ("beam size", "empty: greedy"),
+    "asr_batch_size": ("ASR batch", "0: off; N: VAD chunks decoded N at a time"),
 }
+
+BACKEND_LABELS = {"auto": "auto (faster-whisper on CPU, whisper on CUDA)"}
 
 
 class SettingsScreen(Screen[None]):
@@ -65,8 +68,8 @@ class SettingsScreen(Screen[None]):
             with Grid(id="settings-grid"):
                 yield from self._text("model", s)
                 yield Label("backend")
-                yield Select([(b, b) for b in BACKENDS], value=s.backend, allow_blank=False,
-                             id="backend", compact=True)
+                yield Select([(BACKEND_LABELS.get(b, b), b) for b in BACKENDS],
+                             value=s.backend, allow_blank=False, id="backend", compact=True)
                 for name in ("language", "translate_to", "translation_model"):
                     yield from self._text(name, s)
                 yield Label("formats")
@@ -80,7 +83,7 @@ class SettingsScreen(Screen[None]):
                 yield Select([(f"{c} (free cached GPU memory after each {c})" if c != "never"
                                else "never", c) for c in CLEANUP_POLICIES], value=s.cleanup,
                              allow_blank=False, id="cleanup", compact=True)
-                for name in ("keep_alive", "beam_size"):
+                for name in ("keep_alive", "beam_size", "asr_batch_size"):
                     yield from self._text(name, s)
             yield Static("", id="settings-error")
             with Horizontal(id="settings-buttons"):
@@ -112,6 +115,9 @@ class SettingsScreen(Screen[None]):
         beam = self._value("beam_size")
         if beam and not beam.isdigit():
             raise SettingsError("beam size: enter a whole number, or leave it empty")
+        batch = self._value("asr_batch_size") or "0"
+        if not batch.isdigit():
+            raise SettingsError("ASR batch: enter 0 (off) or a whole number of chunks")
         formats = split_list(str(self.query_one("#formats", Select).value))
         model = self._value("model")
         if not model:
@@ -129,6 +135,7 @@ class SettingsScreen(Screen[None]):
             cleanup=str(self.query_one("#cleanup", Select).value),
             keep_alive=keep_alive,
             beam_size=int(beam) if beam else None,
+            asr_batch_size=int(batch),
         ).validate()
 
     def action_save(self) -> None:

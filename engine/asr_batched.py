@@ -1,0 +1,118 @@
+"""Batched long-form transcription: cut at silences, decode several chunks at once.
+
+Sequential whisper decodes one 30 s window after another, each window waiting for the text
+of the one before (it is the next window's prompt). On a GPU that leaves most of the device
+idle. The whisperX approach trades that context for parallelism: a voice-activity detector
+(Silero VAD, shipped inside faster-whisper as an ONNX file, so it needs no model hub) finds
+speech, speech is packed into chunks of at most 30 s that start and end at silences, and the
+chunks are decoded `batch_size` at a time with no prompt between them.
+
+This is opt-in (`--asr-batch-size N`): it gives up temperature fallback and the previous-text
+prompt, and a sentence running across a chunk boundary can lose words. docs/benchmarks.md
+measures what it costs in WER and what it buys in time against sequential decoding.
+
+Control works as in the sequential backends: faster-whisper's pipeline calls its `forward`
+once per batch from inside its segment generator, so a per-call hook on `forward` is a safe
+point where every segment of the finished batches has been taken; the first chunk's offset
+is where a resumed run starts (the audio is cut there and VAD runs again on the rest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from . import faults
+from .asr import (
+    SAMPLE_RATE,
+    Checkpoint,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    TranscriptionStopped,
+    WindowHook,
+    _drop_invented,
+)
+from .asr_ct2 import CT2Model, _as_torch_oom, _is_cuda_oom
+
+
+def transcribe_batched(
+    model: CT2Model,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    resume: Checkpoint | None = None,
+    on_window: WindowHook | None = None,
+) -> Transcript:
+    """Transcribe `audio` in VAD-cut chunks, `options.batch_size` chunks per model call.
+
+    `on_window` runs before each batch with the checkpoint of everything finished; if it
+    raises, the stage stops with `TranscriptionStopped` carrying that checkpoint.
+    """
+    from faster_whisper import BatchedInferencePipeline
+
+    pipeline = BatchedInferencePipeline(model.model)
+    total = len(audio) / SAMPLE_RATE
+    start_at = resume.seek if resume else 0.0
+    previous = resume.segments if resume else ()
+    rest = audio[round(start_at * SAMPLE_RATE) :]
+    done: list[Segment] = []
+    batches = 0
+    original_forward = pipeline.forward
+
+    def hooked_forward(features: Any, tokenizer: Any, chunks: list[dict], opts: Any) -> Any:
+        nonlocal batches
+        seek = start_at + float(chunks[0]["offset"]) if chunks else start_at
+        checkpoint = Checkpoint(seek=seek, segments=previous + tuple(done))
+        batches += 1
+        faults.maybe_fail("transcribe")
+        if on_window is not None:
+            try:
+                on_window(checkpoint, min(1.0, seek / total) if total else 1.0)
+            except Exception as exc:
+                raise TranscriptionStopped(checkpoint, exc) from exc
+        return original_forward(features, tokenizer, chunks, opts)
+
+    pipeline.forward = hooked_forward
+    generator = None
+    language = options.language
+    try:
+        if len(rest) >= SAMPLE_RATE // 10:  # VAD needs some audio; a resumed tail may be empty
+            generator, info = pipeline.transcribe(
+                np.ascontiguousarray(rest, dtype=np.float32), **_batched_kwargs(options)
+            )
+            language = info.language
+            for s in generator:
+                done.append(Segment(
+                    start=start_at + float(s.start), end=start_at + float(s.end),
+                    text=s.text.strip(), no_speech_prob=float(s.no_speech_prob),
+                    avg_logprob=float(s.avg_logprob),
+                ))
+    except RuntimeError as exc:
+        if not _is_cuda_oom(exc):
+            raise
+        raise _as_torch_oom(exc) from exc
+    finally:
+        if generator is not None:
+            with contextlib.suppress(Exception):
+                generator.close()
+    segments = previous + tuple(done)
+    return Transcript(segments=_drop_invented(segments, options), language=language,
+                      windows=batches)
+
+
+def _batched_kwargs(options: TranscribeOptions) -> dict[str, Any]:
+    """The sequential backends' decoding, minus what batching cannot do (fallback, prompt)."""
+    return dict(
+        language=options.language,
+        beam_size=options.beam_size if options.beam_size and options.beam_size > 1 else 1,
+        best_of=1,
+        temperature=options.temperature[0],
+        no_speech_threshold=options.no_speech_threshold,
+        log_prob_threshold=options.logprob_threshold,
+        word_timestamps=options.word_timestamps,
+        without_timestamps=False,  # segment timestamps inside a chunk: cues, not 30 s blocks
+        batch_size=options.batch_size,
+    )

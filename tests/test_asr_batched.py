@@ -1,0 +1,112 @@
+"""Batched long-form mode (--asr-batch-size): VAD chunks decoded several at a time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CLIPS, DATA, subq_env, wait_for
+from subq.engine import asr, media
+from subq.engine.asr_batched import transcribe_batched
+from subq.engine.asr_ct2 import CT2Model, load_ct2
+from subq.engine.events import ModelLoaded
+from subq.engine.jobs import JobState, Stage
+from subq.engine.settings import Settings, SettingsError
+from test_control import first_progress, states
+from test_pipeline import srt_text, wer
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def model() -> CT2Model:
+    return load_ct2("tiny.en", "cpu")
+
+
+def options(batch: int = 2) -> asr.TranscribeOptions:
+    return asr.TranscribeOptions(language="en", batch_size=batch)
+
+
+def text_of(transcript: asr.Transcript) -> str:
+    return " ".join(s.text for s in transcript.segments)
+
+
+def test_long_file_is_cut_at_silences_and_decoded_in_batches(model, references):
+    audio = media.decode_audio(DATA / "long.mp3")
+    seeks: list[tuple[float, float]] = []
+    result = transcribe_batched(model, audio, options(2),
+                                on_window=lambda cp, f: seeks.append((cp.seek, f)))
+    # 69 s of speech -> 3 chunks of <= 30 s -> 2 model calls at batch 2, 1 at batch 4
+    assert result.windows == len(seeks) == 2
+    assert seeks[0] == (0.0, 0.0) and 30 < seeks[1][0] < 69 and seeks[1][1] < 1
+    assert wer(references["long.mp3"], text_of(result)) <= 0.15, text_of(result)
+    # subtitle-sized segments with timestamps inside each chunk, not 30 s blocks
+    assert len(result.segments) >= 6
+    assert all(s.end - s.start <= 15 for s in result.segments)
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and result.segments[-1].end <= 69.5
+    assert transcribe_batched(model, audio, options(4)).windows == 1
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_short_clips_match_sequential_accuracy(model, references, name):
+    result = transcribe_batched(model, media.decode_audio(DATA / name), options(8))
+    assert wer(references[name], text_of(result)) <= 0.15, text_of(result)
+
+
+def test_non_speech_gives_no_segments(model):
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(RATE * 12, np.float32), rng.normal(0, 0.1, RATE * 12)):
+        assert transcribe_batched(model, audio.astype(np.float32), options()).segments == ()
+
+
+def test_stop_between_batches_and_resume_gives_the_same_transcript(model):
+    audio = media.decode_audio(DATA / "long.mp3")
+    full = transcribe_batched(model, audio, options(2))
+
+    def stop_at_second_batch(cp: asr.Checkpoint, _fraction: float) -> None:
+        if cp.seek > 0:
+            raise RuntimeError("pause")
+
+    with pytest.raises(asr.TranscriptionStopped) as stopped:
+        transcribe_batched(model, audio, options(2), on_window=stop_at_second_batch)
+    checkpoint = stopped.value.checkpoint
+    assert checkpoint.segments and checkpoint.segments[-1].end <= checkpoint.seek + 0.01
+    resumed = transcribe_batched(
+        model, audio, options(2), resume=asr.Checkpoint.from_json(checkpoint.to_json())
+    )
+    assert resumed.segments[: len(checkpoint.segments)] == checkpoint.segments
+    assert [s.text for s in resumed.segments] == [s.text for s in full.segments]
+    for a, b in zip(resumed.segments, full.segments, strict=True):
+        assert abs(a.start - b.start) < 0.2 and abs(a.end - b.end) < 0.2
+
+
+def test_engine_pauses_between_batches_and_resumes(make_engine, clips, references):
+    engine = make_engine(Settings(asr_batch_size=1, keep_alive=-1), whole_queue=False)
+    engine.start()
+    engine.add([str(clips["long.mp3"])])
+    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
+    engine.pause()
+    assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
+    assert engine.jobs()[0].resume_from > 30
+    engine.resume()
+    assert wait_for(lambda: states(engine) == [JobState.DONE], 180)
+    text = srt_text(clips["long.mp3"].with_suffix(".srt"))
+    assert wer(references["long.mp3"], text) <= 0.15, text
+    loaded = [e for e in engine.events if isinstance(e, ModelLoaded)]
+    assert len(loaded) == 1 and "faster-whisper" in loaded[0].name  # auto picked it
+
+
+def test_batched_mode_needs_a_batching_backend(tmp_path):
+    with pytest.raises(SettingsError, match="faster-whisper"):
+        Settings(backend="whisper", asr_batch_size=4).validate()
+    proc = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--backend", "whisper",
+         "--asr-batch-size", "4", str(DATA / "podcast.mp3")],
+        capture_output=True, text=True, env=subq_env(tmp_path), timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--asr-batch-size" in lines[0] and "Traceback" not in proc.stderr
