@@ -121,7 +121,8 @@ def load_translator(name: str, device: str) -> Translator:
     if local.is_dir() and not (local / "config.json").is_file():
         raise TranslationError(f"{local}: not a transformers model folder (no config.json)")
     source = str(local) if local.exists() else name
-    attempts = [True] if local.exists() else [True, False]
+    # The hub only if it answers: unreachable, huggingface_hub retries for most of a minute.
+    attempts = [True] if local.exists() or not _hub_reachable() else [True, False]
     last_error: Exception | None = None
     step = "config"
     for local_only in attempts:
@@ -150,14 +151,32 @@ def load_translator(name: str, device: str) -> Translator:
                 "model": "not a transformers seq2seq model",
             }[step]
             raise TranslationError(f"{local}: {what} ({_one_line(last_error)})") from None
+        why = "not downloadable" if len(attempts) > 1 else "the model hub is not reachable"
         raise TranslationError(
-            f"cannot load translation model {name}: not in the local cache and not downloadable "
-            "(no network?); pass a local folder with --translation-model"
+            f"cannot load translation model {name}: not in the local cache and {why}; "
+            "pass a local folder with --translation-model"
         ) from None
     model = model.to(device).eval()
     kind = model.config.model_type
     family = "nllb" if "nllb" in name.lower() else ("m2m100" if kind == "m2m_100" else "marian")
     return Translator(name=name, model=model, tokenizer=tokenizer, device=device, family=family)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection (False when offline mode)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _looks_like_path(name: str) -> bool:

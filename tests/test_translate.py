@@ -236,6 +236,27 @@ def test_missing_model_name_fails_fast_with_one_line(translator: Translator,
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_unreachable_hub_fails_fast_without_offline_mode(tmp_path: Path) -> None:
+    """A user without HF_HUB_OFFLINE on a machine with no route to the hub: huggingface_hub
+    would retry for most of a minute; subq checks the endpoint once and says so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+    env["HF_HOME"] = str(tmp_path / "hf")
+    code = ("from subq.engine.translate import load_translator, TranslationError\n"
+            "try:\n    load_translator('Helsinki-NLP/opus-mt-en-zz', 'cpu')\n"
+            "except TranslationError as e:\n    print(e)\n")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    assert_one_line(proc.stdout.strip(), "opus-mt-en-zz", "not reachable")
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+
+
 def test_missing_folder_names_the_folder(tmp_path: Path, hub_offline: None) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(TranslationError) as info:

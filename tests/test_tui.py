@@ -414,11 +414,15 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
         screen.query_one("#beam_size").focus()
         await pilot.press(*"two", "ctrl+s")
         assert "whole number" in str(error.render())
-        await pilot.press("backspace", "backspace", "backspace", "3", "ctrl+s")
+        await pilot.press("backspace", "backspace", "backspace", "3")
+        screen.query_one("#asr_batch_size").focus()
+        await pilot.press("end", "backspace", *"x", "ctrl+s")
+        assert "ASR batch" in str(error.render())
+        await pilot.press("backspace", "4", "ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
         await wait_until(pilot, lambda: engine.settings.beam_size == 3, what="applied")
     assert config_path().exists()
-    assert load_config().beam_size == 3
+    assert load_config().beam_size == 3 and load_config().asr_batch_size == 4
 
 
 @async_test
