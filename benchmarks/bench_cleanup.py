@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}/{rounds}: cleanup={policy}", file=sys.stderr, flush=True)
         out = tmp / f"{policy}-{r}"
         out.mkdir()
-        settings = json.dumps({"cleanup": policy.split("-")[0], "output_dir": str(out)})
+        settings = json.dumps({"cleanup": policy.split("-")[0], "output_dir": str(out),
+                               "backend": "whisper"})
         clean = "trim-only" if policy.endswith("trim-only") else "as-is"
         res = c.run_process([sys.executable, child, "batch", "--settings", settings,
                              "--clean", clean,
@@ -90,7 +91,8 @@ def markdown(r: dict[str, Any]) -> str:
         ])
     return "\n".join([
         f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio), tiny.en on the CPU, "
-        f"default backend; each variant a fresh process; {r['rounds']} interleaved round(s); "
+        "openai-whisper backend; each variant a fresh process; "
+        f"{r['rounds']} interleaved round(s); "
         "medians.",
         "",
         c.table(["policy", "batch wall", "vs job", "time in cleanup", "peak RSS",

@@ -45,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         media.decode_audio(f)
         decode_alone.append(time.perf_counter() - t0)
-    c.warm_up(Settings(keep_alive=-1), tmp)
+    c.warm_up(Settings(backend="whisper", keep_alive=-1), tmp)
     variants = {"prefetch": Engine, "no-prefetch": NoPrefetchEngine}
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for r, variant in c.interleave(rounds, list(variants)):
         print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
         out = tmp / f"{variant}-{r}"
-        run = c.engine_batch(files, Settings(keep_alive=-1, output_dir=str(out)), out / "s.db",
+        settings = Settings(backend="whisper", keep_alive=-1, output_dir=str(out))
+        run = c.engine_batch(files, settings, out / "s.db",
                              engine_cls=variants[variant])
         times = [dict(j.stage_times) for j in run.jobs]
         runs[variant].append({
@@ -83,8 +84,8 @@ def markdown(r: dict[str, Any]) -> str:
     share = sum(r["decode_alone"]) / off["transcribe"] if off["transcribe"] else 0.0
     return "\n".join([
         f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio: the committed clips"
-        "; in full mode also 50 s MP3 mixes), tiny.en on the CPU, one engine per batch, after "
-        "a warm-up; "
+        "; in full mode also 50 s MP3 mixes), tiny.en on the CPU with `--backend whisper`, "
+        "one engine per batch, after a warm-up; "
         f"{r['rounds']} interleaved round(s); medians.",
         "",
         c.table(["variant", "batch wall", "vs no prefetch", "engine waits for audio (all)",
