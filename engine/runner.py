@@ -215,12 +215,17 @@ class Engine:
     # -- the engine thread -------------------------------------------------------------
     def _main(self) -> None:
         try:
+            ran = False
             while not self._stopping.is_set():
-                self._drain(block=0.2 if self._has_work() else 1.0)
+                # Straight after a job, only take the commands already there: the next job
+                # (or the idle signal) must not wait out a poll (this cost 0.2 s per file and
+                # 1 s at the end of every `subq run`). The polls are for waiting, not working.
+                self._drain(block=None if ran else (0.2 if self._has_work() else 1.0))
                 if self._stopping.is_set():
                     break
                 self._apply_pending_unloads()
                 job = None if self._paused else self._next_job()
+                ran = job is not None
                 if job is None:
                     self._on_idle()
                     continue

@@ -63,3 +63,27 @@ def test_help_is_fast_and_loads_no_heavy_modules():
     assert proc.returncode == 0, proc.stderr
     assert "subq run" in proc.stdout
     assert time.perf_counter() - started < 10  # generous: shared machines are noisy
+
+
+def test_cpu_run_with_the_default_backend_never_imports_torch(tmp_path):
+    """On a machine with no GPU, `subq run` (auto = faster-whisper) skips torch's 1.4 s import."""
+    from pathlib import Path
+
+    from conftest import DATA
+    from subq.engine.pipeline import GPU_DEVICE_NODES
+
+    if any(Path(node).exists() for node in GPU_DEVICE_NODES):
+        import pytest
+
+        pytest.skip("a GPU device node exists: torch is imported to ask about it")
+    code = (
+        "import sys\n"
+        "from subq.tui import cli\n"
+        f"rc = cli.main(['run', '-q', '--state', {str(tmp_path / 's.db')!r}, '--output-dir', "
+        f"{str(tmp_path)!r}, {str(DATA / 'podcast.mp3')!r}])\n"
+        "print(rc, 'torch' in sys.modules, 'whisper' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.stdout.split() == ["0", "False", "False"], proc.stdout + proc.stderr
+    assert "healthy dinner" in (tmp_path / "podcast.srt").read_text(encoding="utf-8")
