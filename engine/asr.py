@@ -120,6 +120,7 @@ class ModelLoadError(Exception):
 
 
 WindowHook = Callable[[Checkpoint, float], None]
+SegmentHook = Callable[[float], None]  # the fraction done, after each finished segment
 
 FASTER_WHISPER = "faster-whisper"
 WHISPER = "whisper"
@@ -168,15 +169,21 @@ def run_backend(
     *,
     resume: Checkpoint | None = None,
     on_window: WindowHook | None = None,
+    on_segment: SegmentHook | None = None,
 ) -> Transcript:
+    """Transcribe with `backend`. `on_window` runs at every safe point (and may stop the
+    stage); `on_segment` reports progress between them where the backend yields segments
+    as it goes (faster-whisper); openai-whisper reports once per window."""
     if backend == FASTER_WHISPER and options.batch_size > 0:
         from .asr_batched import transcribe_batched
 
-        return transcribe_batched(model, audio, options, resume=resume, on_window=on_window)
+        return transcribe_batched(model, audio, options, resume=resume, on_window=on_window,
+                                  on_segment=on_segment)
     if backend == FASTER_WHISPER:
         from .asr_ct2 import transcribe_ct2
 
-        return transcribe_ct2(model, audio, options, resume=resume, on_window=on_window)
+        return transcribe_ct2(model, audio, options, resume=resume, on_window=on_window,
+                              on_segment=on_segment)
     return transcribe(model, audio, options, resume=resume, on_window=on_window)
 
 

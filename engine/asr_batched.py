@@ -34,6 +34,7 @@ from .asr import (
     SAMPLE_RATE,
     Checkpoint,
     Segment,
+    SegmentHook,
     TranscribeOptions,
     Transcript,
     TranscriptionStopped,
@@ -50,6 +51,7 @@ def transcribe_batched(
     *,
     resume: Checkpoint | None = None,
     on_window: WindowHook | None = None,
+    on_segment: SegmentHook | None = None,
 ) -> Transcript:
     """Transcribe `audio` in VAD-cut chunks, `options.batch_size` chunks per model call.
 
@@ -91,6 +93,8 @@ def transcribe_batched(
             language = info.language
             for s in generator:
                 done.extend(_pieces(s, start_at))
+                if on_segment is not None and total and done:
+                    on_segment(min(1.0, done[-1].end / total))
     except RuntimeError as exc:
         if not _is_cuda_oom(exc):
             raise

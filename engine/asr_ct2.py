@@ -33,6 +33,7 @@ from .asr import (
     Checkpoint,
     ModelLoadError,
     Segment,
+    SegmentHook,
     TranscribeOptions,
     Transcript,
     TranscriptionStopped,
@@ -239,6 +240,7 @@ def transcribe_ct2(
     *,
     resume: Checkpoint | None = None,
     on_window: WindowHook | None = None,
+    on_segment: SegmentHook | None = None,
 ) -> Transcript:
     """Run faster-whisper over `audio`, calling `on_window` before each 30 s window.
 
@@ -293,6 +295,8 @@ def transcribe_ct2(
                 start=float(s.start), end=float(s.end), text=s.text.strip(),
                 no_speech_prob=float(s.no_speech_prob), avg_logprob=float(s.avg_logprob),
             ))
+            if on_segment is not None and total:
+                on_segment(min(1.0, float(s.end) / total))
         language = info.language
     except RuntimeError as exc:
         converted = _as_torch_oom(exc) if _is_cuda_oom(exc) else exc

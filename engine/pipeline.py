@@ -187,16 +187,27 @@ class Pipeline:
         t0 = time.perf_counter()
         options = transcribe_options(s, self.device)
 
+        shown = [0.0]  # word-timed segment ends can pass the next window's start a little
+
+        def show(fraction: float) -> None:
+            shown[0] = max(shown[0], fraction)
+            self.engine.progress(self.job, Stage.TRANSCRIBE, shown[0], t0, audio_seconds)
+
         def on_window(cp: Checkpoint, fraction: float) -> None:
             if cp.seek > (resume.seek if resume else 0) or cp.segments:
                 store.set_checkpoint(job.id, key, cp.to_json())
                 self.resume_from = cp.seek
-            self.engine.progress(self.job, Stage.TRANSCRIBE, fraction, t0, audio_seconds)
+            show(fraction)
             self.engine.checkpoint_safe_point(self.job)
+
+        def on_segment(fraction: float) -> None:
+            if fraction > shown[0]:
+                show(fraction)
 
         try:
             result = asr.run_backend(
-                s.backend, model, audio, options, resume=resume, on_window=on_window
+                s.backend, model, audio, options, resume=resume, on_window=on_window,
+                on_segment=on_segment,
             )
         except Exception as exc:
             if not _is_oom(exc):

@@ -205,3 +205,18 @@ def test_ctranslate2_out_of_memory_becomes_the_error_the_pipeline_retries():
     with pytest.raises(torch.OutOfMemoryError):
         transcribe_ct2(fake, np.zeros(RATE, dtype=np.float32), options())
     assert "encode" not in vars(fake.model)  # the hook is removed again
+
+
+def test_progress_moves_within_a_window(make_engine, clips):
+    """A 12 s clip is one window: progress comes from each finished segment, not only 0 and 1."""
+    from subq.engine.events import StageProgressed
+
+    engine = make_engine(Settings(backend=BACKEND, keep_alive=-1), whole_queue=False)
+    engine.start()
+    engine.add([str(clips["talk.mp4"])])
+    assert engine.wait_idle(120)
+    assert states(engine) == [JobState.DONE]
+    fractions = [e.fraction for e in engine.events
+                 if isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE]
+    assert any(0 < f < 1 for f in fractions), fractions
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
