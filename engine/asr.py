@@ -144,12 +144,22 @@ def resolve_backend(
     path = Path(model).expanduser()
     if path.is_file() and path.name != "model.bin":
         return WHISPER
+    if model != "tiny.en" and _whisper_cache(model).is_file():
+        return WHISPER  # already downloaded for openai-whisper: works offline, as before
     has_ct2 = importlib.util.find_spec("faster_whisper") is not None
     if path.is_dir() and has_ct2:
         return FASTER_WHISPER
     if device == "cpu" and has_ct2:
         return FASTER_WHISPER
     return WHISPER
+
+
+def _whisper_cache(name: str) -> Path:
+    """Where openai-whisper keeps a downloaded model (its own rule in whisper.load_model)."""
+    import os
+
+    root = os.getenv("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "whisper" / f"{name}.pt"
 
 
 def load_backend(backend: str, name: str, device: str) -> Any:

@@ -128,7 +128,8 @@ def load_ct2(name: str, device: str, *, compute_type: str | None = None) -> CT2M
         except Exception as exc:
             raise ModelLoadError(
                 f"cannot download faster-whisper model {name} (no network?): give a "
-                f"CTranslate2 model folder with --model ({type(exc).__name__})"
+                "CTranslate2 model folder with --model, or use --backend whisper "
+                f"({type(exc).__name__})"
             ) from None
     meter = _Meter(kind)
     try:

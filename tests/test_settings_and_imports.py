@@ -87,3 +87,24 @@ def test_cpu_run_with_the_default_backend_never_imports_torch(tmp_path):
                           timeout=300)
     assert proc.stdout.split() == ["0", "False", "False"], proc.stdout + proc.stderr
     assert "healthy dinner" in (tmp_path / "podcast.srt").read_text(encoding="utf-8")
+
+
+def test_auto_backend_follows_device_model_and_mode(tmp_path, monkeypatch):
+    from subq.engine.asr import resolve_backend
+    from subq.engine.bundled import bundled_model_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "fine-tuned.pt"
+    checkpoint.write_bytes(b"\0")
+    assert resolve_backend("auto", "cpu") == "faster-whisper"  # the measured CPU default
+    assert resolve_backend("auto", "cuda:0") == "whisper"  # no GPU figure: the reference
+    assert resolve_backend("auto", "cpu", str(checkpoint)) == "whisper"
+    assert resolve_backend("auto", "cuda:0", str(bundled_model_dir())) == "faster-whisper"
+    assert resolve_backend("auto", "cuda:0", batched=True) == "faster-whisper"
+    assert resolve_backend("auto", "cpu", "base.en") == "faster-whisper"
+    cached = tmp_path / "cache" / "whisper" / "base.en.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\0")  # downloaded earlier for openai-whisper: keep using it offline
+    assert resolve_backend("auto", "cpu", "base.en") == "whisper"
+    assert resolve_backend("whisper", "cpu") == "whisper"
+    assert resolve_backend("faster-whisper", "cuda") == "faster-whisper"
