@@ -83,6 +83,39 @@ def test_stop_between_batches_and_resume_gives_the_same_transcript(model):
         assert abs(a.start - b.start) < 0.2 and abs(a.end - b.end) < 0.2
 
 
+def test_checkpoint_after_a_long_silence_points_into_the_audio_not_the_speech(
+    model, references
+):
+    """The pipeline numbers chunks in speech-only time; a checkpoint must use audio time, or
+    a resume after a long silence would transcribe the stretch before it twice."""
+    speech = media.decode_audio(DATA / "long.mp3")
+    cut = int(27.8 * RATE)  # in the pause between two sentences
+    audio = np.concatenate([speech[:cut], np.zeros(20 * RATE, np.float32), speech[cut:]])
+    full = transcribe_batched(model, audio, options(1))
+    seeks: list[float] = []
+
+    def stop_at_second_batch(cp: asr.Checkpoint, _fraction: float) -> None:
+        seeks.append(cp.seek)
+        if cp.seek > 0:
+            raise RuntimeError("pause")
+
+    with pytest.raises(asr.TranscriptionStopped) as stopped:
+        transcribe_batched(model, audio, options(1), on_window=stop_at_second_batch)
+    checkpoint = stopped.value.checkpoint
+    assert checkpoint.seek >= checkpoint.segments[-1].end - 0.01
+    later = [s for s in full.segments if s.end > checkpoint.seek]
+    assert later and abs(later[0].start - checkpoint.seek) < 1.0  # the next chunk's speech
+    resumed = transcribe_batched(model, audio, options(1), resume=checkpoint)
+    # Chunks after a resume are packed from a new start, so cue boundaries may differ from
+    # the uninterrupted run; what must hold is nothing twice and nothing lost.
+    kept = len(checkpoint.segments)
+    assert resumed.segments[:kept] == checkpoint.segments
+    assert all(s.start >= checkpoint.seek - 0.01 for s in resumed.segments[kept:])
+    assert text_of(resumed).count("When we get back home") == 1
+    ref = references["long.mp3"]
+    assert wer(ref, text_of(resumed)) <= wer(ref, text_of(full)) + 0.03, text_of(resumed)
+
+
 def test_engine_pauses_between_batches_and_resumes(make_engine, clips, references):
     engine = make_engine(Settings(asr_batch_size=1, keep_alive=-1), whole_queue=False)
     engine.start()
