@@ -139,19 +139,31 @@ def resolve_backend(
     """
     if backend != "auto":
         return backend
+    has_ct2 = importlib.util.find_spec("faster_whisper") is not None
+    if not has_ct2:
+        return WHISPER
     if batched:
         return FASTER_WHISPER
-    path = Path(model).expanduser()
-    if path.is_file() and path.name != "model.bin":
-        return WHISPER
-    if model != "tiny.en" and _whisper_cache(model).is_file():
+    path = model_path(model)
+    if path is not None and path.is_file():
+        return FASTER_WHISPER if path.name == "model.bin" else WHISPER
+    if path is not None:
+        return FASTER_WHISPER
+    if model != "tiny.en" and model_path(str(_whisper_cache(model))) is not None:
         return WHISPER  # already downloaded for openai-whisper: works offline, as before
-    has_ct2 = importlib.util.find_spec("faster_whisper") is not None
-    if path.is_dir() and has_ct2:
-        return FASTER_WHISPER
-    if device == "cpu" and has_ct2:
-        return FASTER_WHISPER
-    return WHISPER
+    if "/" in model or model.startswith("distil-"):
+        return FASTER_WHISPER  # a Hugging Face repo id or a distil model: CTranslate2 only
+    return FASTER_WHISPER if device == "cpu" else WHISPER
+
+
+def model_path(name: str) -> Path | None:
+    """`name` as an existing file or folder, else None (a model name, or no path at all:
+    "~nouser/x" and 300-character names raise in pathlib; the loaders then say so)."""
+    try:
+        path = Path(name).expanduser()
+        return path if path.exists() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _whisper_cache(name: str) -> Path:
@@ -159,7 +171,13 @@ def _whisper_cache(name: str) -> Path:
     import os
 
     root = os.getenv("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "whisper" / f"{name}.pt"
+    stored = WHISPER_FILE_NAMES.get(name, name)
+    return Path(root) / "whisper" / f"{stored}.pt"
+
+
+# openai-whisper saves these names under their full ones (its _MODELS URLs); the table saves
+# importing whisper (and torch) just to ask.
+WHISPER_FILE_NAMES = {"large": "large-v3", "turbo": "large-v3-turbo"}
 
 
 def load_backend(backend: str, name: str, device: str) -> Any:
@@ -217,8 +235,8 @@ def load_whisper(name: str, device: str) -> Any:
     target = name
     if name == "tiny.en" and (ckpt := bundled_checkpoint()) is not None:
         target = str(ckpt)
-    elif Path(name).expanduser().exists():
-        target = str(Path(name).expanduser())
+    elif (path := model_path(name)) is not None:
+        target = str(path)
     elif name not in whisper.available_models():
         raise ModelLoadError(
             f"--model {name}: not a whisper model name ({', '.join(whisper.available_models())})"

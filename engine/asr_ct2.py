@@ -39,6 +39,7 @@ from .asr import (
     TranscriptionStopped,
     WindowHook,
     _drop_invented,
+    model_path,
 )
 
 log = logging.getLogger("subq.engine")
@@ -86,8 +87,8 @@ def resolve_model(name: str) -> str:
 
     if name == "tiny.en" and (folder := bundled_model_dir()) is not None:
         return str(folder)
-    path = Path(name).expanduser()
-    if path.exists():
+    path = model_path(name)
+    if path is not None:
         if path.is_file() and path.name == "model.bin":
             path = path.parent
         if path.is_dir() and (path / "model.bin").is_file():

@@ -11,7 +11,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from . import memory
@@ -233,8 +232,10 @@ def _device_uuid(device: str) -> str | None:
 
 
 def _whisper_estimate(name: str) -> int:
-    path = Path(name).expanduser()
-    if path.is_file():
+    from .asr import model_path
+
+    path = model_path(name)
+    if path is not None and path.is_file():
         return path.stat().st_size * 2  # checkpoints are often fp16; loaded as fp32
     base = name.removesuffix(".en").split("-")[0]
     return int(WHISPER_BYTES.get(base, WHISPER_BYTES["large"]))

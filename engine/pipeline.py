@@ -227,10 +227,13 @@ class Pipeline:
     def _transcribe_after_oom(
         self, audio: Any, options: TranscribeOptions, resume: Checkpoint | None, on_window: Any
     ) -> asr.Transcript:
-        """Free, retry once with beam 1, then fall back to the CPU if allowed."""
-        self.engine.oom(self.job, "out of GPU memory in transcription; retrying with beam 1")
+        """Free, retry once lighter (beam 1; in batched mode, whose beam is 1 already, half
+        the chunks per call), then fall back to the CPU if allowed."""
+        half = max(1, options.batch_size // 2) if options.batch_size else 0
+        how = f"{half} chunks per batch" if options.batch_size else "beam 1"
+        self.engine.oom(self.job, f"out of GPU memory in transcription; retrying with {how}")
         memory.clean(self.device)
-        lighter = dataclasses.replace(options, beam_size=None)
+        lighter = dataclasses.replace(options, beam_size=None, batch_size=half)
         try:
             model = self.engine.models.whisper(
                 self.settings.model, self.device, backend=self.settings.backend

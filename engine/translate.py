@@ -115,17 +115,26 @@ def load_translator(name: str, device: str) -> Translator:
     hf_logging.set_verbosity_error()
     # transformers 5 draws "Loading weights" progress bars on stderr, under the TUI.
     hf_logging.disable_progress_bar()
-    local = Path(name).expanduser()
+    try:
+        local = Path(name).expanduser()
+        local.exists()
+    except (OSError, RuntimeError, ValueError) as exc:  # "~nouser/x", a too-long name
+        raise TranslationError(f"{name}: not a usable model name or folder ({exc})") from None
     if not local.exists() and _looks_like_path(name):
         raise TranslationError(f"{name}: no such translation model folder")
     if local.is_dir() and not (local / "config.json").is_file():
         raise TranslationError(f"{local}: not a transformers model folder (no config.json)")
     source = str(local) if local.exists() else name
-    # The hub only if it answers: unreachable, huggingface_hub retries for most of a minute.
-    attempts = [True] if local.exists() or not _hub_reachable() else [True, False]
+    attempts = [True] if local.exists() else [True, False]
     last_error: Exception | None = None
     step = "config"
+    unreachable = False
     for local_only in attempts:
+        # The hub only after the cache missed, and only if it answers: unreachable,
+        # huggingface_hub retries for most of a minute before it gives up.
+        if not local_only and not _hub_reachable():
+            unreachable = True
+            continue  # the last attempt: the loop's else reports it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -151,7 +160,7 @@ def load_translator(name: str, device: str) -> Translator:
                 "model": "not a transformers seq2seq model",
             }[step]
             raise TranslationError(f"{local}: {what} ({_one_line(last_error)})") from None
-        why = "not downloadable" if len(attempts) > 1 else "the model hub is not reachable"
+        why = "the model hub is not reachable" if unreachable else "not downloadable"
         raise TranslationError(
             f"cannot load translation model {name}: not in the local cache and {why}; "
             "pass a local folder with --translation-model"
@@ -163,13 +172,16 @@ def load_translator(name: str, device: str) -> Translator:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint accepts a TCP connection (False when offline mode)."""
+    """Whether the Hugging Face endpoint accepts a TCP connection (False in offline mode;
+    True behind a proxy, which only huggingface_hub's own requests go through)."""
     import os
     import socket
     from urllib.parse import urlparse
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     port = url.port or (80 if url.scheme == "http" else 443)
     try:

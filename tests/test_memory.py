@@ -113,6 +113,17 @@ def test_oom_in_transcription_retries_once_then_succeeds(make_engine, clips, mon
     assert any("retrying with beam 1" in getattr(e, "message", "") for e in engine.events)
 
 
+def test_oom_in_batched_mode_halves_the_batch(make_engine, clips, monkeypatch):
+    monkeypatch.setenv("SUBQ_FAULTS", "transcribe:OOM:1")
+    engine = make_engine(Settings(keep_alive=-1, asr_batch_size=4))
+    engine.start()
+    engine.add([str(clips["long.mp3"])])
+    assert engine.wait_idle(120)
+    assert engine.jobs()[0].state == JobState.DONE
+    assert any("retrying with 2 chunks per batch" in getattr(e, "message", "")
+               for e in engine.events)
+
+
 def test_repeated_oom_fails_the_job_and_the_batch_goes_on(make_engine, clips, monkeypatch):
     monkeypatch.setenv("SUBQ_FAULTS", "transcribe:OOM:2")
     engine = make_engine()

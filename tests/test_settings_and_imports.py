@@ -106,5 +106,15 @@ def test_auto_backend_follows_device_model_and_mode(tmp_path, monkeypatch):
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"\0")  # downloaded earlier for openai-whisper: keep using it offline
     assert resolve_backend("auto", "cpu", "base.en") == "whisper"
+    (tmp_path / "cache" / "whisper" / "large-v3.pt").write_bytes(b"\0")  # how it saves "large"
+    assert resolve_backend("auto", "cpu", "large") == "whisper"
+    # names and files only CTranslate2 loads go to faster-whisper on any device
+    assert resolve_backend("auto", "cuda", "distil-large-v3") == "faster-whisper"
+    assert resolve_backend("auto", "cuda", "Systran/faster-whisper-small") == "faster-whisper"
+    assert resolve_backend("auto", "cuda", str(bundled_model_dir() / "model.bin")) == (
+        "faster-whisper")
+    # a name no path can be: the loader, not the resolver, reports it
+    assert resolve_backend("auto", "cpu", "~no-such-user-xyz/model") == "faster-whisper"
+    assert resolve_backend("auto", "cpu", "x" * 300) == "faster-whisper"
     assert resolve_backend("whisper", "cpu") == "whisper"
     assert resolve_backend("faster-whisper", "cuda") == "faster-whisper"
