@@ -95,7 +95,9 @@ def select(app: SubqApp, name: str) -> None:
 
 
 def started(make_engine: Callable[..., Engine], **kw: object) -> Engine:
-    engine = make_engine(Settings(keep_alive=-1), **kw)
+    # openai-whisper: these tests press keys while long.mp3 runs, and faster-whisper (the CPU
+    # default) can finish the whole file before a key lands on a fast machine.
+    engine = make_engine(Settings(backend="whisper", keep_alive=-1), **kw)
     engine.start()
     return engine
 
@@ -186,7 +188,9 @@ async def test_pause_and_resume(make_engine, clips) -> None:
         await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.PAUSED, 120,
                          "long.mp3 paused")
         await wait_until(pilot, lambda: status(app).state == "paused", what="header paused")
-        assert state_of(app, "talk.mp4") == JobState.QUEUED
+        # new rows are drawn at most once a second: long.mp3 can pause before talk's row shows
+        await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.QUEUED,
+                         what="talk.mp4 queued")
         paused_at = job.job(job.order[0]).resume_from  # type: ignore[union-attr]
 
         await pilot.press("p")
@@ -397,7 +401,8 @@ async def test_details_show_settings_log_and_subtitles(make_engine, clips) -> No
 
 @async_test
 async def test_settings_validate_save_and_apply(make_engine) -> None:
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = make_engine(Settings(keep_alive=-1), paused=True, sample_memory=False)
+    engine.start()  # backend auto: the ASR batch size below needs a batching backend
     app = SubqApp(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("s")
