@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend, batch in (("faster-whisper", 0), ("faster-whisper", 2), ("whisper", 0)):
         asr.run_backend(backend, models[backend], audio[: 10 * c.RATE],
                         dataclasses.replace(base, batch_size=batch))  # warm-up
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-    for r, variant in c.interleave(rounds, list(VARIANTS)):
-        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
-        wall, wer = run(variant)
-        runs[variant].append({"wall": wall, "wer": wer})
-    summary = {v: {k: c.median(x[k] for x in runs[v]) for k in ("wall", "wer")} for v in runs}
+    runs, summary = c.wall_and_wer_rounds(rounds, list(VARIANTS), run)
     result: dict[str, Any] = {
         "name": "batched", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
         "audio_seconds": seconds, "runs": runs, "summary": summary, "model_calls": chunks,
@@ -85,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     return c.finish(args, result)
 
 
-def paired(r: dict[str, Any], variant: str, base: str = "sequential") -> list[float]:
-    """variant / base within each round: a round shares the machine's load."""
-    return [a["wall"] / b["wall"] for a, b in zip(r["runs"][variant], r["runs"][base],
-                                                    strict=True)]
+def paired(r: dict[str, Any], variant: str) -> list[float]:
+    return c.paired(r["runs"], variant, "sequential")
 
 
 def markdown(r: dict[str, Any]) -> str:

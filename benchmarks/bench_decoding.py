@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in ("whisper", "ct2-int8", "ct2-float32"):  # warm-up: JIT, first inference
         go = transcribe_ct2 if VARIANTS[variant][0] == "faster-whisper" else asr.transcribe
         go(models[VARIANTS[variant][:2]], audio[0][: 10 * c.RATE], base)
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-    for r, variant in c.interleave(rounds, list(VARIANTS)):
-        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
-        wall, wer = run(variant)
-        runs[variant].append({"wall": wall, "wer": wer})
-    summary = {v: {k: c.median(x[k] for x in runs[v]) for k in ("wall", "wer")} for v in runs}
+    runs, summary = c.wall_and_wer_rounds(rounds, list(VARIANTS), run)
     result: dict[str, Any] = {
         "name": "decoding", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
         "audio_seconds": seconds, "runs": runs, "summary": summary,

@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "name": "peers", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
         "audio_seconds": audio, "runs": runs, "summary": summary,
-        "target_met": (c.median(a["wall"] / b["wall"] for a, b in zip(
-            runs["subq"], runs["whisper-cli"], strict=True)) <= 0.5
+        "target_met": (c.median(c.paired(runs, "subq", "whisper-cli")) <= 0.5
             and ours["wer"] <= cli["wer"] + 0.02),
         "command": c.command_line(
             "bench_peers.py", args,
@@ -108,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def paired(r: dict[str, Any], variant: str, base: str = "whisper-cli") -> list[float]:
-    """variant / base wall time within each round: the load is shared inside a round."""
-    return [a["wall"] / b["wall"] for a, b in zip(r["runs"][variant], r["runs"][base],
-                                                    strict=True)]
+    return c.paired(r["runs"], variant, base)
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -279,6 +279,24 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(vals) if vals else float("nan")
 
 
+def paired(runs: dict[str, list[dict[str, Any]]], variant: str, base: str) -> list[float]:
+    """variant / base wall time within each round: a round shares the machine's load."""
+    return [a["wall"] / b["wall"] for a, b in zip(runs[variant], runs[base], strict=True)]
+
+
+def wall_and_wer_rounds(
+    rounds: int, variants: Sequence[str], run: Any
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, float]]]:
+    """Interleaved rounds of `run(variant) -> (wall, wer)`; every run and the medians."""
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    for r, variant in interleave(rounds, variants):
+        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
+        wall, wer = run(variant)
+        runs[variant].append({"wall": wall, "wer": wer})
+    summary = {v: {k: median(x[k] for x in runs[v]) for k in ("wall", "wer")} for v in runs}
+    return runs, summary
+
+
 def interleave(rounds: int, variants: Sequence[str]) -> list[tuple[int, str]]:
     """Round r runs every variant once; odd rounds reverse the order (ABBA...)."""
     order = []

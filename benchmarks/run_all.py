@@ -135,16 +135,11 @@ def compact(r: dict[str, Any]) -> dict[str, Any]:
                        for b, v in r["runs"].items()}
     if r["name"] == "pause":
         out["runs"] = r["runs"]
-    if r["name"] == "batched":
-        base = r["runs"]["sequential"]
-        out["vs_sequential"] = {v: c.median(a["wall"] / b["wall"] for a, b in zip(runs, base,
-                                                                                  strict=True))
-                                for v, runs in r["runs"].items()}
-    if r["name"] == "peers":  # per-round ratios to subq's default run: rounds share the load
-        base = r["runs"]["subq"]
-        out["vs_subq"] = {v: c.median(a["wall"] / b["wall"] for a, b in zip(runs, base,
-                                                                             strict=True))
-                          for v, runs in r["runs"].items()}
+    # medians of per-round ratios to the figure's baseline: a round shares the machine's load
+    for name, key, base in (("batched", "vs_sequential", "sequential"),
+                            ("peers", "vs_subq", "subq")):
+        if r["name"] == name:
+            out[key] = {v: c.median(c.paired(r["runs"], v, base)) for v in r["runs"]}
     return out
 
 
