@@ -126,6 +126,17 @@ FASTER_WHISPER = "faster-whisper"
 WHISPER = "whisper"
 
 
+def announce(checkpoint: Checkpoint, total: float, on_window: WindowHook | None) -> None:
+    """A safe point of every backend: hand `on_window` the checkpoint and the fraction done;
+    if it raises, the stage stops with `TranscriptionStopped` carrying that checkpoint."""
+    if on_window is None:
+        return
+    try:
+        on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
+    except Exception as exc:
+        raise TranscriptionStopped(checkpoint, exc) from exc
+
+
 def resolve_backend(
     backend: str, device: str, model: str = "tiny.en", *, batched: bool = False
 ) -> str:
@@ -322,11 +333,7 @@ def transcribe(
         if new_window:  # temperature fallback decodes the same window again: not a new one
             windows += 1
             faults.maybe_fail("transcribe")
-        if on_window is not None:  # every decode, fallbacks too, is a safe point
-            try:
-                on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
-            except Exception as exc:
-                raise TranscriptionStopped(checkpoint, exc) from exc
+        announce(checkpoint, total, on_window)  # every decode, fallbacks too, is a safe point
         return whisper_decode(model, mel, decode_options)
 
     model.decode = hooked_decode

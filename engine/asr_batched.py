@@ -37,11 +37,11 @@ from .asr import (
     SegmentHook,
     TranscribeOptions,
     Transcript,
-    TranscriptionStopped,
     WindowHook,
     _drop_invented,
+    announce,
 )
-from .asr_ct2 import CT2Model, _as_torch_oom, _is_cuda_oom
+from .asr_ct2 import CT2Model, raise_as_torch_oom
 
 
 def transcribe_batched(
@@ -80,11 +80,7 @@ def transcribe_batched(
         checkpoint = Checkpoint(seek=seek, segments=previous + tuple(done))
         batches += 1
         faults.maybe_fail("transcribe")
-        if on_window is not None:
-            try:
-                on_window(checkpoint, min(1.0, seek / total) if total else 1.0)
-            except Exception as exc:
-                raise TranscriptionStopped(checkpoint, exc) from exc
+        announce(checkpoint, total, on_window)
         return original_forward(features, tokenizer, chunks, opts)
 
     pipeline.forward = hooked_forward
@@ -102,9 +98,8 @@ def transcribe_batched(
                 if on_segment is not None and total and done:
                     on_segment(min(1.0, done[-1].end / total))
     except RuntimeError as exc:
-        if not _is_cuda_oom(exc):
-            raise
-        raise _as_torch_oom(exc) from exc
+        raise_as_torch_oom(exc)
+        raise
     finally:
         if generator is not None:
             with contextlib.suppress(Exception):

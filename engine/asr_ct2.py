@@ -36,9 +36,9 @@ from .asr import (
     SegmentHook,
     TranscribeOptions,
     Transcript,
-    TranscriptionStopped,
     WindowHook,
     _drop_invented,
+    announce,
     model_path,
 )
 
@@ -279,11 +279,7 @@ def transcribe_ct2(
             checkpoint = checkpoint_here(loop)
             windows += 1
             faults.maybe_fail("transcribe")
-            if on_window is not None:
-                try:
-                    on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
-                except Exception as exc:
-                    raise TranscriptionStopped(checkpoint, exc) from exc
+            announce(checkpoint, total, on_window)
         return original_encode(features)
 
     fw.encode = hooked_encode
@@ -301,10 +297,8 @@ def transcribe_ct2(
                 on_segment(min(1.0, float(s.end) / total))
         language = info.language
     except RuntimeError as exc:
-        converted = _as_torch_oom(exc) if _is_cuda_oom(exc) else exc
-        if converted is exc:
-            raise
-        raise converted from exc
+        raise_as_torch_oom(exc)
+        raise
     finally:
         if generator is not None:
             with contextlib.suppress(Exception):
@@ -358,6 +352,15 @@ def _prompt(loop: dict[str, Any] | None, base: str, done: list[Segment]) -> str:
             with contextlib.suppress(Exception):
                 return str(tokenizer.decode(list(tokens[since:]))).strip()
     return " ".join([base, *(s.text for s in done)]).strip()
+
+
+def raise_as_torch_oom(exc: RuntimeError) -> None:
+    """Re-raise CTranslate2's CUDA out-of-memory RuntimeError as torch's type, which the
+    pipeline retries lighter; return (for the caller to re-raise) on any other error."""
+    if _is_cuda_oom(exc):
+        converted = _as_torch_oom(exc)
+        if converted is not exc:
+            raise converted from exc
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:

@@ -253,12 +253,19 @@ def free_device_bytes(device: str, nvml: Nvml | None) -> int | None:
     return int(free)
 
 
+GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL
+
+
 def pick_cuda_device(nvml: Nvml | None = None) -> str:
-    """`auto`: the CUDA device with the most free memory, matched to NVML by UUID.
+    """`auto`: the CUDA device with the most free memory, matched to NVML by UUID, else "cpu".
 
     Torch numbers devices after CUDA_VISIBLE_DEVICES, NVML numbers all of them; the UUID is
-    the one name both share.
+    the one name both share. Where plainly no GPU exists (none NVML can see, no GPU device
+    node) the answer is "cpu" without importing torch: 1.4 s a CPU-only run never needs.
     """
+    nvml_sees_one = nvml is not None and nvml.ok and nvml.count() > 0
+    if not nvml_sees_one and not any(os.path.exists(node) for node in GPU_DEVICE_NODES):
+        return "cpu"
     import torch
 
     if not torch.cuda.is_available():

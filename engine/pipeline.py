@@ -342,26 +342,7 @@ def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
 def resolve_device(device: str, engine: Engine) -> str:
     if device != "auto":
         return device
-    if not _cuda_present(engine.sampler.nvml):
-        return "cpu"
     return memory.pick_cuda_device(engine.sampler.nvml)
-
-
-GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL
-
-
-def _cuda_present(nvml: memory.Nvml | None) -> bool:
-    """Whether torch can use a GPU, without importing torch where plainly none exists.
-
-    Importing torch costs about 1.4 s; a CPU-only run with faster-whisper never needs it.
-    No GPU NVML can see and no GPU device node means no GPU; otherwise torch decides.
-    """
-    nvml_sees_one = nvml is not None and nvml.ok and nvml.count() > 0
-    if not nvml_sees_one and not any(Path(node).exists() for node in GPU_DEVICE_NODES):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -70,7 +70,7 @@ def test_cpu_run_with_the_default_backend_never_imports_torch(tmp_path):
     from pathlib import Path
 
     from conftest import DATA
-    from subq.engine.pipeline import GPU_DEVICE_NODES
+    from subq.engine.memory import GPU_DEVICE_NODES
 
     if any(Path(node).exists() for node in GPU_DEVICE_NODES):
         import pytest
