@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # huggingface_hub reads this once, at import: set it before any test imports transformers.
@@ -22,6 +23,18 @@ from translation_fixture import tiny_marian  # noqa: F401
 
 DATA = Path(__file__).parent / "data"
 CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
+NON_SPEECH = ("silence", "white noise", "tone")
+
+
+def non_speech(kind: str, seconds: int = 12, rate: int = 16000) -> np.ndarray:
+    """Audio with no speech in it, of the kinds whisper is known to invent text on."""
+    rng = np.random.default_rng(0)
+    t = np.arange(rate * seconds) / rate
+    return {
+        "silence": np.zeros_like(t),
+        "white noise": rng.normal(0, 0.1, t.size),
+        "tone": 0.3 * np.sin(2 * np.pi * 440 * t),
+    }[kind].astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import DATA, NON_SPEECH, non_speech
 from subq.engine import asr, media
 from subq.engine.settings import Settings, SettingsError
 from test_pipeline import wer
@@ -26,15 +26,9 @@ def options() -> asr.TranscribeOptions:
     return asr.TranscribeOptions(language="en")
 
 
-@pytest.mark.parametrize("kind", ["silence", "white noise", "tone"])
+@pytest.mark.parametrize("kind", NON_SPEECH)
 def test_no_invented_words_on_non_speech(model, kind):
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE * 12) / RATE
-    audio = {
-        "silence": np.zeros_like(t),
-        "white noise": rng.normal(0, 0.1, t.size),
-        "tone": 0.3 * np.sin(2 * np.pi * 440 * t),
-    }[kind].astype(np.float32)
+    audio = non_speech(kind)
     result = asr.transcribe(model, audio, options())
     assert result.segments == (), [s.text for s in result.segments]
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("faster_whisper")
 
-from conftest import CLIPS, DATA, wait_for
+from conftest import CLIPS, DATA, NON_SPEECH, non_speech, wait_for
 from subq.engine import asr, media
 from subq.engine.asr_ct2 import CT2Model, load_ct2, parse_device, transcribe_ct2
 from subq.engine.events import ModelLoaded, ModelUnloaded
@@ -51,15 +51,9 @@ def test_committed_clips_are_accurate(model, references, name):
     assert all(s.text == s.text.strip() and s.end > s.start for s in result.segments)
 
 
-@pytest.mark.parametrize("kind", ["silence", "white noise", "tone"])
+@pytest.mark.parametrize("kind", NON_SPEECH)
 def test_no_invented_words_on_non_speech(model, kind):
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE * 12) / RATE
-    audio = {
-        "silence": np.zeros_like(t),
-        "white noise": rng.normal(0, 0.1, t.size),
-        "tone": 0.3 * np.sin(2 * np.pi * 440 * t),
-    }[kind].astype(np.float32)
+    audio = non_speech(kind)
     result = transcribe_ct2(model, audio, options())
     assert result.segments == (), [s.text for s in result.segments]
 

@@ -102,26 +102,25 @@ def test_release_gpu_pauses_and_unloads_then_resume_reloads(make_engine, clips):
     assert engine.models.load_counts[WHISPER] == 2
 
 
-def test_oom_in_transcription_retries_once_then_succeeds(make_engine, clips, monkeypatch):
+@pytest.mark.parametrize(
+    ("settings", "clip", "lighter"),
+    [
+        (Settings(keep_alive=-1, beam_size=3), "podcast.mp3", "beam 1"),
+        (Settings(keep_alive=-1, asr_batch_size=4), "long.mp3", "2 chunks per batch"),
+    ],
+    ids=["beam", "batched"],
+)
+def test_oom_in_transcription_retries_once_lighter_then_succeeds(
+    make_engine, clips, monkeypatch, settings, clip, lighter
+):
     monkeypatch.setenv("SUBQ_FAULTS", "transcribe:OOM:1")
-    engine = make_engine(Settings(keep_alive=-1, beam_size=3))
+    engine = make_engine(settings)
     engine.start()
-    engine.add([str(clips["podcast.mp3"])])
+    engine.add([str(clips[clip])])
     assert engine.wait_idle(120)
     assert engine.jobs()[0].state == JobState.DONE
     assert engine.oom_count == 1
-    assert any("retrying with beam 1" in getattr(e, "message", "") for e in engine.events)
-
-
-def test_oom_in_batched_mode_halves_the_batch(make_engine, clips, monkeypatch):
-    monkeypatch.setenv("SUBQ_FAULTS", "transcribe:OOM:1")
-    engine = make_engine(Settings(keep_alive=-1, asr_batch_size=4))
-    engine.start()
-    engine.add([str(clips["long.mp3"])])
-    assert engine.wait_idle(120)
-    assert engine.jobs()[0].state == JobState.DONE
-    assert any("retrying with 2 chunks per batch" in getattr(e, "message", "")
-               for e in engine.events)
+    assert any(f"retrying with {lighter}" in getattr(e, "message", "") for e in engine.events)
 
 
 def test_repeated_oom_fails_the_job_and_the_batch_goes_on(make_engine, clips, monkeypatch):
