@@ -10,12 +10,13 @@ pytest.importorskip("faster_whisper")
 from conftest import CLIPS, DATA, NON_SPEECH, non_speech, wait_for
 from subq.engine import asr, media
 from subq.engine.asr_ct2 import CT2Model, load_ct2, parse_device, transcribe_ct2
-from subq.engine.events import ModelLoaded, ModelUnloaded
+from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState, Stage
 from subq.engine.models import WHISPER
 from subq.engine.pipeline import effective_settings
 from subq.engine.settings import Settings
 from test_control import first_progress, states
+from test_memory import assert_unload_returns_half
 from test_pipeline import srt_text, wer
 
 RATE = 16000
@@ -146,12 +147,7 @@ def test_engine_batch_reuses_one_model_and_unload_returns_memory(
     loaded = [e for e in engine.events if isinstance(e, ModelLoaded)]
     assert len(loaded) == 1 and BACKEND in loaded[0].name and loaded[0].bytes > 20e6
 
-    engine.unload("all")
-    assert wait_for(lambda: any(isinstance(e, ModelUnloaded) for e in engine.events), 20)
-    unloaded = next(e for e in engine.events if isinstance(e, ModelUnloaded))
-    assert unloaded.bytes == loaded[0].bytes
-    assert unloaded.returned >= 0.5 * unloaded.bytes, (unloaded.rss_before, unloaded.rss_after)
-    assert engine.models.loaded() == []
+    assert_unload_returns_half(engine, loaded[0])
 
 
 def test_engine_pause_mid_file_and_resume(make_engine, clips, references, tmp_path):
