@@ -187,11 +187,12 @@ class Pipeline:
         t0 = time.perf_counter()
         options = transcribe_options(s, self.device)
 
-        shown = [0.0]  # word-timed segment ends can pass the next window's start a little
+        shown = 0.0  # word-timed segment ends can pass the next window's start a little
 
         def show(fraction: float) -> None:
-            shown[0] = max(shown[0], fraction)
-            self.engine.progress(self.job, Stage.TRANSCRIBE, shown[0], t0, audio_seconds)
+            nonlocal shown
+            shown = max(shown, fraction)
+            self.engine.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds)
 
         def on_window(cp: Checkpoint, fraction: float) -> None:
             if cp.seek > (resume.seek if resume else 0) or cp.segments:
@@ -201,7 +202,7 @@ class Pipeline:
             self.engine.checkpoint_safe_point(self.job)
 
         def on_segment(fraction: float) -> None:
-            if fraction > shown[0]:
+            if fraction > shown:
                 show(fraction)
 
         try:
