@@ -8,9 +8,11 @@ whose message names the file and the cause in one line.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob
 import os
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,26 +70,126 @@ def is_media(path: Path) -> bool:
 
 
 def expand_paths(args: Iterable[str]) -> list[Path]:
-    """Files stay as given, folders become their media files (sorted), globs are expanded.
+    """Each argument as the files it names (`expand_path`), in order.
 
-    A folder without media and a missing path are kept as they are, so they become jobs that
-    fail with a clear reason instead of vanishing silently.
+    A folder without media, a glob without matches and a missing path are kept as they are,
+    so they become jobs that fail with a clear reason instead of vanishing silently.
     """
     out: list[Path] = []
     for arg in args:
-        expanded = os.path.expanduser(arg)
-        path = Path(expanded)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_media(p))
-            out.extend(found or [path])
-        elif not path.exists() and glob.has_magic(expanded):
-            matches = sorted(glob.glob(expanded, recursive=True))
-            out.extend(Path(m) for m in matches if Path(m).is_file()) if matches else out.append(
-                path
-            )
-        else:
-            out.append(path)
-    return [absolute(p) for p in out]
+        out.extend(expand_path(arg) or [absolute(Path(os.path.expanduser(arg)))])
+    return out
+
+
+def expand_path(arg: str, cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
+    """The files one user argument names; [] when it names none. The one set of rules.
+
+    A file is kept as given (whatever its extension: the user named it). A folder becomes
+    the media files under it, hidden ones included; a glob (`**` for any depth) the media
+    files it matches, with the shell's rule that `*` skips names starting with a dot. Both
+    walk with the same rules, so a tree of links cannot hang them or repeat a file: a link
+    is followed once, never into a folder already walked (no loop), and each real file
+    (its resolved path) is listed once, under the name without links where there is one.
+    `cancelled` is polled between folders, for a caller that may stop early (partial list).
+    Paths are absolute, links kept, sorted.
+    """
+    expanded = os.path.expanduser(arg)
+    path = Path(expanded)
+    if path.is_file():
+        return [absolute(path)]
+    if path.is_dir():
+        return _walk(path, ("**", "*"), hidden=True, cancelled=cancelled)
+    if path.exists() or not glob.has_magic(expanded):
+        return []
+    root, parts = _split_glob(expanded)
+    return _walk(root, parts, hidden=False, cancelled=cancelled)
+
+
+def _split_glob(pattern: str) -> tuple[Path, tuple[str, ...]]:
+    """The pattern's leading plain folders (where the walk starts) and its remaining parts."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    rest: list[str] = []
+    for part in parts[first:]:
+        if not (part == "**" and rest and rest[-1] == "**"):  # `**/**` is `**`
+            rest.append(part)
+    if rest[-1] == "**":  # a trailing `**` names everything below: its files here
+        rest.append("*")
+    return Path(*parts[:first]) if first else Path("."), tuple(rest)
+
+
+def _walk(
+    root: Path, parts: tuple[str, ...], *, hidden: bool, cancelled: Callable[[], bool]
+) -> list[Path]:
+    """Media files under `root` whose path below it matches `parts` ("**": any folders).
+
+    Why it terminates: a folder is read at most once per pattern part, known by its
+    (device, inode), so a link back up the tree finds its target already read. Folders
+    reached without a link are all read before any reached through one, so a real file's
+    name wins over a link's whatever the sort order.
+    """
+    plain: list[tuple[str, int, bool]] = [(os.path.abspath(root), 0, False)]  # str: 2x faster
+    linked: deque[tuple[str, int, bool]] = deque()  # (folder, pattern part, reached via a link)
+    read: set[tuple[int, int, int]] = set()
+    found: dict[str, tuple[str, bool]] = {}  # resolved path -> (name, via a link)
+    while (plain or linked) and not cancelled():
+        folder, i, via_link = plain.pop() if plain else linked.popleft()
+        part, last = parts[i], i + 1 == len(parts)
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino, i) in read:
+                continue
+            read.add((st.st_dev, st.st_ino, i))
+            children = _children(folder, part, hidden)
+            real_folder = os.path.realpath(folder)  # once a folder, not once a file
+        except OSError:
+            continue
+        if part == "**":
+            (linked if via_link else plain).append((folder, i + 1, via_link))  # `**` = no folder
+        for name, is_link, is_dir, is_file in children:
+            child, child_via = os.path.join(folder, name), via_link or is_link
+            if part == "**" or not last:
+                if is_dir:
+                    (linked if child_via else plain).append(
+                        (child, i if part == "**" else i + 1, child_via)
+                    )
+            elif is_file and os.path.splitext(name)[1].lower() in MEDIA_EXTENSIONS:
+                plain_name = not is_link and name not in (".", "..")
+                real = os.path.join(real_folder, name) if plain_name else os.path.realpath(child)
+                if real not in found or (found[real][1] and not child_via):
+                    found[real] = (child, child_via)
+    # `..` after a link is not the lexical parent: name a file reached through one by its real
+    # path; other names only lose `.` and doubled slashes
+    return sorted(
+        Path(real if f"{os.sep}..{os.sep}" in name else os.path.normpath(name))
+        for real, (name, _via) in found.items()
+    )
+
+
+def _children(folder: str, part: str, hidden: bool) -> list[tuple[str, bool, bool, bool]]:
+    """(name, is a link, is a folder, is a file) of the entries of `folder` matching `part`.
+
+    A plain part (`..` included) is looked up, as glob does, not listed; `*` and `**` skip
+    dot names unless `hidden` or the part itself starts with a dot (the shell's rule).
+    """
+    if not glob.has_magic(part):
+        child = os.path.join(folder, part)
+        if not os.path.lexists(child):
+            return []
+        return [(part, os.path.islink(child), os.path.isdir(child), os.path.isfile(child))]
+    out = []
+    with os.scandir(folder) as it:
+        for entry in sorted(it, key=lambda e: e.name):  # links queued a-z: the first is named
+            name = entry.name
+            if not hidden and name.startswith(".") and not part.startswith("."):
+                continue
+            if part != "**" and not fnmatch.fnmatchcase(name, part):
+                continue
+            try:
+                out.append((name, entry.is_symlink(), entry.is_dir(), entry.is_file()))
+            except OSError:
+                continue
+    return out
 
 
 def absolute(path: Path) -> Path:
