@@ -2,9 +2,10 @@
 
 `make_tiny_marian(folder)` writes a `MarianMTModel` (16-dim, one encoder and one decoder
 layer) and a word-level `PreTrainedTokenizerFast` whose vocabulary covers every word of
-tests/data/references.json, both with `save_pretrained`, so `load_translator(str(folder), ...)`
-loads it through AutoTokenizer / AutoModelForSeq2SeqLM exactly as it loads opus-mt. Weights
-are seeded, and the tests decode greedily, so output is deterministic (if meaningless).
+the CLIPS' texts in tests/data/references.json, both with `save_pretrained`, so
+`load_translator(str(folder), ...)` loads it through AutoTokenizer / AutoModelForSeq2SeqLM
+exactly as it loads opus-mt. Weights are seeded, and the tests decode greedily, so output is
+deterministic (if meaningless).
 
 Use it from a test module through the session fixture; add to tests/conftest.py:
 
@@ -26,16 +27,26 @@ TINY_MAX_NEW_TOKENS = 12
 WORD = re.compile(r"\w+|[^\w\s]+")  # the same split as tokenizers' Whitespace pre-tokenizer
 
 
-def reference_words() -> list[str]:
-    """Every distinct word and punctuation mark of references.json, in first-seen order."""
+# The clips whose texts make the vocabulary and the cues. Pinned: a clip added to
+# references.json for other tests must not change the seeded model, whose outputs the tests
+# rely on (every sentence translates to something, outputs end at different lengths).
+CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3", "long.mp3")
+
+
+def reference_texts() -> list[str]:
+    """The texts of CLIPS in references.json."""
     refs = json.loads((DATA / "references.json").read_text(encoding="utf-8"))
-    return list(dict.fromkeys(w for text in refs.values() for w in WORD.findall(text)))
+    return [refs[clip] for clip in CLIPS]
+
+
+def reference_words() -> list[str]:
+    """Every distinct word and punctuation mark of the CLIPS' texts, in first-seen order."""
+    return list(dict.fromkeys(w for text in reference_texts() for w in WORD.findall(text)))
 
 
 def reference_sentences() -> list[str]:
-    """references.json split into sentences: subtitle-like cues."""
-    refs = json.loads((DATA / "references.json").read_text(encoding="utf-8"))
-    return [s for text in refs.values() for s in re.split(r"(?<=[.!?])\s+", text) if s]
+    """The CLIPS' texts split into sentences: subtitle-like cues."""
+    return [s for text in reference_texts() for s in re.split(r"(?<=[.!?])\s+", text) if s]
 
 
 def build_tokenizer(words: Iterable[str], size: int | None = None):
@@ -63,14 +74,20 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
                  d_model: int = 16, layers: int = 1, heads: int = 2, ffn: int = 32,
                  seed: int = 0, init_std: float = 0.02, eos_bias: float = 0.0,
                  num_beams: int = 1, max_new_tokens: int | None = None,
-                 min_new_tokens: int | None = None, **config_extra: object) -> Path:
+                 min_new_tokens: int | None = None, positions: int = 512,
+                 suppress: Iterable[str] = (), **config_extra: object) -> Path:
     """Save a seeded random `MarianMTModel` + its tokenizer to `folder`; return `folder`.
 
     `vocab_size` pads the tokenizer with synthetic tokens, so the model has the embedding
     and lm-head cost of a real vocabulary (opus-mt: 58101). `eos_bias` raises the logit of
     </s> so a random model tends to stop by itself; `max_new_tokens` / `min_new_tokens` go
     into generation_config.json, where `load_translator`'s generate() call picks them up.
-    Other keyword arguments go to `MarianConfig` (e.g. activation_function="swish").
+    `positions` is the model's max_position_embeddings (its position table, encoder and
+    decoder alike); the tokenizer and generation_config.json still say 512, as a converted
+    small model's may. `suppress` adds tokens to bad_words_ids: with a very negative
+    `eos_bias`, suppressing <unk> makes a model that never stops and whose every output
+    token survives decoding, so output lengths can be counted. Other keyword arguments go
+    to `MarianConfig` (e.g. activation_function="swish").
     """
     import torch
     from transformers import GenerationConfig, MarianConfig, MarianMTModel
@@ -85,7 +102,7 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
         encoder_layers=layers, decoder_layers=layers,
         encoder_attention_heads=heads, decoder_attention_heads=heads,
         encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
-        max_position_embeddings=512, init_std=init_std,
+        max_position_embeddings=positions, init_std=init_std,
         pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad,
         scale_embedding=True, share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
@@ -96,10 +113,12 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
     with torch.no_grad():
         model.final_logits_bias[0, eos] = eos_bias
     # What opus-mt ships in generation_config.json, greedy unless num_beams says otherwise.
+    bad_words = [[pad], *([tokenizer.convert_tokens_to_ids(t)] for t in suppress)]
     model.generation_config = GenerationConfig(
         decoder_start_token_id=pad, pad_token_id=pad, eos_token_id=eos,
-        forced_eos_token_id=eos, bad_words_ids=[[pad]], num_beams=num_beams, do_sample=False,
-        max_length=512, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+        forced_eos_token_id=eos, num_beams=num_beams, do_sample=False,
+        bad_words_ids=bad_words, max_length=512, max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
     )
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -118,7 +137,24 @@ def make_tiny_marian(folder: Path) -> Path:
                         max_new_tokens=TINY_MAX_NEW_TOKENS)
 
 
+def make_rambling_marian(folder: Path, positions: int = 128) -> Path:
+    """A tiny Marian model with `positions` positions that never ends a sentence by itself.
+
+    </s> is pushed down (eos_bias -1e4) and <unk> is banned, and generation_config.json sets
+    no max_new_tokens (only max_length 512, as opus-mt does): only subq's bounds stop it,
+    which is the worst case for them. Word-level, so each output word is one token.
+    """
+    return build_marian(folder, words=reference_words(), seed=1, init_std=0.5,
+                        eos_bias=-1e4, positions=positions, suppress=["<unk>"])
+
+
 @pytest.fixture(scope="session")
 def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a tiny random Marian model, built once per test session."""
     return make_tiny_marian(tmp_path_factory.mktemp("tiny-marian"))
+
+
+@pytest.fixture(scope="session")
+def rambling_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a 128-position Marian model that never stops by itself (per session)."""
+    return make_rambling_marian(tmp_path_factory.mktemp("rambling-marian"))
