@@ -19,8 +19,16 @@ from . import asr, media, memory
 from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
 from .jobs import Job, JobState, Stage
 from .models import NeedsMemory, fmt_bytes
-from .outputs import input_signature, output_targets
+from .outputs import (
+    OutputTarget,
+    content_fingerprint,
+    done_key,
+    output_targets,
+    outputs_current,
+    text_sum,
+)
 from .settings import Settings, log_path
+from .store import DoneRecord
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
 
@@ -44,6 +52,12 @@ class Pipeline:
         self.device = resolve_device(job.settings.device, engine)
         self.settings: Settings = effective_settings(job.settings, self.device)
         self.resume_from = job.resume_from
+        self.fingerprint = ""
+
+    @property
+    def transcript_key(self) -> str:
+        """Stored transcripts and checkpoints belong to these settings and this content."""
+        return transcript_key(self.settings, self.fingerprint)
 
     def run(self) -> Outcome:
         from .runner import _Stop
@@ -86,6 +100,8 @@ class Pipeline:
         )
 
     def _failed(self, message: str) -> Outcome:
+        if self.job.name not in message and self.job.path not in message:
+            message = f"{self.job.name}: {message}"  # every error line names its file
         return Outcome(
             JobState.FAILED,
             {
@@ -101,43 +117,65 @@ class Pipeline:
         path = Path(job.path)
         started = time.perf_counter()
         info = media.probe(path)
+        self.fingerprint = content_fingerprint(path)
         self.times["probe"] = time.perf_counter() - started
         self.job = job = dataclasses.replace(job, duration=info.duration)
-        sig = input_signature(info.size, info.mtime)
         base = job.output_base or str(path.with_suffix(""))
         targets = output_targets(base, s)
-        outputs = [t.path for t in targets]
-        remove_stale_temps(outputs[0].parent)
-        if not s.force and all(p.exists() for p in outputs):
-            stored_sig, stored_key = store.done_signature(job.id)
-            if stored_sig is None or (stored_sig, stored_key) == (sig, s.output_key()):
-                return Outcome(
-                    JobState.SKIPPED,
-                    {
-                        "stage": None,
-                        "outputs": tuple(map(str, outputs)),
-                        "duration": info.duration,
-                        "error": "outputs already exist and are up to date (--force redoes)",
-                    },
-                )
+        key = done_key(job.settings, base)  # as requested: "auto" stays auto
+        remove_stale_temps(targets[0].path.parent)
+        if not s.force and outputs_current(
+            store.done_record(job.id), self.fingerprint, key, targets
+        ):
+            return Outcome(
+                JobState.SKIPPED,
+                {
+                    "stage": None,
+                    "outputs": tuple(str(t.path) for t in targets),
+                    "duration": info.duration,
+                    "error": "outputs already exist and are up to date (--force redoes)",
+                },
+            )
 
         segments = self._transcript(info.duration)
         cues = make_cues((seg.start, seg.end, seg.text) for seg in segments)
-        texts = {lang: self._translation(cues, lang) for lang in s.translate_to}
-
-        self.job = self.engine.enter_stage(self.job, Stage.WRITE)
-        t0 = time.perf_counter()
-        outputs[0].parent.mkdir(parents=True, exist_ok=True)
-        for target in targets:
-            use = cues
-            if target.lang is not None:
-                translated = zip(cues, texts[target.lang], strict=True)
-                use = [dataclasses.replace(c, text=t) for c, t in translated]
-            write_atomic(target.path, FORMATTERS[target.fmt](use))
-        self.times["write"] = time.perf_counter() - t0
-        store.set_done_signature(job.id, sig, s.output_key())
+        # The transcript's own subtitles are written before any translation starts: a
+        # translation that cannot load or crashes must never take them with it.
+        written = self._write(cues, [t for t in targets if t.lang is None])
+        errors = []
+        for lang in s.translate_to:
+            try:
+                texts = self._translation(cues, lang)
+            except (TranslationError, asr.ModelLoadError, GpuMemoryError) as exc:
+                errors.append(f"translation to {lang} failed: {exc}")
+                continue
+            except Exception as exc:
+                if _is_stop(exc) or _is_oom(exc):
+                    raise
+                log.exception("translation to %s failed for %s", lang, job.path)
+                errors.append(f"translation to {lang} failed: {_first_line(exc)}")
+                continue
+            translated = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts, strict=True)]
+            written |= self._write(translated, [t for t in targets if t.lang == lang])
+        outputs = tuple(str(t.path) for t in targets if str(t.path) in written)
         if s.cleanup == "job":
             memory.clean(self.device)
+        if errors:
+            store.set_done_record(job.id, None)
+            return Outcome(
+                JobState.FAILED,
+                {
+                    "stage": None,
+                    "outputs": outputs,
+                    "error": f"{job.name}: "
+                    + "; ".join(errors)
+                    + (" (the transcript's subtitles were written)" if written else ""),
+                    "stage_times": tuple(self.times.items()),
+                    "duration": info.duration,
+                    "resume_from": 0.0,
+                },
+            )
+        store.set_done_record(job.id, DoneRecord(self.fingerprint, key, written))
         notes = job.notes
         if not cues:
             notes = (*notes, "no speech found: the subtitles are empty")
@@ -146,7 +184,7 @@ class Pipeline:
             {
                 "stage": None,
                 "progress": 1.0,
-                "outputs": tuple(map(str, outputs)),
+                "outputs": outputs,
                 "error": None,
                 "stage_times": tuple(self.times.items()),
                 "duration": info.duration,
@@ -155,13 +193,46 @@ class Pipeline:
             },
         )
 
+    def _write(self, cues: list[Cue], targets: list[OutputTarget]) -> dict[str, str]:
+        """Write each target atomically; returns path -> size:hash of what was written."""
+        if not targets:
+            return {}
+        self.job = self.engine.enter_stage(self.job, Stage.WRITE)
+        t0 = time.perf_counter()
+        targets[0].path.parent.mkdir(parents=True, exist_ok=True)
+        sums = {}
+        for target in targets:
+            text = FORMATTERS[target.fmt](cues)
+            try:
+                write_atomic(target.path, text)
+            except OSError as exc:
+                exc.filename = exc.filename or str(target.path)  # a write error names no file
+                raise
+            sums[str(target.path)] = text_sum(text)
+        self.times["write"] = self.times.get("write", 0.0) + time.perf_counter() - t0
+        return sums
+
     def _transcript(self, duration: float | None) -> list[Segment]:
         store, s, job = self.engine.store, self.settings, self.job
-        key = s.transcript_key()
-        stored = store.transcript(job.id, key)
+        key = self.transcript_key
+        stored = None if s.force else store.transcript(job.id, key)
         if stored is not None:
             self.engine._log("info", f"{job.name}: reusing the stored transcript", job.id)
             return [Segment.from_json(row) for row in stored[0]]
+        held = store.checkpoint_key(job.id)
+        if held is not None and held != key:
+            store.set_checkpoint(job.id, "", None)
+            self.engine._log(
+                "info",
+                f"{job.name}: the saved checkpoint belongs to "
+                + (
+                    "another version of this file"
+                    if held.split(":", 1)[0] == key.split(":", 1)[0]
+                    else "other settings"
+                )
+                + "; transcribing from the beginning",
+                job.id,
+            )
         self.job = self.engine.enter_stage(job, Stage.DECODE)
         t0 = time.perf_counter()
         audio = self.engine.take_audio(job.path)
@@ -207,7 +278,12 @@ class Pipeline:
 
         try:
             result = asr.run_backend(
-                s.backend, model, audio, options, resume=resume, on_window=on_window,
+                s.backend,
+                model,
+                audio,
+                options,
+                resume=resume,
+                on_window=on_window,
                 on_segment=on_segment,
             )
         except Exception as exc:
@@ -269,7 +345,7 @@ class Pipeline:
         store, s, job = self.engine.store, self.settings, self.job
         src = s.language or "en"
         name = model_name_for(s.translation_model, src, lang)
-        key = f"{lang}|{name}|{s.transcript_key()}"
+        key = f"{lang}|{name}|{self.transcript_key}"
         stored = store.translations(job.id).get(key)
         if stored is not None and len(stored) == len(cues):
             return stored
@@ -346,6 +422,21 @@ def resolve_device(device: str, engine: Engine) -> str:
     return memory.pick_cuda_device(engine.sampler.nvml)
 
 
+def transcript_key(settings: Settings, fingerprint: str) -> str:
+    return f"{settings.transcript_key()}:{fingerprint}"
+
+
+def _is_stop(exc: BaseException) -> bool:
+    from .runner import _Stop
+
+    return isinstance(exc, _Stop | TranscriptionStopped)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
@@ -356,5 +447,6 @@ def _os_error(exc: OSError, job_path: str) -> str:
     target = exc.filename or job_path
     reason = exc.strerror or str(exc)
     if exc.errno == 28:
-        reason = "no space left on device; the previous subtitles were kept"
+        kept = target != job_path and Path(target).exists()
+        reason = "no space left on device" + ("; the previous subtitles were kept" if kept else "")
     return f"{target}: cannot write: {reason}"

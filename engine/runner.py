@@ -36,7 +36,14 @@ from .events import (
 )
 from .jobs import Job, JobState, Stage
 from .models import TRANSLATION, WHISPER, ModelManager, NeedsMemory, fmt_bytes
-from .outputs import choose_base, input_signature
+from .outputs import (
+    choose_base,
+    content_fingerprint,
+    done_key,
+    output_folder,
+    output_targets,
+    outputs_current,
+)
 from .settings import Settings, default_state_path, log_path
 from .store import Store
 
@@ -344,7 +351,8 @@ class Engine:
                 self.settings = settings
                 for job in self.jobs():
                     if job.state == JobState.QUEUED and job.progress == 0 and not job.resume_from:
-                        self._change(job, JobState.QUEUED, settings=settings)
+                        base = self._base_for(job, settings)
+                        self._change(job, JobState.QUEUED, settings=settings, output_base=base)
 
     def _request_unload(self, kind: str) -> None:
         kinds = {WHISPER, TRANSLATION} if kind == "all" else {kind}
@@ -397,26 +405,31 @@ class Engine:
         return self.store.latest_for_path(path)
 
     def _readd(self, job: Job, settings: Settings) -> None:
-        """The same file again: resume, keep or redo it, never add a duplicate."""
+        """The same file again: resume, keep or redo it, never add a duplicate.
+
+        The new request's output folder, formats and languages win: a finished job whose
+        outputs are not all there as written (deleted, moved to another --output-dir, other
+        formats) is queued again, and its stored transcript writes them without transcribing.
+        """
         in_view = job.id in self._jobs
-        same_output = job.settings.output_key() == settings.output_key()
+        base = self._base_for(job, settings)
         if (
             job.state in (JobState.DONE, JobState.SKIPPED)
-            and same_output
             and not settings.force
-            and self._input_unchanged(job)
+            and self._outputs_current(job, settings, base)
         ):
             note = "already done"
         elif job.state.runnable or job.state == JobState.RUNNING:
             note = "already in the queue"
-            if job.state.runnable and not same_output:
-                job = dataclasses.replace(job, settings=settings)
+            if job.state.runnable and (job.settings, job.output_base) != (settings, base):
+                job = dataclasses.replace(job, settings=settings, output_base=base)
                 self.store.save(job)
         else:
             note = "queued again"
             job = job.moved_to(
                 JobState.QUEUED,
                 settings=settings,
+                output_base=base,
                 error=None,
                 progress=0.0,
                 stage=None,
@@ -431,13 +444,30 @@ class Engine:
             self._jobs[job.id] = job
         self._publish(JobChanged(job=job))
 
-    def _input_unchanged(self, job: Job) -> bool:
-        stored, _key = self.store.done_signature(job.id)
+    def _base_for(self, job: Job, settings: Settings) -> str:
+        """The job's output base under `settings`: kept while the folder is the same."""
+        path = Path(job.path)
+        folder = output_folder(path, settings)
+        parent = Path(job.output_base or "").parent
+        if job.output_base and (
+            parent == folder or (settings.output_dir and parent.parent == folder)
+        ):
+            return job.output_base
+        taken = self.store.output_bases() - {job.output_base}
+        base, note = choose_base(path, settings, taken)
+        if note:
+            self._log("warning", note, job.id)
+        return base
+
+    def _outputs_current(self, job: Job, settings: Settings, base: str) -> bool:
         try:
-            st = Path(job.path).stat()
+            fingerprint = content_fingerprint(Path(job.path))
         except OSError:
-            return True  # a vanished input keeps its finished subtitles
-        return stored is None or stored == input_signature(st.st_size, st.st_mtime)
+            return False  # the run will say what is wrong with the input
+        targets = output_targets(base, settings)
+        return outputs_current(
+            self.store.done_record(job.id), fingerprint, done_key(settings, base), targets
+        )
 
     def _move(self, job_id: int, where: cmd.Where) -> None:
         order = self.jobs()

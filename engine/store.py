@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .jobs import Job, JobState, Stage
 from .settings import Settings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEASE_TIMEOUT = 30.0  # seconds without a heartbeat before another worker may take the job
 HOST = socket.gethostname()
 
@@ -70,7 +71,27 @@ CREATE TABLE history (
 );
 """
 
-MIGRATIONS = {1: _V1, 2: _V2}  # version N is reached by running MIGRATIONS[N]
+# v3: a job is done only while the outputs it wrote are there unchanged (their sums), and
+# stored work is tied to the input's content. Checkpoints of v2 kept the decoder's prompt as
+# text, which changes what a resumed window decodes; they cannot be resumed identically, so
+# they are dropped (the engine logs each file that restarts).
+_V3 = """
+ALTER TABLE jobs ADD COLUMN output_sums TEXT;
+UPDATE jobs SET transcript_key = NULL, transcript = NULL, translations = '{}';
+UPDATE jobs SET checkpoint = NULL, resume_from = 0 WHERE checkpoint IS NOT NULL
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}  # version N is reached by running MIGRATIONS[N]
+
+
+@dataclass(frozen=True)
+class DoneRecord:
+    """A finished run: the input's content fingerprint, the output settings' key, and the
+    size:hash of every file written (path -> sum)."""
+
+    input: str
+    key: str | None
+    sums: dict[str, str]
 
 
 class StateError(Exception):
@@ -81,6 +102,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.moved_aside: Path | None = None
+        self.migration_notes: list[str] = []  # for the engine to log once it runs
         self.worker = f"{os.getpid()}@{HOST}"
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +156,14 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if 2 <= version < 3:
+                dropped = db.execute(
+                    "SELECT path FROM jobs WHERE checkpoint IS NOT NULL ORDER BY id"
+                ).fetchall()
+                self.migration_notes += [
+                    f"{row[0]}: checkpoint from an older subq dropped; the file restarts"
+                    for row in dropped
+                ]
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in filter(None, (s.strip() for s in MIGRATIONS[target].split(";"))):
                     db.execute(stmt)
@@ -309,6 +339,11 @@ class Store:
         stored = json.loads(data)
         return stored["checkpoint"] if stored.get("key") == key else None
 
+    def checkpoint_key(self, job_id: int) -> str | None:
+        """The transcript key the saved checkpoint belongs to, if there is one."""
+        data = self._get(job_id, "checkpoint")
+        return json.loads(data).get("key") if data else None
+
     def set_checkpoint(self, job_id: int, key: str, checkpoint: dict[str, Any] | None) -> None:
         value = json.dumps({"key": key, "checkpoint": checkpoint}) if checkpoint else None
         self._set(job_id, checkpoint=value, resume_from=checkpoint["seek"] if checkpoint else 0)
@@ -323,11 +358,26 @@ class Store:
             data[key] = texts
             db.execute("UPDATE jobs SET translations=? WHERE id=?", (json.dumps(data), job_id))
 
-    def done_signature(self, job_id: int) -> tuple[str | None, str | None]:
-        return self._get(job_id, "input_sig"), self._get(job_id, "done_key")
+    def done_record(self, job_id: int) -> DoneRecord | None:
+        """What the last finished run wrote, from which input and with which settings."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT input_sig, done_key, output_sums FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+        if not row or row[0] is None:
+            return None
+        return DoneRecord(row[0], row[1], json.loads(row[2] or "{}"))
 
-    def set_done_signature(self, job_id: int, input_sig: str | None, key: str | None) -> None:
-        self._set(job_id, input_sig=input_sig, done_key=key)
+    def set_done_record(self, job_id: int, record: DoneRecord | None) -> None:
+        if record is None:
+            self._set(job_id, input_sig=None, done_key=None, output_sums=None)
+            return
+        self._set(
+            job_id,
+            input_sig=record.input,
+            done_key=record.key,
+            output_sums=json.dumps(record.sums),
+        )
 
     # -- leases ----------------------------------------------------------------------
     def claim(self, job_id: int) -> str | None:

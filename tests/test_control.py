@@ -12,7 +12,8 @@ import pytest
 from conftest import CLIPS, wait_for
 from subq.engine.events import JobChanged, StageProgressed
 from subq.engine.jobs import ALLOWED, Job, JobState, Stage, TransitionError
-from subq.engine.pipeline import effective_settings
+from subq.engine.outputs import content_fingerprint
+from subq.engine.pipeline import effective_settings, transcript_key
 from subq.engine.settings import Settings
 from test_pipeline import srt_text, wer
 
@@ -42,7 +43,8 @@ def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
     latency = time.monotonic() - asked
     job = engine.jobs()[0]
     assert job.resume_from > 20  # at least one 30 s window is kept
-    key = effective_settings(job.settings, "cpu").transcript_key()  # "auto" made concrete
+    settings = effective_settings(job.settings, "cpu")  # "auto" made concrete
+    key = transcript_key(settings, content_fingerprint(clips["long.mp3"]))
     checkpoint = engine.store.checkpoint(job.id, key)
     assert checkpoint and checkpoint["segments"]
     # The model can be unloaded while the job is paused mid-file.

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 from pathlib import Path
 
+from conftest import wait_for
+from subq.engine.headless import run_batch
 from subq.engine.jobs import JobState
 from subq.engine.models import TRANSLATION, WHISPER
 from subq.engine.settings import Settings
+from test_pipeline import srt_text
 
 TIMING = re.compile(r"^\d\d:\d\d:\d\d[,.]\d{3} --> \d\d:\d\d:\d\d[,.]\d{3}$")
 
@@ -74,3 +79,54 @@ def test_missing_translation_model_fails_the_job_in_one_line(make_engine, clips)
     job = engine.jobs()[0]
     assert job.state == JobState.FAILED
     assert "Helsinki-NLP/opus-mt-en-de" in job.error and "\n" not in job.error
+    assert "podcast.mp3" in job.error and "translation to de failed" in job.error
+    srt = clips["podcast.mp3"].with_suffix(".srt")
+    assert srt.exists() and srt_text(srt)  # the transcript's subtitles survive the failure
+    assert job.outputs == (str(srt),)
+
+
+def test_a_failed_language_keeps_the_rest_and_retry_redoes_only_it(
+    make_engine, clips, tiny_marian, tmp_path
+):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_marian, models / "opus-de")  # no opus-fr yet: that language fails
+    settings = Settings(
+        keep_alive=-1, translate_to=("de", "fr"), translation_model=str(models / "opus-{tgt}")
+    )
+    engine = make_engine(settings, whole_queue=False)
+    engine.start()
+    engine.add([str(clips["podcast.mp3"])])
+    assert engine.wait_idle(120)
+    job = engine.jobs()[0]
+    assert job.state == JobState.FAILED
+    assert "translation to fr failed" in job.error and "opus-fr" in job.error
+    base = clips["podcast.mp3"].with_suffix("")
+    german = Path(f"{base}.de.srt")
+    assert german.exists() and Path(f"{base}.srt").exists()
+    assert not Path(f"{base}.fr.srt").exists()
+    written_de = german.read_text(encoding="utf-8")
+
+    shutil.copytree(tiny_marian, models / "opus-fr")
+    loads = dict(engine.models.load_counts)
+    engine.retry(job.id)
+    assert wait_for(lambda: engine.jobs()[0].state == JobState.DONE, 120)
+    assert engine.models.load_counts[WHISPER] == loads[WHISPER]  # transcript reused
+    assert engine.models.load_counts[TRANSLATION] == loads[TRANSLATION] + 1  # only French
+    assert Path(f"{base}.fr.srt").exists()
+    assert german.read_text(encoding="utf-8") == written_de
+
+
+def test_subq_run_exits_1_when_a_translation_fails(clips, tmp_path):
+    out = io.StringIO()
+    code = run_batch(
+        [str(clips["talk.mp4"])],
+        Settings(translate_to=("de",), translation_model=str(tmp_path / "nothing-here")),
+        state=tmp_path / "q.db",
+        events=None,
+        out=out,
+    )
+    assert code == 1
+    printed = out.getvalue()
+    assert "error: talk.mp4: translation to de failed" in printed
+    assert clips["talk.mp4"].with_suffix(".srt").exists()
