@@ -258,11 +258,16 @@ def _ffmpeg_reason(exc: Exception) -> str:
 
 
 def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The first audio stream as mono float32 at `sample_rate`, the array whisper expects."""
+    """The first audio stream as mono float32 at `sample_rate`, the array whisper expects.
+
+    The samples go straight into one buffer (`_Samples`), so the peak is about the samples
+    themselves (3.84 MB a minute at 16 kHz) whatever the length. A list of frames joined at
+    the end cost 2.2x that at the peak and left the frames' small blocks in the heap after
+    (+242 MiB RSS for 30 minutes, of which 234 stayed; issue 14.5).
+    """
     import av
 
     path = Path(path)
-    chunks: list[np.ndarray] = []
     with _open(path) as f:
         try:
             with av.open(f, mode="r", metadata_errors="ignore") as container:
@@ -270,17 +275,18 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
                     raise MediaError(f"{path}: no audio stream (nothing to transcribe)")
                 stream = container.streams.audio[0]
                 stream.thread_type = "AUTO"
+                samples = _Samples(_duration(container, stream), sample_rate)
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
                 try:
                     for frame in container.decode(stream):
                         for out in resampler.resample(frame):
-                            chunks.append(out.to_ndarray().reshape(-1))
+                            samples.append(np.frombuffer(out.planes[0], np.float32, out.samples))
                 except (av.error.InvalidDataError, av.error.EOFError):
-                    if not chunks:
+                    if not samples.size:
                         raise
                     # A truncated file: keep what decoded; the tail is lost, not the job.
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    samples.append(np.frombuffer(out.planes[0], np.float32, out.samples))
         except MediaError:
             raise
         except (av.error.InvalidDataError, av.error.EOFError):
@@ -291,9 +297,35 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             if exc.errno == errno.EACCES:
                 raise MediaError(f"{path}: permission denied (cannot read the file)") from None
             raise MediaError(f"{path}: read error: {exc.strerror or exc}") from None
-    if not chunks:
+    if samples.size < sample_rate // 100:
         raise MediaError(f"{path}: the audio stream is empty (zero length)")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
-    if audio.size < sample_rate // 100:
-        raise MediaError(f"{path}: the audio stream is empty (zero length)")
-    return audio
+    return samples.take()
+
+
+class _Samples:
+    """A growing float32 buffer filled in place: one whole-file array, never two.
+
+    Sized from the stream's duration plus a second (pages never written cost no memory), or
+    ten minutes when it is unknown; it grows by half again when the duration was short, and
+    is trimmed at the end. Both go through `ndarray.resize`, i.e. realloc, which for an array
+    this big remaps its pages (mremap) instead of copying them, so neither doubles the peak.
+    """
+
+    def __init__(self, duration: float | None, sample_rate: int) -> None:
+        seconds = duration + 1 if duration and duration > 0 else 600
+        self._data = np.empty(int(seconds * sample_rate), dtype=np.float32)
+        self.size = 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        chunk = chunk.reshape(-1)  # PyAV's (channels, samples), or a plane's flat view
+        end = self.size + chunk.size
+        if end > self._data.size:
+            self._data.resize(max(end, self._data.size * 3 // 2), refcheck=False)
+        self._data[self.size : end] = chunk
+        self.size = end
+
+    def take(self) -> np.ndarray:
+        """The samples, trimmed in place; the buffer is handed over, not copied."""
+        data, self._data = self._data, np.empty(0, dtype=np.float32)
+        data.resize(self.size, refcheck=False)
+        return data
