@@ -2,7 +2,8 @@
 
 Run from anywhere:
 
-    python tests/data/make_clips.py
+    python tests/data/make_clips.py            # every clip
+    python tests/data/make_clips.py --only story  # only story.mp3 (+ its reference)
 
 Needs the ``espeak-ng`` program (speech synthesis) and PyAV (``import av``) for all
 encoding and muxing; the ``ffmpeg`` program is not used.  The outputs are committed,
@@ -14,6 +15,8 @@ Writes, relative to the repository root:
 * ``tests/data/lecture.mkv``   tiny MPEG-4 video + mono Opus audio (Vorbis/AAC fallback)
 * ``tests/data/podcast.mp3``   mono MP3, 22.05 kHz
 * ``tests/data/long.mp3``      about 70 s of continuous speech (spans >= 3 whisper windows)
+* ``tests/data/story.mp3``     about 3 minutes of distinct narrative sentences in eight
+                               paragraphs with short pauses, 16 kHz mono MP3 at 16 kbit/s
 * ``tests/data/noaudio.mp4``   a couple of seconds of video with no audio stream
 * ``tests/data/references.json``  {file name: exact text spoken} for every speech clip
 * ``engine/data/demo.mp3`` and ``engine/data/demo.txt``  the demo clip shipped in the package
@@ -25,6 +28,7 @@ encoders and FFmpeg's ``bitexact`` flags (no encoder-version tags, no random Mat
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -72,6 +76,70 @@ LONG = (
     "At night, I read for a while before I go to sleep."
 )
 DEMO = "This is a short demo. It listens to the speech in a video and writes it down as subtitles."
+
+# About three minutes of distinct narrative sentences, one tuple item per paragraph; the
+# paragraphs are spoken separately and joined with a short silence, so voice activity
+# detection finds natural places to cut.  No sentence repeats.
+STORY = (
+    (
+        "Last spring my sister and I decided to spend a week in a small house by the sea. "
+        "We packed our bags and left early the next morning. "
+        "The road wound through green hills and quiet farms. "
+        "We stopped once for bread and cheese. "
+        "By the middle of the afternoon we could smell the salt in the air."
+    ),
+    (
+        "The house was old, but it was clean and full of light. "
+        "It had a wooden porch that faced the water. "
+        "In the kitchen we found a note from the owner with a map of the town. "
+        "She had marked the safest beach for swimming. "
+        "We opened every window and let the cool wind blow through the rooms."
+    ),
+    (
+        "On the first evening we walked along the shore until the sun went down. "
+        "The sand was still warm under our feet. "
+        "Small birds ran in and out of the waves, looking for food. "
+        "My sister collected shells in her pocket. "
+        "When it grew dark, we went back and cooked a simple soup for dinner."
+    ),
+    (
+        "The next day the sky was covered with heavy clouds. "
+        "We stayed inside and read books by the fire. "
+        "Around noon the rain began to fall, softly at first and then very hard. "
+        "The wind shook the doors, and the sea turned dark and rough. "
+        "We made hot tea and watched the storm from the window for hours."
+    ),
+    (
+        "By the third morning the weather had cleared. "
+        "We rented two bicycles and rode to the village. "
+        "The streets were narrow and lined with bright painted doors. "
+        "An old man was selling fresh bread from a cart near the harbor. "
+        "We bought a loaf and ate it on a bench while the boats came in."
+    ),
+    (
+        "In the afternoon we climbed a steep path to the top of a cliff. "
+        "From there we could see the whole coast stretching far to the north. "
+        "A lighthouse stood alone on a rock in the water. "
+        "My sister said she had always wanted to live in a place like that. "
+        "I told her she would miss the noise of the city within a week."
+    ),
+    (
+        "On our last full day we went fishing with a man from the village. "
+        "He showed us how to tie the hooks and where the fish liked to hide. "
+        "I caught nothing at all, but my sister pulled in three large fish. "
+        "She was so proud that she talked about it all the way home. "
+        "That night we cooked them and ate outside under the stars."
+    ),
+    (
+        "When it was time to leave, neither of us wanted to go. "
+        "We cleaned the house and left a note on the table. "
+        "The drive home felt much shorter than the drive there. "
+        "We promised each other that we would come back next summer. "
+        "I still keep one of her shells on my desk."
+    ),
+)
+STORY_TEXT = " ".join(STORY)
+STORY_PAUSE_SECONDS = 1.2
 
 # Tiny synthetic video stream.
 VIDEO_SIZE = 64
@@ -204,9 +272,59 @@ def encode(
     container.close()
 
 
+def make_story(mp3: str, tmp: Path) -> Path:
+    """Speak each story paragraph separately and join them with silence into story.mp3.
+
+    16 kbit/s (about 360 KB): at 8 kbit/s tiny.en's WER rose from 0.12 to 0.28 (0.09 on the
+    uncompressed wav), so the smaller file was not worth it.
+    """
+    parts = []
+    rate = 0
+    for i, paragraph in enumerate(STORY):
+        wav = tmp / f"story-{i}.wav"
+        synthesize(paragraph, wav)
+        samples, rate = read_wav(wav)
+        parts.append(samples)
+        parts.append(np.zeros(int(rate * STORY_PAUSE_SECONDS), dtype=np.int16))
+    samples = pad(np.concatenate(parts[:-1]), rate)
+    out_path = HERE / "story.mp3"
+    encode(
+        out_path,
+        samples=samples,
+        in_rate=rate,
+        duration=len(samples) / rate,
+        audio_codec=mp3,
+        audio_rate=16000,
+        audio_bitrate=16000,
+    )
+    return out_path
+
+
+def update_reference(name: str, text: str) -> None:
+    """Set one clip's reference text, keeping the others as committed."""
+    path = HERE / "references.json"
+    references = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    references[name] = text
+    path.write_text(json.dumps(references, indent=2) + "\n")
+
+
 def main() -> None:
-    h264 = pick_codec("libx264", "mpeg4")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only",
+        choices=["story"],
+        help="make only this clip; leave the other committed files byte for byte as they are",
+    )
+    args = parser.parse_args()
     mp3 = pick_codec("libmp3lame", "mp3")
+    if args.only == "story":
+        with tempfile.TemporaryDirectory(prefix="subq-clips-") as tmp:
+            out_path = make_story(mp3, Path(tmp))
+        update_reference("story.mp3", STORY_TEXT)
+        report([out_path, HERE / "references.json"])
+        return
+
+    h264 = pick_codec("libx264", "mpeg4")
     mkv_audio = pick_codec("libopus", "vorbis", "aac")
 
     speech = {
@@ -251,18 +369,26 @@ def main() -> None:
             samples, rate = read_wav(wav)
             samples = pad(samples, rate)
             encode(out_path, samples=samples, in_rate=rate, duration=len(samples) / rate, **kwargs)
+        story_path = make_story(mp3, Path(tmp))
 
     encode(HERE / "noaudio.mp4", samples=None, in_rate=0, duration=2.0, video_codec=h264)
 
     references = {name: text for name, (text, _, _) in speech.items() if name != "demo.mp3"}
+    references["story.mp3"] = STORY_TEXT
     (HERE / "references.json").write_text(json.dumps(references, indent=2) + "\n")
     (ENGINE_DATA / "demo.txt").write_text(DEMO + "\n")
 
     outputs = [path for _, path, _ in speech.values()] + [
+        story_path,
         HERE / "noaudio.mp4",
         HERE / "references.json",
         ENGINE_DATA / "demo.txt",
     ]
+    report(outputs)
+
+
+def report(outputs: list[Path]) -> None:
+    """Print each output's size, duration and streams."""
     for path in outputs:
         line = f"{path.relative_to(ROOT)!s:28} {path.stat().st_size / 1024:7.1f} KB"
         if path.suffix in {".mp3", ".mp4", ".mkv"}:
