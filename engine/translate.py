@@ -7,6 +7,7 @@ text per input, so translated subtitles keep the transcript's cue count and timi
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,12 +16,15 @@ from typing import Any
 
 from . import faults
 
+log = logging.getLogger("subq.engine")
+
 DEFAULT_TEMPLATE = "Helsinki-NLP/opus-mt-{src}-{tgt}"
-# Cap on generated tokens per cue, unless the model's own generation config sets
-# max_new_tokens: a cue is a sentence or two, and a degenerate model can loop until the cap.
-DEFAULT_MAX_NEW_TOKENS = 256
+# tokenizer.model_max_length when the tokenizer sets none (transformers' VERY_LARGE_INTEGER
+# is 1e30): above this it is not a limit of the model.
+_NO_LIMIT = 1_000_000
 
 # ISO 639-1 -> FLORES-200 codes used by NLLB (the common subtitle languages).
+# fmt: off
 NLLB_CODES = {
     "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "it": "ita_Latn",
     "pt": "por_Latn", "nl": "nld_Latn", "pl": "pol_Latn", "ru": "rus_Cyrl", "uk": "ukr_Cyrl",
@@ -29,10 +33,61 @@ NLLB_CODES = {
     "ja": "jpn_Jpan", "ko": "kor_Hang", "zh": "zho_Hans", "vi": "vie_Latn", "id": "ind_Latn",
     "th": "tha_Thai", "ro": "ron_Latn", "hu": "hun_Latn", "bg": "bul_Cyrl", "fa": "pes_Arab",
 }
+# fmt: on
 
 
 class TranslationError(Exception):
     """Translation cannot run; str() is the one-line message for the user."""
+
+
+def output_cap(source_tokens: int) -> int:
+    """The most new tokens a cue of `source_tokens` tokens (specials included) may take.
+
+    A translation runs to about twice its source's tokens at most (a word split into several
+    subwords, a language that says more words); the +10 covers short cues ("Yes." ->
+    "Ja, genau.") and language / end tokens. A degenerate model loops until its cap, so the
+    cap follows the input rather than a fixed number that costs minutes per cue.
+    """
+    return 2 * source_tokens + 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the model can take: `source` tokens in (None: no limit known), at most
+    `new_tokens` out (None: only output_cap), at least `min_new_tokens` out if it asks."""
+
+    source: int | None
+    new_tokens: int | None
+    min_new_tokens: int
+
+
+def model_limits(model: Any, tokenizer: Any) -> Limits:
+    """The model's own bounds, so generate() never indexes past its position table.
+
+    Marian and M2M100/NLLB look up a position for every encoder and decoder token in a table
+    of `max_position_embeddings` rows: a longer input, or a decoder sequence (its start token
+    plus the new tokens) longer than that, fails with "IndexError: index out of range in
+    self" (M2M100 grows its table instead, but was not trained past it either). The
+    tokenizer's model_max_length can be smaller (then it is the limit) or a placeholder. A
+    max_new_tokens or max_length the model's generation_config sets is a limit too.
+    """
+    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = positions if isinstance(positions, int) and positions > 1 else None
+    given = getattr(tokenizer, "model_max_length", None)
+    given = given if isinstance(given, int) and 0 < given < _NO_LIMIT else None
+    sources = [n for n in (positions, given) if n is not None]
+    gc = model.generation_config
+    caps = [positions - 1] if positions else []  # the decoder start token takes a position
+    if gc.max_new_tokens is not None:
+        caps.append(gc.max_new_tokens)
+    # transformers 4 defaults max_length to 20: only a value the model itself set counts.
+    if gc.max_length is not None and "max_length" in gc.to_diff_dict():
+        caps.append(gc.max_length - 1)
+    return Limits(
+        source=min(sources) if sources else None,
+        new_tokens=max(1, min(caps)) if caps else None,
+        min_new_tokens=gc.min_new_tokens or 0,
+    )
 
 
 def model_name_for(template: str | None, src: str, tgt: str) -> str:
@@ -85,25 +140,51 @@ class Translator:
         return results
 
     def _generate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        """One batch through generate(), inside the model's limits (see model_limits).
+
+        Beams, bad words, decoder start, min_new_tokens... come from the model's
+        generation_config; subq sets only the length cap. Each row is cut to its own cue's
+        cap, so a short cue decodes the same in any batch (greedy decoding).
+        """
         import torch
 
         tok = self.tokenizer
+        limits = model_limits(self.model, tok)
         gen: dict[str, Any] = {}
-        # Everything else (beams, bad words, decoder start, min_new_tokens...) comes from the
-        # model's generation_config; only fill in a cap when it sets none of its own.
-        if getattr(self.model.generation_config, "max_new_tokens", None) is None:
-            gen["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
         if self.family == "nllb":
             tok.src_lang = NLLB_CODES.get(src, src)
             gen["forced_bos_token_id"] = tok.convert_tokens_to_ids(NLLB_CODES.get(tgt, tgt))
         elif self.family == "m2m100":
             tok.src_lang = src
             gen["forced_bos_token_id"] = tok.get_lang_id(tgt)
-        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=512)
+        enc = tok(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=limits.source is not None,
+            max_length=limits.source,
+        )
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        if limits.source is not None and max(lengths) >= limits.source:
+            log.warning(
+                "%s: a cue fills the model's %d-token input; any more of it is cut",
+                self.name,
+                limits.source,
+            )
+        caps = [max(output_cap(n), limits.min_new_tokens) for n in lengths]
+        if limits.new_tokens is not None:
+            caps = [min(c, limits.new_tokens) for c in caps]
+        gen["max_new_tokens"] = max(caps)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         with torch.inference_mode():
             out = self.model.generate(**enc, **gen)
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        # An encoder-decoder's output starts with the decoder start token, not counted new.
+        start = 1 if self.model.config.is_encoder_decoder else enc["input_ids"].shape[1]
+        # With forced_eos_token_id the cap's last token is </s>, which decodes to nothing:
+        # a row cut at its own cap keeps one token less, as it would have alone.
+        keep = 1 if self.model.generation_config.forced_eos_token_id is not None else 0
+        rows = [row[: start + cap - keep] for row, cap in zip(out, caps, strict=True)]
+        return [t.strip() for t in tok.batch_decode(rows, skip_special_tokens=True)]
 
 
 def load_translator(name: str, device: str) -> Translator:

@@ -18,17 +18,24 @@ import pytest
 import torch
 from subq.engine import faults
 from subq.engine.translate import (
-    DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPLATE,
+    Limits,
     TranslationError,
     Translator,
     load_translator,
+    model_limits,
     model_name_for,
 )
-from translation_fixture import TINY_MAX_NEW_TOKENS, reference_sentences, tiny_marian
+from translation_fixture import (
+    TINY_MAX_NEW_TOKENS,
+    long_cue,
+    rambling_marian,
+    reference_sentences,
+    tiny_marian,
+)
 
-# The session fixture, for this module; redundant (but harmless) once conftest.py imports it.
-__all__ = ["tiny_marian"]
+# The session fixtures, for this module; redundant (but harmless) once conftest.py imports them.
+__all__ = ["rambling_marian", "tiny_marian"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,8 +84,9 @@ def record_batches(translator: Translator, monkeypatch: pytest.MonkeyPatch) -> l
 
 
 def test_fixture_loads_as_a_marian_model(tiny_marian: Path, translator: Translator) -> None:
-    assert {"config.json", "generation_config.json", "model.safetensors",
-            "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in tiny_marian.iterdir()}
+    files = {p.name for p in tiny_marian.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors"} <= files
+    assert {"tokenizer.json", "tokenizer_config.json"} <= files
     assert translator.family == "marian"
     assert translator.model.config.model_type == "marian"
     assert translator.model.generation_config.max_new_tokens == TINY_MAX_NEW_TOKENS
@@ -111,21 +119,28 @@ def generate_calls(translator: Translator, monkeypatch: pytest.MonkeyPatch) -> l
     return calls
 
 
-def test_generation_cap_comes_from_the_model_or_the_default(
-    translator: Translator, sentences: list[str], unbatched: list[str],
+def test_generation_cap_follows_the_input_and_the_model(
+    translator: Translator,
+    sentences: list[str],
+    unbatched: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert max(len(t.split()) for t in unbatched) < TINY_MAX_NEW_TOKENS
     calls = generate_calls(translator, monkeypatch)
-    # The sentence whose output stops soonest by itself: fast even with a cap of 256.
+    # The sentence whose output stops soonest by itself: fast whatever the cap.
     short = [min(zip(unbatched, sentences, strict=True), key=lambda p: len(p[0].split()))[1]]
+    n = len(translator.tokenizer(short[0]).input_ids)
     translator.translate(short, "en", "de", batch_size=1)
-    assert "max_new_tokens" not in calls[-1]  # generation_config.json's 12 applies
-    # A model without a max_new_tokens of its own (opus-mt sets only max_length 512) gets
-    # subq's cap.
+    assert calls[-1]["max_new_tokens"] == TINY_MAX_NEW_TOKENS  # generation_config.json's 12
+    # A model without a max_new_tokens of its own (opus-mt sets only max_length 512): the
+    # input's length bounds it, 2n + 10 for a cue of n tokens.
     monkeypatch.setattr(translator.model.generation_config, "max_new_tokens", None)
     translator.translate(short, "en", "de", batch_size=1)
-    assert calls[-1]["max_new_tokens"] == DEFAULT_MAX_NEW_TOKENS
+    assert calls[-1]["max_new_tokens"] == 2 * n + 10
+    # A min_new_tokens the model asks for is kept (benchmarks pin min = max).
+    monkeypatch.setattr(translator.model.generation_config, "min_new_tokens", 3 * n + 10)
+    translator.translate(short, "en", "de", batch_size=1)
+    assert calls[-1]["max_new_tokens"] == 3 * n + 10
 
 
 def test_one_output_per_input_in_input_order(
@@ -140,13 +155,17 @@ def test_one_output_per_input_in_input_order(
 
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 def test_batching_gives_the_unbatched_texts(
-    translator: Translator, sentences: list[str], unbatched: list[str], batch_size: int,
+    translator: Translator,
+    sentences: list[str],
+    unbatched: list[str],
+    batch_size: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent = record_batches(translator, monkeypatch)
     progress: list[tuple[int, int]] = []
-    out = translator.translate(sentences, "en", "de", batch_size,
-                               on_batch=lambda done, total: progress.append((done, total)))
+    out = translator.translate(
+        sentences, "en", "de", batch_size, on_batch=lambda d, t: progress.append((d, t))
+    )
     assert out == unbatched
     assert [len(b) for b in sent] == batch_sizes(len(sentences), batch_size)
     assert sorted(t for b in sent for t in b) == sorted(sentences)
@@ -159,14 +178,17 @@ def batch_sizes(n: int, size: int) -> list[int]:
 
 
 def test_empty_texts_stay_empty_and_are_not_sent(
-    translator: Translator, sentences: list[str], unbatched: list[str],
+    translator: Translator,
+    sentences: list[str],
+    unbatched: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent = record_batches(translator, monkeypatch)
     texts = ["", sentences[0], "   ", sentences[1], "\n", sentences[2], ""]
     progress: list[tuple[int, int]] = []
-    out = translator.translate(texts, "en", "de", batch_size=2,
-                               on_batch=lambda done, total: progress.append((done, total)))
+    out = translator.translate(
+        texts, "en", "de", batch_size=2, on_batch=lambda d, t: progress.append((d, t))
+    )
     assert out == ["", unbatched[0], "", unbatched[1], "", unbatched[2], ""]
     assert sorted(t for b in sent for t in b) == sorted(sentences[:3])
     assert progress[-1] == (3, 3)
@@ -183,15 +205,20 @@ def test_nothing_to_translate_sends_nothing(
 
 @pytest.mark.parametrize(("faults_armed", "halvings"), [(1, [8]), (4, [8, 4, 2, 1])])
 def test_oom_halves_the_batch_size_and_still_translates_everything(
-    translator: Translator, sentences: list[str], unbatched: list[str],
-    monkeypatch: pytest.MonkeyPatch, faults_armed: int, halvings: list[int],
+    translator: Translator,
+    sentences: list[str],
+    unbatched: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    faults_armed: int,
+    halvings: list[int],
 ) -> None:
     monkeypatch.setenv("SUBQ_FAULTS", f"translate:OOM:{faults_armed}")
     sent = record_batches(translator, monkeypatch)
     ooms: list[int] = []
     progress: list[tuple[int, int]] = []
-    out = translator.translate(sentences, "en", "de", batch_size=16, on_oom=ooms.append,
-                               on_batch=lambda done, total: progress.append((done, total)))
+    out = translator.translate(
+        sentences, "en", "de", 16, on_oom=ooms.append, on_batch=lambda d, t: progress.append((d, t))
+    )
     assert ooms == halvings
     assert out == unbatched
     assert max(len(b) for b in sent) == halvings[-1]  # the failed batches never ran
@@ -224,8 +251,9 @@ def assert_one_line(message: str, *parts: str) -> None:
         assert part in message
 
 
-def test_missing_model_name_fails_fast_with_one_line(translator: Translator,
-                                                     hub_offline: None) -> None:
+def test_missing_model_name_fails_fast_with_one_line(
+    translator: Translator, hub_offline: None
+) -> None:
     name = model_name_for(None, "en", "zz")
     start = time.monotonic()
     with pytest.raises(TranslationError) as info:
@@ -246,12 +274,15 @@ def test_unreachable_hub_fails_fast_without_offline_mode(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens
     env["HF_HOME"] = str(tmp_path / "hf")
-    code = ("from subq.engine.translate import load_translator, TranslationError\n"
-            "try:\n    load_translator('Helsinki-NLP/opus-mt-en-zz', 'cpu')\n"
-            "except TranslationError as e:\n    print(e)\n")
+    code = (
+        "from subq.engine.translate import load_translator, TranslationError\n"
+        "try:\n    load_translator('Helsinki-NLP/opus-mt-en-zz', 'cpu')\n"
+        "except TranslationError as e:\n    print(e)\n"
+    )
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     elapsed = time.monotonic() - start
     assert_one_line(proc.stdout.strip(), "opus-mt-en-zz", "not reachable")
     assert elapsed < 30, f"took {elapsed:.1f} s"
@@ -306,3 +337,63 @@ def test_model_name_for() -> None:
         "Helsinki-NLP/opus-mt-de-fr"
     )
     assert model_name_for("/models/nllb-600M", "en", "fr") == "/models/nllb-600M"
+
+
+@pytest.fixture(scope="module")
+def rambler(rambling_marian: Path) -> Translator:
+    """The 128-position model that never stops by itself: only subq's bounds stop it."""
+    return load_translator(str(rambling_marian), "cpu")
+
+
+def out_tokens(translator: Translator, text: str) -> int:
+    """Tokens of an output as the model's tokenizer counts them (word-level: one a word)."""
+    return len(translator.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def test_limits_come_from_the_position_table_and_the_generation_config(
+    translator: Translator, rambler: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 128 positions; tokenizer and generation_config.json say 512, the table decides.
+    assert rambler.model.config.max_position_embeddings == 128
+    assert rambler.tokenizer.model_max_length == 512
+    assert model_limits(rambler.model, rambler.tokenizer) == Limits(128, 127, 0)
+    # The tiny model: 512 positions, max_new_tokens 12 in its generation_config.json.
+    tiny = Limits(512, TINY_MAX_NEW_TOKENS, 0)
+    assert model_limits(translator.model, translator.tokenizer) == tiny
+    # A smaller tokenizer limit counts; transformers' "no limit" placeholder does not.
+    for given, source in ((64, 64), (int(1e30), 128)):
+        monkeypatch.setattr(rambler.tokenizer, "model_max_length", given)
+        assert model_limits(rambler.model, rambler.tokenizer).source == source
+    # A max_length the model sets counts (less the decoder start token).
+    monkeypatch.setattr(rambler.model.generation_config, "max_length", 50)
+    assert model_limits(rambler.model, rambler.tokenizer).new_tokens == 49
+
+
+def test_long_and_ordinary_cues_translate_on_a_128_position_model(
+    rambler: Translator, sentences: list[str]
+) -> None:
+    """The issue's model: 128 positions and no max_new_tokens. Before, every cue failed
+    with "IndexError: index out of range in self" (decoder past position 127 under the
+    fixed cap of 256; a cue over 128 tokens already in the encoder)."""
+    long = long_cue(200)
+    texts = [sentences[0], long, "", sentences[3], long + " Again.", sentences[1]]
+    alone = [rambler.translate([t], "en", "de", batch_size=1)[0] for t in texts]
+    batched = rambler.translate(texts, "en", "de", batch_size=4)
+    assert len(batched) == len(texts)
+    assert batched == alone  # order kept, and each cue as it translates alone
+    assert all(batched[i] for i in (0, 1, 3, 4, 5)) and batched[2] == ""
+    # The long cues fill the 127 new tokens the table allows (the last is the forced </s>).
+    assert [out_tokens(rambler, batched[i]) for i in (1, 4)] == [126, 126]
+
+
+def test_generation_is_bounded_by_the_input_length(
+    rambler: Translator, sentences: list[str]
+) -> None:
+    """A model that never emits </s> by itself stops at 2n + 10 new tokens for an n-token
+    cue (</s> counted), in a batch of longer cues too, not at a fixed cap."""
+    texts = sorted(sentences[:8], key=len)
+    out = rambler.translate(texts, "en", "de", batch_size=8)
+    for text, result in zip(texts, out, strict=True):
+        n = len(rambler.tokenizer(text).input_ids)
+        assert out_tokens(rambler, result) == 2 * n + 10 - 1, text  # + the forced </s>
+    assert len({len(t.split()) for t in texts}) > 2, "the cues should differ in length"

@@ -49,6 +49,17 @@ def reference_sentences() -> list[str]:
     return [s for text in reference_texts() for s in re.split(r"(?<=[.!?])\s+", text) if s]
 
 
+def long_cue(at_least: int) -> str:
+    """Reference sentences joined into one cue of more than `at_least` words (tokens, for
+    the word-level tokenizer): longer than a small model's position table."""
+    text = ""
+    for sentence in reference_sentences() * 8:
+        text = f"{text} {sentence}".strip()
+        if len(WORD.findall(text)) > at_least:
+            return text
+    raise ValueError(f"the reference sentences have fewer than {at_least} words")
+
+
 def build_tokenizer(words: Iterable[str], size: int | None = None):
     """A word-level fast tokenizer: specials, then `words` (duplicates dropped), then
     synthetic tokens `x00001`, `x00002`... up to `size` entries when `size` is given."""
@@ -65,17 +76,33 @@ def build_tokenizer(words: Iterable[str], size: int | None = None):
         single="$A </s>", pair="$A $B </s>", special_tokens=[("</s>", vocab["</s>"])]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
         model_max_length=512,
     )
 
 
-def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None = None,
-                 d_model: int = 16, layers: int = 1, heads: int = 2, ffn: int = 32,
-                 seed: int = 0, init_std: float = 0.02, eos_bias: float = 0.0,
-                 num_beams: int = 1, max_new_tokens: int | None = None,
-                 min_new_tokens: int | None = None, positions: int = 512,
-                 suppress: Iterable[str] = (), **config_extra: object) -> Path:
+def build_marian(
+    folder: Path,
+    *,
+    words: Iterable[str],
+    vocab_size: int | None = None,
+    d_model: int = 16,
+    layers: int = 1,
+    heads: int = 2,
+    ffn: int = 32,
+    seed: int = 0,
+    init_std: float = 0.02,
+    eos_bias: float = 0.0,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    min_new_tokens: int | None = None,
+    positions: int = 512,
+    suppress: Iterable[str] = (),
+    **config_extra: object,
+) -> Path:
     """Save a seeded random `MarianMTModel` + its tokenizer to `folder`; return `folder`.
 
     `vocab_size` pads the tokenizer with synthetic tokens, so the model has the embedding
@@ -99,12 +126,19 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
     config = MarianConfig(
         vocab_size=len(tokenizer),
         d_model=d_model,
-        encoder_layers=layers, decoder_layers=layers,
-        encoder_attention_heads=heads, decoder_attention_heads=heads,
-        encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
-        max_position_embeddings=positions, init_std=init_std,
-        pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad,
-        scale_embedding=True, share_encoder_decoder_embeddings=True,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        max_position_embeddings=positions,
+        init_std=init_std,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        decoder_start_token_id=pad,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
         **config_extra,
     )
@@ -115,9 +149,15 @@ def build_marian(folder: Path, *, words: Iterable[str], vocab_size: int | None =
     # What opus-mt ships in generation_config.json, greedy unless num_beams says otherwise.
     bad_words = [[pad], *([tokenizer.convert_tokens_to_ids(t)] for t in suppress)]
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=pad, pad_token_id=pad, eos_token_id=eos,
-        forced_eos_token_id=eos, num_beams=num_beams, do_sample=False,
-        bad_words_ids=bad_words, max_length=512, max_new_tokens=max_new_tokens,
+        decoder_start_token_id=pad,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        forced_eos_token_id=eos,
+        num_beams=num_beams,
+        do_sample=False,
+        bad_words_ids=bad_words,
+        max_length=512,
+        max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,8 +173,14 @@ def make_tiny_marian(folder: Path) -> Path:
     favoured so outputs end at different lengths (1 to 11 words on the reference sentences),
     and generation_config.json caps them at 12 tokens.
     """
-    return build_marian(folder, words=reference_words(), seed=0, init_std=0.5, eos_bias=4.0,
-                        max_new_tokens=TINY_MAX_NEW_TOKENS)
+    return build_marian(
+        folder,
+        words=reference_words(),
+        seed=0,
+        init_std=0.5,
+        eos_bias=4.0,
+        max_new_tokens=TINY_MAX_NEW_TOKENS,
+    )
 
 
 def make_rambling_marian(folder: Path, positions: int = 128) -> Path:
@@ -144,8 +190,15 @@ def make_rambling_marian(folder: Path, positions: int = 128) -> Path:
     no max_new_tokens (only max_length 512, as opus-mt does): only subq's bounds stop it,
     which is the worst case for them. Word-level, so each output word is one token.
     """
-    return build_marian(folder, words=reference_words(), seed=1, init_std=0.5,
-                        eos_bias=-1e4, positions=positions, suppress=["<unk>"])
+    return build_marian(
+        folder,
+        words=reference_words(),
+        seed=1,
+        init_std=0.5,
+        eos_bias=-1e4,
+        positions=positions,
+        suppress=["<unk>"],
+    )
 
 
 @pytest.fixture(scope="session")
