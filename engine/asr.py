@@ -1,140 +1,47 @@
-"""Transcription with openai-whisper, stoppable between decoding windows.
+"""Transcription: choosing and loading a backend, and running it stoppably.
 
-openai-whisper's `transcribe` runs one loop over 30 s windows and only reports through tqdm.
-We install a per-model hook on `model.decode`, which the loop calls at the start of every
-window (silent windows included, which tqdm never reports). At that point the loop's own
-locals hold the finished segments and the seek offset, so the hook can publish progress,
-store a checkpoint, and raise to stop the stage without losing a finished window. Resuming
-passes the stored offset as `clip_timestamps` and the previous text as the prompt.
+Every backend decodes window by window (30 s windows, or in batched mode batches of VAD
+chunks) and calls `on_window` at the start of each with a checkpoint of everything before
+it; if the hook raises, the stage stops with `TranscriptionStopped` carrying that
+checkpoint, and passing it back as `resume` finishes the file exactly as one clean run
+would. The loops are our own copies of the libraries' (whisper_loop.py, ct2_loop.py; why,
+in their docstrings); the shared types live in asr_types.py and are re-exported here.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
-import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import faults
+from .asr_types import (  # noqa: F401 - the engine's names for these, re-exported
+    CHECKPOINT_FORMAT,
+    FRAMES_PER_SECOND,
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    WINDOW_SECONDS,
+    Checkpoint,
+    ModelLoadError,
+    Segment,
+    SegmentHook,
+    TranscribeOptions,
+    Transcript,
+    TranscriptionStopped,
+    WindowHook,
+    announce,
+    drop_invented,
+    load_checkpoint,
+)
 
-SAMPLE_RATE = 16_000
-HOP_LENGTH = 160
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH
-WINDOW_SECONDS = 30.0
-_PUNCTUATION_ONLY = re.compile(r"^[\W_]*$", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class Segment:
-    start: float
-    end: float
-    text: str
-    no_speech_prob: float = 0.0
-    avg_logprob: float = 0.0
-
-    def to_json(self) -> list[Any]:
-        return [self.start, self.end, self.text, self.no_speech_prob, self.avg_logprob]
-
-    @classmethod
-    def from_json(cls, row: list[Any]) -> Segment:
-        return cls(*row)
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """Everything that shapes the transcript, passed whole (one value, not 20 keywords)."""
-
-    language: str | None = None
-    beam_size: int | None = None
-    condition_on_previous_text: bool = True
-    no_speech_threshold: float = 0.6
-    logprob_threshold: float = -1.0
-    fp16: bool = False
-    word_timestamps: bool = True
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    batch_size: int = 0  # > 0: VAD-cut chunks decoded this many at a time (asr_batched)
-
-    def whisper_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = dict(
-            language=self.language,
-            condition_on_previous_text=self.condition_on_previous_text,
-            no_speech_threshold=self.no_speech_threshold,
-            logprob_threshold=self.logprob_threshold,
-            fp16=self.fp16,
-            temperature=self.temperature,
-            word_timestamps=self.word_timestamps,
-            verbose=None,  # None silences both the text dump and the tqdm bar
-        )
-        if self.beam_size and self.beam_size > 1:
-            kw["beam_size"] = self.beam_size
-        return kw
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """How far a transcription got: every finished segment and where the next window starts."""
-
-    seek: float
-    segments: tuple[Segment, ...] = ()
-    prompt: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seek": self.seek,
-            "prompt": self.prompt,
-            "segments": [s.to_json() for s in self.segments],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
-        segments = tuple(Segment.from_json(s) for s in data.get("segments", []))
-        return cls(seek=float(data["seek"]), segments=segments, prompt=data.get("prompt", ""))
-
-
-@dataclass(frozen=True)
-class Transcript:
-    segments: tuple[Segment, ...]
-    language: str | None
-    windows: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
-
-
-class TranscriptionStopped(Exception):
-    """The window hook asked to stop; carries the checkpoint to resume from."""
-
-    def __init__(self, checkpoint: Checkpoint, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.checkpoint = checkpoint
-        self.cause = cause
-
-
-class ModelLoadError(Exception):
-    """The model cannot be loaded; str() is the one-line message for the user."""
-
-
-WindowHook = Callable[[Checkpoint, float], None]
-SegmentHook = Callable[[float], None]  # the fraction done, after each finished segment
+_drop_invented = drop_invented  # the older private name
 
 FASTER_WHISPER = "faster-whisper"
 WHISPER = "whisper"
-
-
-def announce(checkpoint: Checkpoint, total: float, on_window: WindowHook | None) -> None:
-    """A safe point of every backend: hand `on_window` the checkpoint and the fraction done;
-    if it raises, the stage stops with `TranscriptionStopped` carrying that checkpoint."""
-    if on_window is None:
-        return
-    try:
-        on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
-    except Exception as exc:
-        raise TranscriptionStopped(checkpoint, exc) from exc
 
 
 def resolve_backend(
@@ -216,13 +123,15 @@ def run_backend(
     if backend == FASTER_WHISPER and options.batch_size > 0:
         from .asr_batched import transcribe_batched
 
-        return transcribe_batched(model, audio, options, resume=resume, on_window=on_window,
-                                  on_segment=on_segment)
+        return transcribe_batched(
+            model, audio, options, resume=resume, on_window=on_window, on_segment=on_segment
+        )
     if backend == FASTER_WHISPER:
         from .asr_ct2 import transcribe_ct2
 
-        return transcribe_ct2(model, audio, options, resume=resume, on_window=on_window,
-                              on_segment=on_segment)
+        return transcribe_ct2(
+            model, audio, options, resume=resume, on_window=on_window, on_segment=on_segment
+        )
     return transcribe(model, audio, options, resume=resume, on_window=on_window)
 
 
@@ -305,107 +214,22 @@ def transcribe(
     resume: Checkpoint | None = None,
     on_window: WindowHook | None = None,
 ) -> Transcript:
-    """Run whisper over `audio`, calling `on_window` before each 30 s window.
+    """Run openai-whisper over `audio`, calling `on_window` before each 30 s window.
 
     If the hook raises, the stage stops with `TranscriptionStopped` holding the checkpoint
-    (the segments before that window and its start), so nothing finished is lost.
+    (the segments before that window and all the decoder state at its start), so nothing
+    finished is lost and a resume continues exactly as the clean run would have.
     """
-    import torch
-    import whisper
-    from whisper.decoding import decode as whisper_decode
+    from .whisper_loop import transcribe_whisper
 
-    total = len(audio) / SAMPLE_RATE
-    start_at = resume.seek if resume else 0.0
-    kwargs = options.whisper_kwargs()
-    if resume and start_at > 0:
-        kwargs["clip_timestamps"] = [start_at]
-        if options.condition_on_previous_text and resume.prompt:
-            kwargs["initial_prompt"] = resume.prompt
-    previous = resume.segments if resume else ()
-    windows = 0
-    last = Checkpoint(start_at, previous, resume.prompt if resume else "")
-
-    def hooked_decode(mel: Any, decode_options: Any) -> Any:
-        nonlocal windows, last
-        checkpoint = _checkpoint_from_loop(previous, last)
-        new_window = windows == 0 or checkpoint.seek != last.seek
-        last = checkpoint
-        if new_window:  # temperature fallback decodes the same window again: not a new one
-            windows += 1
-            faults.maybe_fail("transcribe")
-        announce(checkpoint, total, on_window)  # every decode, fallbacks too, is a safe point
-        return whisper_decode(model, mel, decode_options)
-
-    model.decode = hooked_decode
-    try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")  # fp16-on-CPU and triton notices are not news
-            result = whisper.transcribe(model, audio, **kwargs)
-    finally:
-        del model.decode
-    segments = previous + tuple(
-        Segment(
-            start=float(s["start"]),
-            end=float(s["end"]),
-            text=s["text"].strip(),
-            no_speech_prob=float(s.get("no_speech_prob", 0.0)),
-            avg_logprob=float(s.get("avg_logprob", 0.0)),
-        )
-        for s in result["segments"]
+    return transcribe_whisper(
+        model,
+        audio,
+        options,
+        resume=resume,
+        on_window=on_window,
+        at_window=lambda: faults.maybe_fail("transcribe"),
     )
-    return Transcript(
-        segments=_drop_invented(segments, options), language=result.get("language"), windows=windows
-    )
-
-
-def _checkpoint_from_loop(previous: tuple[Segment, ...], fallback: Checkpoint) -> Checkpoint:
-    """Read the finished segments and seek offset from whisper's transcribe loop frame."""
-    frame = sys._getframe(2)
-    while frame is not None and not (
-        frame.f_code.co_name == "transcribe" and "all_segments" in frame.f_locals
-    ):
-        frame = frame.f_back
-    if frame is None:
-        return fallback
-    loc = frame.f_locals
-    done = tuple(
-        Segment(
-            float(s["start"]),
-            float(s["end"]),
-            s["text"].strip(),
-            float(s.get("no_speech_prob", 0.0)),
-            float(s.get("avg_logprob", 0.0)),
-        )
-        for s in loc["all_segments"]
-    )
-    prompt = ""
-    tokenizer, tokens = loc.get("tokenizer"), loc.get("all_tokens")
-    if tokenizer is not None and tokens is not None:
-        since = loc.get("prompt_reset_since", 0)
-        prompt = tokenizer.decode([t for t in tokens[since:] if t < tokenizer.eot]).strip()
-    return Checkpoint(seek=loc["seek"] / FRAMES_PER_SECOND, segments=previous + done, prompt=prompt)
-
-
-def _drop_invented(
-    segments: tuple[Segment, ...], options: TranscribeOptions
-) -> tuple[Segment, ...]:
-    """Drop what whisper invents on silence, noise and tones: empty or punctuation-only
-    text, segments it was itself unsure were speech (high no-speech and low log-probability),
-    and segments whose average log-probability is under twice the fallback threshold."""
-    kept = []
-    for s in segments:
-        if not s.text or _PUNCTUATION_ONLY.match(s.text) or s.end <= s.start:
-            continue
-        if s.no_speech_prob > options.no_speech_threshold and (
-            s.avg_logprob < options.logprob_threshold
-        ):
-            continue
-        # Still far below whisper's own quality bar after every temperature fallback: on a
-        # tone or music this is where single invented words ("probably") come from.
-        if s.avg_logprob < 2 * options.logprob_threshold:
-            continue
-        kept.append(s)
-    return tuple(kept)
 
 
 def realtime_speed(audio_seconds: float, started: float) -> float | None:

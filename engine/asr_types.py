@@ -1,0 +1,211 @@
+"""What every transcription backend shares: segments, options, checkpoints, safe points.
+
+This module imports nothing of its own package, so asr.py and the backend and loop modules
+(asr_ct2, asr_batched, whisper_loop, ct2_loop) all import from here and never from each
+other's privates: no import cycle among them.
+
+A checkpoint holds everything the next decoding window depends on, so that a resumed file
+comes out exactly as if it had never stopped: the prompt as token ids (timestamp tokens
+included; text would lose them, and tiny.en then stops emitting timestamps), the seek in
+whole mel frames, the end of the last word (word timing starts its search there), the
+language, and in batched mode the whole file's speech map and how many chunks are done.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+SAMPLE_RATE = 16_000
+HOP_LENGTH = 160
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH
+WINDOW_SECONDS = 30.0
+# Whisper keeps at most n_text_ctx // 2 - 1 prompt tokens (448 // 2 - 1 for every size);
+# a checkpoint keeps that many and no more.
+PROMPT_TOKENS = 223
+# The checkpoint JSON's format; 1 (no "format" key) kept the prompt as text and cannot
+# resume identically, so `load_checkpoint` refuses it.
+CHECKPOINT_FORMAT = 2
+_PUNCTUATION_ONLY = re.compile(r"^[\W_]*$", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+
+    def to_json(self) -> list[Any]:
+        return [self.start, self.end, self.text, self.no_speech_prob, self.avg_logprob]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> Segment:
+        return cls(*row)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Everything that shapes the transcript, passed whole (one value, not 20 keywords)."""
+
+    language: str | None = None
+    beam_size: int | None = None
+    condition_on_previous_text: bool = True
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    fp16: bool = False
+    word_timestamps: bool = True
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    batch_size: int = 0  # > 0: VAD-cut chunks decoded this many at a time (asr_batched)
+
+    def whisper_kwargs(self) -> dict[str, Any]:
+        """These options as openai-whisper's `transcribe` keywords (the reference run)."""
+        kw: dict[str, Any] = dict(
+            language=self.language,
+            condition_on_previous_text=self.condition_on_previous_text,
+            no_speech_threshold=self.no_speech_threshold,
+            logprob_threshold=self.logprob_threshold,
+            fp16=self.fp16,
+            temperature=self.temperature,
+            word_timestamps=self.word_timestamps,
+            verbose=None,  # None silences both the text dump and the tqdm bar
+        )
+        if self.beam_size and self.beam_size > 1:
+            kw["beam_size"] = self.beam_size
+        return kw
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a transcription got, and all the state the next window depends on.
+
+    `seek` (seconds) is for people and for the queue's resume position; the backends resume
+    from `frame`. `speech`, `chunks_done` and `batch_size` are batched mode's: the speech map
+    of the whole file (VAD is stateful, so running it again on the tail cuts differently).
+    """
+
+    seek: float
+    segments: tuple[Segment, ...] = ()
+    frame: int = 0
+    prompt: tuple[int, ...] = ()
+    last_speech: float = 0.0
+    language: str | None = None
+    speech: tuple[tuple[int, int], ...] | None = None
+    chunks_done: int = 0
+    batch_size: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "seek": self.seek,
+            "frame": self.frame,
+            "prompt": list(self.prompt),
+            "last_speech_timestamp": self.last_speech,
+            "language": self.language,
+            "segments": [s.to_json() for s in self.segments],
+        }
+        if self.speech is not None:
+            data["batched"] = {
+                "speech": [list(pair) for pair in self.speech],
+                "chunks_done": self.chunks_done,
+                "batch_size": self.batch_size,
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        """Raises ValueError for a checkpoint of another format (see `load_checkpoint`)."""
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {data.get('format', 1)!r} is not resumable")
+        batched = data.get("batched")
+        speech = None
+        if batched is not None:
+            speech = tuple((int(a), int(b)) for a, b in batched["speech"])
+        return cls(
+            seek=float(data["seek"]),
+            segments=tuple(Segment.from_json(s) for s in data.get("segments", [])),
+            frame=int(data["frame"]),
+            prompt=tuple(int(t) for t in data.get("prompt", [])),
+            last_speech=float(data.get("last_speech_timestamp", 0.0)),
+            language=data.get("language"),
+            speech=speech,
+            chunks_done=int(batched["chunks_done"]) if batched else 0,
+            batch_size=int(batched["batch_size"]) if batched else 0,
+        )
+
+
+def load_checkpoint(data: dict[str, Any] | None) -> Checkpoint | None:
+    """The stored checkpoint, or None where it cannot resume identically: an old text-prompt
+    checkpoint (format 1) or anything unreadable; the caller restarts the file then."""
+    if not data:
+        return None
+    try:
+        return Checkpoint.from_json(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: str | None
+    windows: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class TranscriptionStopped(Exception):
+    """The window hook asked to stop; carries the checkpoint to resume from."""
+
+    def __init__(self, checkpoint: Checkpoint, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.checkpoint = checkpoint
+        self.cause = cause
+
+
+class ModelLoadError(Exception):
+    """The model cannot be loaded; str() is the one-line message for the user."""
+
+
+WindowHook = Callable[[Checkpoint, float], None]
+SegmentHook = Callable[[float], None]  # the fraction done, after each finished segment
+
+
+def announce(checkpoint: Checkpoint, total: float, on_window: WindowHook | None) -> None:
+    """A safe point of every backend: hand `on_window` the checkpoint and the fraction done;
+    if it raises, the stage stops with `TranscriptionStopped` carrying that checkpoint."""
+    if on_window is None:
+        return
+    try:
+        on_window(checkpoint, min(1.0, checkpoint.seek / total) if total else 1.0)
+    except Exception as exc:
+        raise TranscriptionStopped(checkpoint, exc) from exc
+
+
+def window_seed(samples: int, frame: int, temperature: float) -> int:
+    """The sampler's seed for one window's temperature fallback: the same file (by length)
+    at the same window and temperature always samples the same, clean run or resumed."""
+    return zlib.crc32(f"{samples}:{frame}:{temperature:.3f}".encode())
+
+
+def drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) -> tuple[Segment, ...]:
+    """Drop what whisper invents on silence, noise and tones: empty or punctuation-only
+    text, segments it was itself unsure were speech (high no-speech and low log-probability),
+    and segments whose average log-probability is under twice the fallback threshold."""
+    kept = []
+    for s in segments:
+        if not s.text or _PUNCTUATION_ONLY.match(s.text) or s.end <= s.start:
+            continue
+        if s.no_speech_prob > options.no_speech_threshold and (
+            s.avg_logprob < options.logprob_threshold
+        ):
+            continue
+        # Still far below whisper's own quality bar after every temperature fallback: on a
+        # tone or music this is where single invented words ("probably") come from.
+        if s.avg_logprob < 2 * options.logprob_threshold:
+            continue
+        kept.append(s)
+    return tuple(kept)

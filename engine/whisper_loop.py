@@ -1,0 +1,277 @@
+"""Our copy of openai-whisper's transcribe loop (whisper/transcribe.py, 20250625), with the
+state between windows made explicit, so a stopped file resumes exactly where it was.
+
+Why a copy and not the library's `transcribe` with hooks: the library keeps what the next
+window depends on in locals of its loop (the prompt's token ids since the last reset, the
+seek, `last_speech_timestamp`). Reading them through stack frames was fragile, and they
+cannot be written back: resuming through `clip_timestamps` + `initial_prompt` re-encoded
+the prompt from text without its timestamp tokens (tiny.en then stopped emitting
+timestamps) and started `last_speech_timestamp` at 0. Here the state is a value, taken at
+the start of every window (the safe point) and given back on resume.
+
+Kept as the library does it, so a clean run equals `whisper.transcribe` with the same
+options (tests/test_resume_identity.py checks it): the log-mel of the whole file (its
+dynamic range is clamped to the file's own maximum, so per-window features would differ),
+the temperature fallback, timestamp splitting, word timing and the seek after the last word.
+Left out, because subq never uses them: `initial_prompt`, `carry_initial_prompt`,
+`clip_timestamps`, `hallucination_silence_threshold`, verbose printing. Changed: a window
+that falls back to sampling seeds torch's generator from the file, the window and the
+temperature (`window_seed`), so fallback is reproducible; the library's run is unseeded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .asr_types import (
+    FRAMES_PER_SECOND,
+    HOP_LENGTH,
+    PROMPT_TOKENS,
+    SAMPLE_RATE,
+    Checkpoint,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    WindowHook,
+    announce,
+    drop_invented,
+    window_seed,
+)
+
+COMPRESSION_RATIO_THRESHOLD = 2.4  # the library's default, which subq never changes
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+def transcribe_whisper(
+    model: Any,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    resume: Checkpoint | None = None,
+    on_window: WindowHook | None = None,
+    at_window: Callable[[], None] | None = None,
+) -> Transcript:
+    """Transcribe `audio` window by window from `resume` (or the start); `on_window` runs at
+    the start of every window with the checkpoint of everything before it."""
+    import torch
+    from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+    from whisper.tokenizer import get_tokenizer
+
+    dtype = torch.float16 if options.fp16 and model.device.type != "cpu" else torch.float32
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # triton notices are not news
+        mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
+        content_frames = mel.shape[-1] - N_FRAMES
+        language = (resume.language if resume else None) or options.language
+        if language is None:
+            language = _detect_language(model, pad_or_trim(mel, N_FRAMES).to(model.device), dtype)
+        tokenizer = get_tokenizer(
+            model.is_multilingual,
+            num_languages=model.num_languages,
+            language=language,
+            task="transcribe",
+        )
+        state = _State(resume, len(audio))
+        total = len(audio) / SAMPLE_RATE
+        while state.frame < content_frames:
+            if at_window is not None:
+                at_window()
+            announce(state.checkpoint(language), total, on_window)
+            state.windows += 1
+            size = min(N_FRAMES, content_frames - state.frame)
+            window = mel[:, state.frame : state.frame + size]
+            window = pad_or_trim(window, N_FRAMES).to(model.device).to(dtype)
+            _one_window(model, tokenizer, window, size, state, options, language, dtype)
+    segments = drop_invented(tuple(state.segments), options)
+    return Transcript(segments=segments, language=language, windows=state.windows)
+
+
+class _State:
+    """What the next window depends on; a checkpoint is a copy of it."""
+
+    def __init__(self, resume: Checkpoint | None, samples: int) -> None:
+        self.frame = resume.frame if resume else 0
+        self.prompt: list[int] = list(resume.prompt) if resume else []
+        self.last_speech = resume.last_speech if resume else 0.0
+        self.segments: list[Segment] = list(resume.segments) if resume else []
+        self.samples = samples
+        self.windows = 0
+
+    def checkpoint(self, language: str | None) -> Checkpoint:
+        return Checkpoint(
+            seek=self.frame / FRAMES_PER_SECOND,
+            segments=tuple(self.segments),
+            frame=self.frame,
+            prompt=tuple(self.prompt[-PROMPT_TOKENS:]),
+            last_speech=self.last_speech,
+            language=language,
+        )
+
+
+def _detect_language(model: Any, mel_segment: Any, dtype: Any) -> str:
+    if not model.is_multilingual:
+        return "en"
+    _, probs = model.detect_language(mel_segment.to(dtype))
+    return str(max(probs, key=probs.get))
+
+
+def _decode_with_fallback(
+    model: Any,
+    window: Any,
+    state: _State,
+    options: TranscribeOptions,
+    language: str,
+    dtype: Any,
+) -> Any:
+    """The library's `decode_with_fallback`, its sampling seeded per window and temperature."""
+    import torch
+    from whisper.decoding import DecodingOptions, decode
+
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    result = None
+    for t in options.temperature:
+        kwargs: dict[str, Any] = dict(
+            language=language,
+            fp16=dtype == torch.float16,
+            prompt=list(state.prompt[-PROMPT_TOKENS:]),
+        )
+        if t == 0 and options.beam_size and options.beam_size > 1:
+            kwargs["beam_size"] = options.beam_size
+        decoding = DecodingOptions(**kwargs, temperature=t)
+        if t > 0:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(window_seed(state.samples, state.frame, t))
+                result = decode(model, window, decoding)
+        else:
+            result = decode(model, window, decoding)
+        needs_fallback = (
+            result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            or result.avg_logprob < options.logprob_threshold
+        )
+        if (
+            result.no_speech_prob > options.no_speech_threshold
+            and result.avg_logprob < options.logprob_threshold
+        ):
+            needs_fallback = False  # silence
+        if not needs_fallback:
+            break
+    return result
+
+
+def _one_window(
+    model: Any,
+    tokenizer: Any,
+    window: Any,
+    size: int,
+    state: _State,
+    options: TranscribeOptions,
+    language: str,
+    dtype: Any,
+) -> None:
+    """Decode the window at `state.frame` and move the state past it, as the library does."""
+    import torch
+    from whisper.timing import add_word_timestamps
+    from whisper.utils import get_end
+
+    input_stride = 2  # mel frames per output token (N_FRAMES // n_audio_ctx)
+    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token
+    seek = state.frame
+    time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
+    duration_of_window = size * HOP_LENGTH / SAMPLE_RATE
+    result = _decode_with_fallback(model, window, state, options, language, dtype)
+    tokens = torch.tensor(result.tokens)
+    should_skip = result.no_speech_prob > options.no_speech_threshold
+    if result.avg_logprob > options.logprob_threshold:
+        should_skip = False  # confident text despite the no-speech probability
+    if should_skip:
+        state.frame = seek + size
+        return
+
+    def new_segment(start: float, end: float, piece: Any) -> dict[str, Any]:
+        ids = piece.tolist()
+        return {
+            "seek": state.frame,
+            "start": start,
+            "end": end,
+            "tokens": ids,
+            "text": tokenizer.decode([t for t in ids if t < tokenizer.eot]),
+            "avg_logprob": result.avg_logprob,
+            "no_speech_prob": result.no_speech_prob,
+        }
+
+    current: list[dict[str, Any]] = []
+    timestamp_tokens = tokens.ge(tokenizer.timestamp_begin)
+    single_timestamp_ending = timestamp_tokens[-2:].tolist() == [False, True]
+    consecutive = torch.where(timestamp_tokens[:-1] & timestamp_tokens[1:])[0]
+    consecutive.add_(1)
+    if len(consecutive) > 0:  # pairs of timestamp tokens: one segment between each pair
+        slices = consecutive.tolist()
+        if single_timestamp_ending:
+            slices.append(len(tokens))
+        last_slice = 0
+        for current_slice in slices:
+            piece = tokens[last_slice:current_slice]
+            start_pos = piece[0].item() - tokenizer.timestamp_begin
+            end_pos = piece[-1].item() - tokenizer.timestamp_begin
+            current.append(
+                new_segment(
+                    time_offset + start_pos * time_precision,
+                    time_offset + end_pos * time_precision,
+                    piece,
+                )
+            )
+            last_slice = current_slice
+        if single_timestamp_ending:
+            seek += size  # no speech after the last timestamp
+        else:  # drop the unfinished segment; go back to the last timestamp
+            seek += (tokens[last_slice - 1].item() - tokenizer.timestamp_begin) * input_stride
+    else:
+        duration = duration_of_window
+        timestamps = tokens[timestamp_tokens.nonzero().flatten()]
+        if len(timestamps) > 0 and timestamps[-1].item() != tokenizer.timestamp_begin:
+            duration = (timestamps[-1].item() - tokenizer.timestamp_begin) * time_precision
+        current.append(new_segment(time_offset, time_offset + duration, tokens))
+        seek += size
+
+    if options.word_timestamps:
+        add_word_timestamps(
+            segments=current,
+            model=model,
+            tokenizer=tokenizer,
+            mel=window,
+            num_frames=size,
+            prepend_punctuations=PREPEND_PUNCTUATIONS,
+            append_punctuations=APPEND_PUNCTUATIONS,
+            last_speech_timestamp=state.last_speech,
+        )
+        if not single_timestamp_ending:
+            last_word_end = get_end(current)
+            if last_word_end is not None and last_word_end > time_offset:
+                seek = round(last_word_end * FRAMES_PER_SECOND)
+        last_word_end = get_end(current)
+        if last_word_end is not None:
+            state.last_speech = last_word_end
+
+    for segment in current:  # instantaneous or empty: kept, but without text or tokens
+        if segment["start"] == segment["end"] or segment["text"].strip() == "":
+            segment["text"] = ""
+            segment["tokens"] = []
+        state.segments.append(
+            Segment(
+                start=float(segment["start"]),
+                end=float(segment["end"]),
+                text=segment["text"].strip(),
+                no_speech_prob=float(result.no_speech_prob),
+                avg_logprob=float(result.avg_logprob),
+            )
+        )
+        state.prompt.extend(segment["tokens"])
+    if not options.condition_on_previous_text or result.temperature > 0.5:
+        state.prompt = []  # no prompt after a hot sample
+    del state.prompt[:-PROMPT_TOKENS]
+    state.frame = seek
