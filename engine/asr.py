@@ -36,6 +36,7 @@ from .asr_types import (  # noqa: F401 - the engine's names for these, re-export
     announce,
     drop_invented,
     load_checkpoint,
+    model_path,
 )
 
 _drop_invented = drop_invented  # the older private name
@@ -72,16 +73,6 @@ def resolve_backend(
     if "/" in model or model.startswith("distil-"):
         return FASTER_WHISPER  # a Hugging Face repo id or a distil model: CTranslate2 only
     return FASTER_WHISPER if device == "cpu" else WHISPER
-
-
-def model_path(name: str) -> Path | None:
-    """`name` as an existing file or folder, else None (a model name, or no path at all:
-    "~nouser/x" and 300-character names raise in pathlib; the loaders then say so)."""
-    try:
-        path = Path(name).expanduser()
-        return path if path.exists() else None
-    except (OSError, RuntimeError, ValueError):
-        return None
 
 
 def _whisper_cache(name: str) -> Path:

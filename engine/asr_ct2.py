@@ -1,14 +1,9 @@
 """Transcription with faster-whisper (CTranslate2), stoppable between 30 s windows.
 
-faster-whisper's `transcribe` returns a lazy generator that decodes one 30 s window each
-time it runs out of segments to hand back. Every window starts with one call to the
-model's `encode`, made from inside the generator's own loop, so we install a per-call hook
-on `encode` (like asr.py does on whisper's `decode`): by then the consumer has taken every
-segment of the finished windows, and the loop's `seek` is exactly where the next window
-starts. The hook publishes progress and a checkpoint there, and raises to stop the stage
-without losing a finished window; silent windows, which yield no segment, get a safe point
-too. Resuming passes the stored offset as `clip_timestamps` and the previous text as the
-prompt, the same contract as `asr.transcribe`.
+The decoding loop is our copy of the library's (ct2_loop.py, which says why): it calls
+`on_window` at the start of every window, silent ones included, with a checkpoint of every
+finished segment and the decoder's state, and raising there stops the stage without
+losing a finished window; a resume from that checkpoint continues exactly as the clean run.
 
 The bundled tiny.en weights are already CTranslate2 files, so this backend loads them as
 they are (int8 on the CPU, float16 on CUDA). CTranslate2 allocates outside torch, so the
@@ -20,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +22,14 @@ from typing import Any
 import numpy as np
 
 from . import faults
-from .asr import (
-    SAMPLE_RATE,
+from .asr_types import (
     Checkpoint,
     ModelLoadError,
-    Segment,
     SegmentHook,
     TranscribeOptions,
     Transcript,
     WindowHook,
-    _drop_invented,
-    announce,
+    drop_invented,
     model_path,
 )
 
@@ -72,7 +63,7 @@ class CT2Model:
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """"cpu" -> ("cpu", 0); "cuda" -> ("cuda", 0); "cuda:N" -> ("cuda", N)."""
+    """ "cpu" -> ("cpu", 0); "cuda" -> ("cuda", 0); "cuda:N" -> ("cuda", N)."""
     kind, _, index = device.partition(":")
     if kind == "cpu" and not index:
         return "cpu", 0
@@ -146,8 +137,9 @@ def load_ct2(name: str, device: str, *, compute_type: str | None = None) -> CT2M
     except Exception as exc:
         raise _load_error(exc, target) from None
     footprint = meter.footprint(target, compute)
-    return CT2Model(model=model, footprint_bytes=footprint, device=device, compute_type=compute,
-                    path=target)
+    return CT2Model(
+        model=model, footprint_bytes=footprint, device=device, compute_type=compute, path=target
+    )
 
 
 def _construct(cls: Any, target: str, kind: str, index: int, compute: str) -> Any:
@@ -247,85 +239,44 @@ def transcribe_ct2(
     """Run faster-whisper over `audio`, calling `on_window` before each 30 s window.
 
     If the hook raises, the stage stops with `TranscriptionStopped` holding the checkpoint
-    (every segment before that window and the window's start), so nothing finished is lost.
+    (every segment before that window and the decoder state at its start), so nothing
+    finished is lost and a resume continues exactly as the clean run would have.
     """
-    fw = model.model
-    total = len(audio) / SAMPLE_RATE
-    start_at = resume.seek if resume else 0.0
-    previous = resume.segments if resume else ()
-    base_prompt = resume.prompt if resume else ""
-    kwargs = _fw_kwargs(options)
-    if resume and start_at > 0:
-        kwargs["clip_timestamps"] = [start_at]
-        if options.condition_on_previous_text and resume.prompt:
-            kwargs["initial_prompt"] = resume.prompt
-    done: list[Segment] = []
-    windows = 0
-    original_encode = fw.encode
+    from .ct2_loop import Ct2Loop
 
-    def checkpoint_here(loop: dict[str, Any] | None) -> Checkpoint:
-        finished = previous + tuple(done)
-        if loop is not None and "seek" in loop:
-            seek = float(loop["seek"]) / fw.frames_per_second
-        else:
-            seek = max([start_at, *(s.end for s in done)])
-        return Checkpoint(seek=seek, segments=finished, prompt=_prompt(loop, base_prompt, done))
+    def keep(temperature: float, avg_logprob: float) -> bool:
+        return not _every_fallback_failed(temperature, avg_logprob, options)
 
-    def hooked_encode(features: Any) -> Any:
-        nonlocal windows
-        caller = sys._getframe(1)
-        if caller.f_code.co_name != "detect_language":  # a window of the transcribe loop
-            loop = caller.f_locals if caller.f_code.co_name == "generate_segments" else None
-            checkpoint = checkpoint_here(loop)
-            windows += 1
-            faults.maybe_fail("transcribe")
-            announce(checkpoint, total, on_window)
-        return original_encode(features)
-
-    fw.encode = hooked_encode
-    generator = None
     try:
-        generator, info = fw.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **kwargs)
-        for s in generator:
-            if _every_fallback_failed(s, options):
-                continue
-            done.append(Segment(
-                start=float(s.start), end=float(s.end), text=s.text.strip(),
-                no_speech_prob=float(s.no_speech_prob), avg_logprob=float(s.avg_logprob),
-            ))
-            if on_segment is not None and total:
-                on_segment(min(1.0, float(s.end) / total))
-        language = info.language
+        loop = Ct2Loop(
+            model.model,
+            np.ascontiguousarray(audio, dtype=np.float32),
+            options,
+            resume,
+            new_replica=lambda: _replica(model),
+        )
+        loop.run(on_window, on_segment, lambda: faults.maybe_fail("transcribe"), keep)
     except RuntimeError as exc:
         raise_as_torch_oom(exc)
         raise
-    finally:
-        if generator is not None:
-            with contextlib.suppress(Exception):
-                generator.close()  # a stopped generator must not keep the model alive
-        with contextlib.suppress(AttributeError):
-            del fw.encode
-    segments = previous + tuple(done)
-    return Transcript(segments=_drop_invented(segments, options), language=language,
-                      windows=windows)
+    segments = drop_invented(tuple(loop.segments), options)
+    return Transcript(segments=segments, language=loop.language, windows=loop.windows)
 
 
-def _fw_kwargs(options: TranscribeOptions) -> dict[str, Any]:
-    """TranscribeOptions as faster-whisper arguments, matching asr.transcribe's decoding."""
-    return dict(
-        language=options.language,
-        beam_size=options.beam_size if options.beam_size and options.beam_size > 1 else 1,
-        best_of=1,  # openai-whisper's transcribe samples once per fallback temperature too
-        condition_on_previous_text=options.condition_on_previous_text,
-        no_speech_threshold=options.no_speech_threshold,
-        log_prob_threshold=options.logprob_threshold,
-        temperature=list(options.temperature),
-        word_timestamps=options.word_timestamps,
-        vad_filter=False,
+def _replica(model: CT2Model) -> Any:
+    """A second ctranslate2 model of the same weights (its own worker thread, so its own
+    freshly seeded sampler; see ct2_loop)."""
+    import ctranslate2
+
+    kind, index = parse_device(model.device)
+    return ctranslate2.models.Whisper(
+        model.path, device=kind, device_index=index, compute_type=model.compute_type
     )
 
 
-def _every_fallback_failed(segment: Any, options: TranscribeOptions) -> bool:
+def _every_fallback_failed(
+    temperature: float, avg_logprob: float, options: TranscribeOptions
+) -> bool:
     """A window that failed whisper's log-probability bar at every fallback temperature.
 
     openai-whisper keeps the last (hottest) sample of such a window, which is usually far
@@ -335,23 +286,7 @@ def _every_fallback_failed(segment: Any, options: TranscribeOptions) -> bool:
     window is recognisable and dropped here, as the reference backend would.
     """
     temps = options.temperature
-    return (
-        len(temps) > 1
-        and segment.temperature is not None
-        and segment.temperature >= max(temps)
-        and segment.avg_logprob < options.logprob_threshold
-    )
-
-
-def _prompt(loop: dict[str, Any] | None, base: str, done: list[Segment]) -> str:
-    """The text the next window is prompted with, as the transcribe loop itself holds it."""
-    if loop is not None:
-        tokenizer, tokens = loop.get("tokenizer"), loop.get("all_tokens")
-        if tokenizer is not None and tokens is not None:
-            since = loop.get("prompt_reset_since", 0)
-            with contextlib.suppress(Exception):
-                return str(tokenizer.decode(list(tokens[since:]))).strip()
-    return " ".join([base, *(s.text for s in done)]).strip()
+    return len(temps) > 1 and temperature >= max(temps) and avg_logprob < options.logprob_threshold
 
 
 def raise_as_torch_oom(exc: RuntimeError) -> None:

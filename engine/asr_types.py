@@ -17,6 +17,7 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SAMPLE_RATE = 16_000
@@ -209,3 +210,13 @@ def drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) -> 
             continue
         kept.append(s)
     return tuple(kept)
+
+
+def model_path(name: str) -> Path | None:
+    """`name` as an existing file or folder, else None (a model name, or no path at all:
+    "~nouser/x" and 300-character names raise in pathlib; the loaders then say so)."""
+    try:
+        path = Path(name).expanduser()
+        return path if path.exists() else None
+    except (OSError, RuntimeError, ValueError):
+        return None

@@ -1,0 +1,289 @@
+"""Our copy of faster-whisper's sequential loop (`WhisperModel.generate_segments` and
+`generate_with_fallback`, faster-whisper 1.2.1), with the state between windows explicit.
+
+Why a copy: as with openai-whisper (whisper_loop.py), the state the next window depends on
+lives in the generator's locals: the prompt's token ids since the last reset, the seek,
+`last_speech_timestamp`. Resuming through `clip_timestamps` + a text `initial_prompt` lost
+the timestamp tokens, restarted `last_speech_timestamp` at 0 and detected the language
+again at the resume point. Here the state is a value taken at each window's start.
+
+The per-window pieces stay the library's own methods (`encode`, `get_prompt`,
+`_split_segments_by_timestamps`, `add_word_timestamps`, the feature extractor), checked
+against faster-whisper 1.2.1; tests/test_resume_identity.py compares a clean run with the
+library's `transcribe` so a change there shows. Features are computed for the whole file, as
+the library does: their dynamic range is clamped to the file's own maximum.
+
+Fallback sampling is seeded per window. CTranslate2 has no per-call seed, and
+`ctranslate2.set_random_seed` only seeds a worker thread's generator the first time that
+thread samples (checked on 4.8.5: the same seed twice gives different samples). So a window
+that falls back samples on a fresh replica of the model, created after setting the seed
+(`window_seed`): the same file, window and temperature always sample the same. It costs one
+model load per such window (0.2 s for tiny.en int8 on the CPU) and, briefly, a second copy
+of the weights; windows that need no fallback pay nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .asr_types import (
+    PROMPT_TOKENS,
+    SAMPLE_RATE,
+    Checkpoint,
+    Segment,
+    SegmentHook,
+    TranscribeOptions,
+    WindowHook,
+    announce,
+    window_seed,
+)
+
+
+def library_options(tokenizer: Any, options: TranscribeOptions, **overrides: Any) -> Any:
+    """faster-whisper's TranscriptionOptions: its own `transcribe` defaults, then ours."""
+    from faster_whisper.transcribe import (
+        TranscriptionOptions,
+        WhisperModel,
+        get_suppressed_tokens,
+    )
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(WhisperModel.transcribe).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    ours: dict[str, Any] = dict(
+        beam_size=options.beam_size if options.beam_size and options.beam_size > 1 else 1,
+        best_of=1,  # openai-whisper's transcribe samples once per fallback temperature too
+        condition_on_previous_text=options.condition_on_previous_text,
+        no_speech_threshold=options.no_speech_threshold,
+        log_prob_threshold=options.logprob_threshold,
+        temperatures=list(options.temperature),
+        word_timestamps=options.word_timestamps,
+        initial_prompt=None,
+        clip_timestamps="0",
+        multilingual=False,
+    )
+    ours.update(overrides)
+    fields = {
+        name: ours[name] if name in ours else defaults[name]
+        for name in TranscriptionOptions.__dataclass_fields__
+    }
+    if fields["suppress_tokens"]:
+        fields["suppress_tokens"] = get_suppressed_tokens(tokenizer, fields["suppress_tokens"])
+    return TranscriptionOptions(**fields)
+
+
+class Ct2Loop:
+    """One file's sequential decoding: the state, and a window at a time."""
+
+    def __init__(
+        self,
+        fw: Any,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        resume: Checkpoint | None,
+        new_replica: Callable[[], Any],
+    ) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.fw = fw  # faster_whisper.WhisperModel
+        self.new_replica = new_replica  # a fresh ctranslate2 Whisper of the same weights
+        self.options = options
+        self.samples = len(audio)
+        self.features = fw.feature_extractor(audio)
+        self.content_frames = self.features.shape[-1] - 1
+        self.frame = resume.frame if resume else 0
+        self.prompt: list[int] = list(resume.prompt) if resume else []
+        self.last_speech = resume.last_speech if resume else 0.0
+        self.segments: list[Segment] = list(resume.segments) if resume else []
+        self.windows = 0
+        self.language = (resume.language if resume else None) or self._language()
+        self.tokenizer = Tokenizer(
+            fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=self.language
+        )
+        self.opts = library_options(self.tokenizer, options)
+
+    def _language(self) -> str:
+        if not self.fw.model.is_multilingual:
+            return "en"
+        if self.options.language:
+            return self.options.language
+        language, _probability, _all = self.fw.detect_language(features=self.features)
+        return str(language)
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            seek=self.frame / self.fw.frames_per_second,
+            segments=tuple(self.segments),
+            frame=self.frame,
+            prompt=tuple(self.prompt[-PROMPT_TOKENS:]),
+            last_speech=self.last_speech,
+            language=self.language,
+        )
+
+    def run(
+        self,
+        on_window: WindowHook | None,
+        on_segment: SegmentHook | None,
+        at_window: Callable[[], None],
+        keep: Callable[[float, float], bool],
+    ) -> None:
+        """Every window to the end; `keep(temperature, avg_logprob)` filters segments."""
+        total = self.samples / SAMPLE_RATE
+        while self.frame < self.content_frames:
+            at_window()
+            announce(self.checkpoint(), total, on_window)
+            self.windows += 1
+            for segment in self.window(keep):
+                self.segments.append(segment)
+                if on_segment is not None and total:
+                    on_segment(min(1.0, segment.end / total))
+
+    def window(self, keep: Callable[[float, float], bool]) -> list[Segment]:
+        """Decode the window at `self.frame` and move the state past it, as the library does."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_end
+
+        fw, opts, tokenizer = self.fw, self.opts, self.tokenizer
+        per_frame = fw.feature_extractor.time_per_frame
+        seek = self.frame
+        time_offset = seek * per_frame
+        size = min(fw.feature_extractor.nb_max_frames, self.content_frames - seek)
+        duration = size * per_frame
+        encoder_output = fw.encode(pad_or_trim(self.features[:, seek : seek + size]))
+        prompt = fw.get_prompt(tokenizer, self.prompt, without_timestamps=opts.without_timestamps)
+        result, avg_logprob, temperature, _ratio = self._generate(encoder_output, prompt)
+        if opts.no_speech_threshold is not None:
+            skip = result.no_speech_prob > opts.no_speech_threshold
+            if opts.log_prob_threshold is not None and avg_logprob > opts.log_prob_threshold:
+                skip = False  # confident text despite the no-speech probability
+            if skip:
+                self.frame = seek + size
+                return []
+        current, seek, single_timestamp_ending = fw._split_segments_by_timestamps(
+            tokenizer=tokenizer,
+            tokens=result.sequences_ids[0],
+            time_offset=time_offset,
+            segment_size=size,
+            segment_duration=duration,
+            seek=seek,
+        )
+        if opts.word_timestamps:
+            fw.add_word_timestamps(
+                [current],
+                tokenizer,
+                encoder_output,
+                size,
+                opts.prepend_punctuations,
+                opts.append_punctuations,
+                last_speech_timestamp=self.last_speech,
+            )
+            if not single_timestamp_ending:
+                last_word_end = get_end(current)
+                if last_word_end is not None and last_word_end > time_offset:
+                    seek = round(last_word_end * fw.frames_per_second)
+            last_word_end = get_end(current)
+            if last_word_end is not None:
+                self.last_speech = last_word_end
+        finished = []
+        for segment in current:
+            text = tokenizer.decode(segment["tokens"])
+            if segment["start"] == segment["end"] or not text.strip():
+                continue
+            self.prompt.extend(segment["tokens"])
+            if keep(temperature, avg_logprob):
+                finished.append(
+                    Segment(
+                        start=float(segment["start"]),
+                        end=float(segment["end"]),
+                        text=text.strip(),
+                        no_speech_prob=float(result.no_speech_prob),
+                        avg_logprob=float(avg_logprob),
+                    )
+                )
+        if not opts.condition_on_previous_text or temperature > opts.prompt_reset_on_temperature:
+            self.prompt = []
+        del self.prompt[:-PROMPT_TOKENS]
+        self.frame = seek
+        return finished
+
+    def _generate(self, encoder_output: Any, prompt: list[int]) -> tuple[Any, float, float, float]:
+        """The library's `generate_with_fallback`; sampling runs on a seeded replica."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        fw, opts = self.fw, self.opts
+        max_initial = round(opts.max_initial_timestamp / fw.time_precision)
+        max_length = fw.max_length
+        if opts.max_new_tokens is not None:
+            max_length = len(prompt) + opts.max_new_tokens
+        all_results: list[tuple[Any, float, float, float]] = []
+        below_ratio: list[tuple[Any, float, float, float]] = []
+        sampler = None
+        temperature = 0.0
+        for temperature in opts.temperatures:
+            if temperature > 0:
+                if sampler is None:
+                    sampler = self._sampler(temperature)
+                engine = sampler
+                kwargs: dict[str, Any] = dict(
+                    beam_size=1,
+                    num_hypotheses=opts.best_of,
+                    sampling_topk=0,
+                    sampling_temperature=temperature,
+                )
+            else:
+                engine = fw.model
+                kwargs = dict(beam_size=opts.beam_size, patience=opts.patience)
+            result = engine.generate(
+                encoder_output,
+                [prompt],
+                length_penalty=opts.length_penalty,
+                repetition_penalty=opts.repetition_penalty,
+                no_repeat_ngram_size=opts.no_repeat_ngram_size,
+                max_length=max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=opts.suppress_blank,
+                suppress_tokens=opts.suppress_tokens,
+                max_initial_timestamp_index=max_initial,
+                **kwargs,
+            )[0]
+            tokens = result.sequences_ids[0]
+            avg_logprob = result.scores[0] * (len(tokens) ** opts.length_penalty)
+            avg_logprob /= len(tokens) + 1
+            ratio = get_compression_ratio(self.tokenizer.decode(tokens).strip())
+            decoded = (result, avg_logprob, temperature, ratio)
+            all_results.append(decoded)
+            needs_fallback = False
+            if opts.compression_ratio_threshold is not None:
+                if ratio > opts.compression_ratio_threshold:
+                    needs_fallback = True  # too repetitive
+                else:
+                    below_ratio.append(decoded)
+            lp = opts.log_prob_threshold
+            if lp is not None and avg_logprob < lp:
+                needs_fallback = True
+            ns = opts.no_speech_threshold
+            if (
+                ns is not None
+                and lp is not None
+                and result.no_speech_prob > ns
+                and avg_logprob < lp
+            ):
+                needs_fallback = False  # silence
+            if not needs_fallback:
+                return decoded
+        best = max(below_ratio or all_results, key=lambda x: x[1])
+        return best[0], best[1], temperature, best[3]  # the last temperature tried
+
+    def _sampler(self, temperature: float) -> Any:
+        """A fresh replica whose worker thread's generator starts from this window's seed."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(window_seed(self.samples, self.frame, temperature))
+        return self.new_replica()
