@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,9 +36,10 @@ class ConsolePrinter:
         self.out = out
         self.quiet = quiet
         self.tty = out.isatty()
-        self.total = 0
+        self.to_process: set[int] = set()  # jobs this run queued (not already done)
         self.started = 0
         self._bar = False
+        self._gpu_note: str | None = None
         self._noted_gpu = False
         self._lock = threading.Lock()
 
@@ -73,10 +75,8 @@ class ConsolePrinter:
                 self._line(
                     f"Loaded {kind} model {name} on {device} in {sec:.1f} s ({fmt_bytes(size)})"
                 )
-            case MemorySampled(gpu_note=note) if note and not self._noted_gpu:
-                self._noted_gpu = True
-                if note.startswith("no GPU"):
-                    self._line(f"  {note}; showing RAM")
+            case MemorySampled(gpu_note=note) if note and self._gpu_note is None:
+                self._gpu_note = note  # said once, before the first job, if one runs
             case ModelUnloaded():
                 self._line(describe_unload(event) + f" [{event.reason}]")
             case LogEmitted(level=level, message=message):
@@ -87,10 +87,16 @@ class ConsolePrinter:
 
     def _job(self, job: Job, previous: JobState | None) -> None:
         if previous is None:
+            if job.state.runnable:
+                self.to_process.add(job.id)
             return
         if job.state == JobState.RUNNING and previous != JobState.RUNNING:
+            if not self._noted_gpu and self._gpu_note and self._gpu_note.startswith("no GPU"):
+                self._line(f"{self._gpu_note}; running on the CPU")
+            self._noted_gpu = True
             self.started += 1
-            self._line(f"Processing ({self.started}/{self.total or '?'}): {job.name}")
+            total = max(len(self.to_process), self.started)
+            self._line(f"Processing ({self.started}/{total}): {job.name}")
         elif job.state == JobState.DONE:
             times = dict(job.stage_times)
             parts = [f"{k} {v:.1f}s" for k, v in times.items() if k != "probe"]
@@ -136,12 +142,32 @@ def summary(jobs: list[Job]) -> str:
         total = sum(t for _k, t in job.stage_times)
         detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
         rows.append((str(i), job.name, job.state.value, f"{total:.1f}s" if total else "", detail))
-    widths = [min(max(len(r[c]) for r in rows), 40) for c in range(4)]
+    widths = [min(max(columns(r[c]) for r in rows), 40) for c in range(4)]
     lines = []
     for r in rows:
-        cells = [r[c][: widths[c]].ljust(widths[c]) for c in range(4)]
+        cells = [pad(r[c], widths[c]) for c in range(4)]
         lines.append("  ".join([*cells, r[4]]).rstrip())
     return "\n".join(lines)
+
+
+def columns(text: str) -> int:
+    """Terminal columns `text` takes: wide (CJK) characters take two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def pad(text: str, width: int) -> str:
+    """`text` cut to at most `width` columns, then padded with spaces to exactly `width`."""
+    out, used = [], 0
+    for ch in text:
+        w = columns(ch)
+        if used + w > width:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + " " * (width - used)
 
 
 def run_batch(
@@ -164,9 +190,6 @@ def run_batch(
     stop.install()
     engine.start()
     engine.add(paths)
-    from .media import expand_paths
-
-    printer.total = len(dict.fromkeys(expand_paths(paths)))
     try:
         while not engine.wait_idle(0.2):
             pass
@@ -181,6 +204,8 @@ def run_batch(
     engine.store.close()
     if stop.count:
         return 130
+    if engine.fatal:
+        return 1
     bad = (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED, JobState.PAUSED)
     return 1 if any(j.state in bad for j in jobs) else 0
 

@@ -14,7 +14,6 @@ import ctypes
 import gc
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -290,5 +289,26 @@ def pick_cuda_device(nvml: Nvml | None = None) -> str:
     return f"cuda:{best}"
 
 
-def wait(seconds: float) -> None:
-    time.sleep(seconds)
+def device_problem(device: str, nvml: Nvml | None = None) -> str | None:
+    """None when `device` can be used here, else one line naming it and what does exist.
+
+    Checked when a command starts, through NVML (no torch, no CUDA context), so a typo or
+    a GPU this machine lacks is caught before any work rather than blamed on a model later.
+    """
+    if device in ("auto", "cpu"):
+        return None
+    nvml = nvml or Nvml()
+    gpus = nvml.count() if nvml.ok else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # CUDA numbers only the visible ones, from 0
+        gpus = min(gpus, len([v for v in visible.split(",") if v.strip()]))
+    have = ", ".join(["cpu", *(f"cuda:{i}" for i in range(gpus))])
+    kind, colon, index = device.partition(":")
+    if kind == "cuda" and (index.isdigit() or not colon):
+        if int(index or 0) < gpus:
+            return None
+        return f"--device {device}: no such device; this machine has: {have}"
+    return (
+        f"--device {device}: not a device name (auto, cpu, cuda or cuda:N); "
+        f"this machine has: {have}"
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import asr, media, memory
+from . import asr, logfile, media, memory
 from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
 from .jobs import Job, JobState, Stage
 from .models import NeedsMemory, fmt_bytes
@@ -27,8 +27,8 @@ from .outputs import (
     outputs_current,
     text_sum,
 )
-from .settings import Settings, log_path
-from .store import DoneRecord
+from .settings import Settings
+from .store import DoneRecord, StateError
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
 
@@ -70,7 +70,11 @@ class Pipeline:
             cause = stopped.cause
             if isinstance(cause, _Stop):
                 return self._stopped(cause.state, str(cause))
+            if isinstance(cause, StateError):
+                raise cause from None
             raise
+        except StateError:
+            raise  # the queue cannot be saved: the engine stops, no job can be marked
         except (media.MediaError, asr.ModelLoadError, TranslationError, GpuMemoryError) as exc:
             return self._failed(str(exc))
         except OSError as exc:
@@ -80,9 +84,8 @@ class Pipeline:
                 return self._failed(self._oom_message(exc))
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(
-                f"{self.job.name}: internal error: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''} "
-                f"(traceback in {log_path()})"
+                f"{self.job.name}: internal error: {_first_line(exc)}"
+                + logfile.details().replace("details", "traceback")
             )
 
     def _stopped(self, state: JobState, reason: str) -> Outcome:
@@ -290,7 +293,8 @@ class Pipeline:
             if not _is_oom(exc):
                 raise
             result = self._transcribe_after_oom(audio, options, resume, on_window)
-        self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
+        finally:  # a stopped job's time counts too: the table shows the time spent
+            self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         self.engine.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
         store.set_transcript(
             job.id, key, [seg.to_json() for seg in result.segments], result.language
@@ -362,15 +366,17 @@ class Pipeline:
         def on_oom(batch: int) -> None:
             self.engine.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
 
-        texts = translator.translate(
-            [c.text for c in cues],
-            src,
-            lang,
-            s.translation_batch_size,
-            on_batch=on_batch,
-            on_oom=on_oom,
-        )
-        self.times[f"translate:{lang}"] = time.perf_counter() - t0
+        try:
+            texts = translator.translate(
+                [c.text for c in cues],
+                src,
+                lang,
+                s.translation_batch_size,
+                on_batch=on_batch,
+                on_oom=on_oom,
+            )
+        finally:
+            self.times[f"translate:{lang}"] = time.perf_counter() - t0
         store.set_translation(job.id, key, texts)
         if s.cleanup == "stage":
             memory.clean(self.device)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import commands as cmd
-from . import media, memory
+from . import logfile, media, memory
 from .events import (
     EngineStateChanged,
     Event,
@@ -44,8 +44,8 @@ from .outputs import (
     output_targets,
     outputs_current,
 )
-from .settings import Settings, default_state_path, log_path
-from .store import Store
+from .settings import Settings, default_state_path
+from .store import StateError, Store
 
 log = logging.getLogger("subq.engine")
 MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for room
@@ -93,6 +93,9 @@ class Engine:
         self._sample_memory = sample_memory
         self.models = ModelManager(self._publish, lambda: self.sampler.nvml)
         self.oom_count = 0
+        self.fatal: str | None = None  # why the engine thread stopped early, if it did
+        self._lease_lost: str | None = None
+        self._last_refresh = 0.0
         self.state = "paused" if paused else "idle"
 
     # -- public API: lifecycle --------------------------------------------------------
@@ -110,6 +113,9 @@ class Engine:
                 f"state file was corrupt; moved aside to {self.store.moved_aside}"
                 " and started a new queue",
             )
+        logfile.attach()
+        for note in self.store.migration_notes:
+            self._log("info", note)
         for job_id in self.store.recover_stale():
             self._log("info", f"job {job_id} was interrupted by a crash; it will resume")
         if self.whole_queue:
@@ -238,13 +244,20 @@ class Engine:
                     continue
                 self._keep_alive_deadline = None
                 self._run(job)
+        except StateError as exc:  # the queue cannot be saved: stop, say so in one line
+            self.fatal = str(exc)
+            log.error("%s", exc)
+            self._log("error", f"{exc}; the batch stopped (run it again once this is fixed)")
+            with contextlib.suppress(Exception):
+                self.emergency_stop()
         except Exception:  # a bug must not leave the UI waiting forever
             log.exception("engine thread crashed")
+            self.fatal = "engine thread crashed"
             self._log(
                 "error",
                 "engine thread crashed: "
                 + traceback.format_exc(limit=1).strip().splitlines()[-1]
-                + f" (details in {log_path()})",
+                + logfile.details(),
             )
         finally:
             self._set_state("stopped")
@@ -281,11 +294,20 @@ class Engine:
             self._set_state(self.state, force=True)
 
     def _heartbeat(self) -> None:
+        """Keep the running job's lease fresh; without it another worker may take the job,
+        so a lease that cannot be renewed (or was taken) stops the job at its next safe point."""
         while not self._stopping.wait(HEARTBEAT):
             running = self._running
-            if running is not None:
-                with contextlib.suppress(Exception):
-                    self.store.heartbeat([running])
+            if running is None:
+                continue
+            try:
+                held = self.store.heartbeat([running])
+            except Exception as exc:
+                held, reason = [], f"cannot renew its lease: {exc}"
+            else:
+                reason = "its lease was taken by another worker"
+            if running not in held and self._running == running:
+                self._lease_lost = f"{reason}; it stops here and resumes later"
 
     # -- commands ----------------------------------------------------------------------
     def _drain(self, block: float | None = None) -> None:
@@ -516,6 +538,7 @@ class Engine:
 
     # -- picking work ------------------------------------------------------------------
     def _next_job(self) -> Job | None:
+        self._refresh_foreign()  # a dead worker's job is taken up in queue order, first
         for job in self.jobs():
             if not job.state.runnable:
                 continue
@@ -537,8 +560,13 @@ class Engine:
                 self._jobs[job_id] = fresh
         self._publish(JobChanged(job=fresh) if fresh else JobRemoved(job_id=job_id))
 
-    def _refresh_foreign(self) -> None:
-        """Jobs another worker runs: follow their state from the shared store."""
+    def _refresh_foreign(self, every: float = 0.0) -> None:
+        """Jobs another worker runs: follow their state from the shared store, and free the
+        jobs of workers that are gone (a dead pid on this host, or a stale heartbeat)."""
+        now = time.monotonic()
+        if now - self._last_refresh < every:
+            return
+        self._last_refresh = now
         for job in self.jobs():
             if job.state == JobState.RUNNING and job.id != self._running:
                 fresh = self.store.job(job.id)
@@ -554,6 +582,7 @@ class Engine:
 
         self._running = job.id
         self._cancel_running = False
+        self._lease_lost = None
         self._set_state("running")
         job = self._change(job, JobState.RUNNING, stage=Stage.PROBE, error=None)
         try:
@@ -573,6 +602,10 @@ class Engine:
         self._drain()
         if self._stopping.is_set():
             raise _Stop(JobState.INTERRUPTED, "stopped; will resume from here")
+        if self._lease_lost:
+            self._log("warning", f"{job.name}: {self._lease_lost}", job.id)
+            raise _Stop(JobState.INTERRUPTED, self._lease_lost)
+        self._refresh_foreign(every=2.0)
         if self._cancel_running:
             raise _Stop(JobState.CANCELLED, "cancelled")
         if self._paused:
@@ -595,8 +628,8 @@ class Engine:
                 return future.result()
             except media.MediaError:
                 raise
-            except Exception:
-                pass  # decode again here, where the error is reported properly
+            except Exception:  # decode again here, where the error is reported properly
+                log.warning("prefetch of %s failed; decoding it again", path, exc_info=True)
         return media.decode_audio(Path(path))
 
     def wait_for_memory(self, job: Job, error: NeedsMemory) -> bool:

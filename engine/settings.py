@@ -7,6 +7,7 @@ lives in the user config dir so `subq run` and the TUI read the same choices.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -170,10 +171,28 @@ def load_config(path: Path | None = None) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot read config: {exc}") from None
+    data = {_config_key(key, path): value for key, value in data.items()}
     try:
         return Settings().merged(data).validate()
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{path}: {exc}") from None
+
+
+# The command line's spellings, accepted in the config file too (`format = "vtt"`).
+FLAG_SPELLINGS = {"format": "formats"}
+
+
+def _config_key(key: str, path: Path) -> str:
+    """The setting a config key names; an unknown key is an error, never silently ignored
+    (a typo would otherwise quietly run with the default)."""
+    name = key.replace("-", "_")
+    name = FLAG_SPELLINGS.get(name, name)
+    known = [f.name for f in fields(Settings) if f.name != "force"]
+    if name in known:
+        return name
+    near = difflib.get_close_matches(name, [*known, *FLAG_SPELLINGS], n=1, cutoff=0.6)
+    hint = f" (did you mean {FLAG_SPELLINGS.get(near[0], near[0])}?)" if near else ""
+    raise SettingsError(f"{path}: unknown key {key!r}{hint}; the keys are {', '.join(known)}")
 
 
 def save_config(settings: Settings, path: Path | None = None) -> Path:

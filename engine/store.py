@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,13 +181,21 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE so a read-then-write (a lease claim) is atomic across processes."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc) and "disk I/O" not in str(exc):
+                    raise
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"cannot save the queue: disk full at {self.path}") from None
 
     # -- jobs ------------------------------------------------------------------------
     def add_jobs(
@@ -403,14 +411,18 @@ class Store:
             )
         return None
 
-    def heartbeat(self, job_ids: list[int]) -> None:
-        if not job_ids:
-            return
+    def heartbeat(self, job_ids: list[int]) -> list[int]:
+        """Renew this worker's leases; returns the jobs whose lease it still holds."""
+        held = []
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE jobs SET lease_heartbeat=? WHERE id=? AND lease_pid=? AND lease_host=?",
-                [(time.time(), i, os.getpid(), HOST) for i in job_ids],
-            )
+            for i in job_ids:
+                cur = db.execute(
+                    "UPDATE jobs SET lease_heartbeat=? WHERE id=? AND lease_pid=? AND lease_host=?",
+                    (time.time(), i, os.getpid(), HOST),
+                )
+                if cur.rowcount:
+                    held.append(i)
+        return held
 
     def release(self, job_id: int) -> None:
         with self.transaction() as db:
@@ -419,15 +431,6 @@ class Store:
                 "lease_heartbeat=NULL WHERE id=? AND lease_pid=? AND lease_host=?",
                 (job_id, os.getpid(), HOST),
             )
-
-    def lease_holder(self, job_id: int) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT lease_pid, lease_host, lease_heartbeat FROM jobs WHERE id=?", (job_id,)
-            ).fetchone()
-        if not row or row[0] is None or _lease_stale(*row, time.time()):
-            return None
-        return f"{row[0]}@{row[1]}"
 
     def recover_stale(self) -> list[int]:
         """Jobs left running by a dead worker become interrupted (resumable)."""
@@ -439,10 +442,16 @@ class Store:
                 (JobState.RUNNING.value,),
             ).fetchall():
                 if pid is None or _lease_stale(pid, host, beat, now):
+                    gone = f"worker {pid}@{host} gone" if pid is not None else "worker gone"
                     db.execute(
-                        "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, "
+                        "UPDATE jobs SET state=?, error=?, lease_pid=NULL, lease_host=NULL, "
                         "lease_heartbeat=NULL, updated=? WHERE id=?",
-                        (JobState.INTERRUPTED.value, now, job_id),
+                        (
+                            JobState.INTERRUPTED.value,
+                            f"{gone}; resumes from its checkpoint",
+                            now,
+                            job_id,
+                        ),
                     )
                     freed.append(job_id)
         return freed

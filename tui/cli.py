@@ -115,7 +115,12 @@ SETTING_KEYS = (
 def settings_from(args: argparse.Namespace) -> Settings:
     """Flag > config file > default."""
     overrides = {k: getattr(args, k, None) for k in SETTING_KEYS}
-    return load_config().merged(overrides).validate()
+    settings = load_config().merged(overrides).validate()
+    from subq.engine.memory import device_problem
+
+    if problem := device_problem(settings.device):
+        raise SettingsError(problem)
+    return settings
 
 
 def build_run_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""Bad options are caught before any work, in one line naming what is wrong and what exists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from subq.engine.settings import SettingsError, config_path, load_config
+
+
+def subq(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    ("device", "says"),
+    [
+        ("cuda:3", "--device cuda:3: no such device; this machine has: cpu"),
+        ("gpu", "--device gpu: not a device name"),
+        ("cuda:x", "--device cuda:x: not a device name"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_refused_at_once(clips, tmp_path, device, says):
+    # Even where the outputs already exist (once a silent "skipped"), nothing runs.
+    clips["talk.mp4"].with_suffix(".srt").write_text("", encoding="utf-8")
+    proc = subq("run", str(clips["talk.mp4"]), "--device", device, "--state", str(tmp_path / "q"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"subq: {says}")
+    assert says in proc.stderr and "this machine has: cpu" in proc.stderr
+    assert not (tmp_path / "q").exists()  # refused before the queue was touched
+
+
+def test_an_unknown_config_key_is_an_error_naming_key_file_and_nearest(clips, tmp_path):
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('formt = "vtt"\n', encoding="utf-8")
+    with pytest.raises(SettingsError) as err:
+        load_config()
+    message = str(err.value)
+    assert str(path) in message and "'formt'" in message and "did you mean formats?" in message
+    proc = subq("run", str(clips["talk.mp4"]), "--state", str(tmp_path / "q"))
+    assert proc.returncode == 2 and "did you mean formats?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_flag_spellings_work_in_the_config_file_too():
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('format = "srt,vtt"\nkeep-alive = 5\n', encoding="utf-8")
+    settings = load_config()
+    assert settings.formats == ("srt", "vtt") and settings.keep_alive == 5
+
+
+def test_old_state_files_with_unknown_settings_still_load():
+    from subq.engine.settings import Settings
+
+    old = '{"model": "tiny.en", "some_removed_option": 3, "formats": ["vtt"]}'
+    assert Settings.from_json(old).formats == ("vtt",)
