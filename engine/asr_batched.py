@@ -16,21 +16,25 @@ This is opt-in (`--asr-batch-size N`): it gives up temperature fallback and the 
 prompt between chunks. docs/benchmarks.md measures what it costs in WER and what it buys in
 time against sequential decoding.
 
-Control works as in the sequential backends: faster-whisper's pipeline calls its `forward`
-once per batch from inside its segment generator, so a per-call hook on `forward` is a safe
-point where every segment of the finished batches has been taken; the first chunk's offset
-is where a resumed run starts (the audio is cut there and VAD runs again on the rest).
+Control works as in the sequential backends: we drive the batches ourselves (VAD, chunk
+packing and word timing are faster-whisper's own functions; `BatchedInferencePipeline.forward`
+decodes a batch), and the start of every batch is a safe point. A checkpoint holds the whole
+file's speech map (Silero VAD is stateful: run again on the tail only, it cuts differently),
+how many chunks are done, the batch size and `last_speech_timestamp`, so a resumed file is
+packed and decoded exactly as the clean run. Features are computed per batch, not for the
+whole file: each chunk's features depend on that chunk alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 
 from . import faults
-from .asr import (
+from .asr_ct2 import CT2Model, raise_as_torch_oom
+from .asr_types import (
+    FRAMES_PER_SECOND,
     SAMPLE_RATE,
     Checkpoint,
     Segment,
@@ -38,10 +42,9 @@ from .asr import (
     TranscribeOptions,
     Transcript,
     WindowHook,
-    _drop_invented,
     announce,
+    drop_invented,
 )
-from .asr_ct2 import CT2Model, raise_as_torch_oom
 
 
 def transcribe_batched(
@@ -56,57 +59,137 @@ def transcribe_batched(
     """Transcribe `audio` in VAD-cut chunks, `options.batch_size` chunks per model call.
 
     `on_window` runs before each batch with the checkpoint of everything finished; if it
-    raises, the stage stops with `TranscriptionStopped` carrying that checkpoint.
+    raises, the stage stops with `TranscriptionStopped` carrying that checkpoint. A resume
+    keeps the checkpoint's batch size (the same batches, the same numbers), unless
+    `options` asks for fewer chunks per call (the pipeline's out-of-memory retry).
     """
-    from faster_whisper import BatchedInferencePipeline
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    pipeline = BatchedInferencePipeline(model.model)
-    total = len(audio) / SAMPLE_RATE
-    start_at = resume.seek if resume else 0.0
-    previous = resume.segments if resume else ()
-    rest = np.ascontiguousarray(audio[round(start_at * SAMPLE_RATE) :], dtype=np.float32)
-    done: list[Segment] = []
-    batches = 0
-    original_forward = pipeline.forward
-    # The pipeline's own VAD settings, passed to it explicitly so our copy of the speech map
-    # is the one it cuts by (VAD costs ~0.2 % of the audio's duration on the CPU).
-    vad = VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
-    speech: list[dict] = []
-
-    def hooked_forward(features: Any, tokenizer: Any, chunks: list[dict], opts: Any) -> Any:
-        nonlocal batches
-        seek = start_at + _original_start(speech, chunks[0]["offset"]) if chunks else start_at
-        checkpoint = Checkpoint(seek=seek, segments=previous + tuple(done))
-        batches += 1
-        faults.maybe_fail("transcribe")
-        announce(checkpoint, total, on_window)
-        return original_forward(features, tokenizer, chunks, opts)
-
-    pipeline.forward = hooked_forward
-    generator = None
-    language = options.language
     try:
-        if len(rest) >= SAMPLE_RATE // 10:  # VAD needs some audio; a resumed tail may be empty
-            speech = get_speech_timestamps(rest, vad)
-            generator, info = pipeline.transcribe(
-                rest, vad_parameters=vad, **_batched_kwargs(options)
-            )
-            language = info.language
-            for s in generator:
-                done.extend(_pieces(s, start_at))
-                if on_segment is not None and total and done:
-                    on_segment(min(1.0, done[-1].end / total))
+        return _run(model, audio, options, resume, on_window, on_segment)
     except RuntimeError as exc:
         raise_as_torch_oom(exc)
         raise
-    finally:
-        if generator is not None:
-            with contextlib.suppress(Exception):
-                generator.close()
-    segments = previous + tuple(done)
-    return Transcript(segments=_drop_invented(segments, options), language=language,
-                      windows=batches)
+
+
+def _run(
+    model: CT2Model,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    resume: Checkpoint | None,
+    on_window: WindowHook | None,
+    on_segment: SegmentHook | None,
+) -> Transcript:
+    from faster_whisper import BatchedInferencePipeline
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import restore_speech_timestamps
+    from faster_whisper.vad import collect_chunks
+
+    from .ct2_loop import library_options
+
+    fw = model.model
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    total = len(audio) / SAMPLE_RATE
+    speech = _speech(audio, resume)
+    chunks, meta = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS) if speech else ([], [])
+    batch = options.batch_size
+    if resume is not None and resume.batch_size:
+        batch = min(resume.batch_size, batch)
+    language = (resume.language if resume else None) or _language(fw, options, chunks)
+    tokenizer = Tokenizer(
+        fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=language
+    )
+    opts = library_options(
+        tokenizer,
+        options,
+        temperatures=[options.temperature[0]],  # no fallback in batched mode
+        word_timestamps=True,  # always: the word times cut each chunk into cues
+        without_timestamps=True,
+        condition_on_previous_text=False,
+        max_initial_timestamp=0.0,
+        prompt_reset_on_temperature=0.5,
+    )
+    pipeline = BatchedInferencePipeline(fw)
+    pipeline.last_speech_timestamp = resume.last_speech if resume else 0.0
+    done: list[Segment] = list(resume.segments) if resume else []
+    spans = tuple((int(r["start"]), int(r["end"])) for r in speech)
+    i = resume.chunks_done if resume else 0
+    batches = 0
+    while i < len(meta):
+        seek = _original_start(speech, meta[i]["offset"])
+        checkpoint = Checkpoint(
+            seek=seek,
+            segments=tuple(done),
+            frame=round(seek * FRAMES_PER_SECOND),
+            last_speech=pipeline.last_speech_timestamp,
+            language=language,
+            speech=spans,
+            chunks_done=i,
+            batch_size=batch,
+        )
+        batches += 1
+        faults.maybe_fail("transcribe")
+        announce(checkpoint, total, on_window)
+        features = np.stack(
+            [pad_or_trim(fw.feature_extractor(c)[..., :-1]) for c in chunks[i : i + batch]]
+        )
+        outputs = pipeline.forward(features, tokenizer, meta[i : i + batch], opts)
+        segments = [_fw_segment(s, opts.temperatures[0]) for out in outputs for s in out]
+        for s in restore_speech_timestamps(segments, speech, SAMPLE_RATE):
+            done.extend(_pieces(s, 0.0))
+            if on_segment is not None and total and done:
+                on_segment(min(1.0, done[-1].end / total))
+        i += batch
+    return Transcript(
+        segments=drop_invented(tuple(done), options), language=language, windows=batches
+    )
+
+
+def _speech(audio: np.ndarray, resume: Checkpoint | None) -> list[dict]:
+    """The whole file's speech regions (samples): the checkpoint's, or Silero VAD's with the
+    pipeline's own settings (VAD costs ~0.2 % of the audio's duration on the CPU)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if resume is not None and resume.speech is not None:
+        return [{"start": a, "end": b} for a, b in resume.speech]
+    if len(audio) < SAMPLE_RATE // 10:  # VAD needs some audio
+        return []
+    vad = VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
+    return get_speech_timestamps(audio, vad)
+
+
+def _language(fw: Any, options: TranscribeOptions, chunks: list[np.ndarray]) -> str:
+    """As the library's batched transcribe decides it: over every chunk's features."""
+    if not fw.model.is_multilingual:
+        return "en"
+    if options.language:
+        return options.language
+    features = [fw.feature_extractor(c)[..., :-1] for c in chunks]
+    dummy = np.full((fw.model.n_mels, 1), -1.5, dtype="float32")  # empty audio
+    language, _probability, _all = fw.detect_language(
+        features=np.concatenate([*features, dummy], axis=1)
+    )
+    return str(language)
+
+
+def _fw_segment(s: dict, temperature: float) -> Any:
+    """One decoded piece as the library's generator yields it (restore_speech_timestamps
+    reads and rewrites these)."""
+    from faster_whisper.transcribe import Segment as FwSegment
+    from faster_whisper.transcribe import Word
+
+    return FwSegment(
+        id=0,
+        seek=s["seek"],
+        start=round(s["start"], 3),
+        end=round(s["end"], 3),
+        text=s["text"],
+        tokens=s["tokens"],
+        avg_logprob=s["avg_logprob"],
+        compression_ratio=s["compression_ratio"],
+        no_speech_prob=s["no_speech_prob"],
+        words=[Word(**w) for w in s["words"]],
+        temperature=temperature,
+    )
 
 
 CHUNK_SECONDS = 30
@@ -127,21 +210,6 @@ def _original_start(speech: list[dict], offset: float) -> float:
     return speech[-1]["end"] / SAMPLE_RATE if speech else 0.0
 
 
-def _batched_kwargs(options: TranscribeOptions) -> dict[str, Any]:
-    """The sequential backends' decoding, minus what batching cannot do (fallback, prompt)."""
-    return dict(
-        language=options.language,
-        beam_size=options.beam_size if options.beam_size and options.beam_size > 1 else 1,
-        best_of=1,
-        temperature=options.temperature[0],
-        no_speech_threshold=options.no_speech_threshold,
-        log_prob_threshold=options.logprob_threshold,
-        word_timestamps=True,  # always: the word times cut each chunk into cues
-        without_timestamps=True,
-        batch_size=options.batch_size,
-    )
-
-
 SENTENCE_END = (".", "?", "!", "…")
 MAX_PIECE_SECONDS = 7.0
 PAUSE_SECONDS = 1.0
@@ -153,20 +221,33 @@ def _pieces(segment: Any, offset: float) -> list[Segment]:
     A piece ends at a sentence end, before a pause of a second or more, or once it has run
     MAX_PIECE_SECONDS; without word times the chunk stays one segment.
     """
-    meta = dict(no_speech_prob=float(segment.no_speech_prob),
-                avg_logprob=float(segment.avg_logprob))
+    meta = dict(
+        no_speech_prob=float(segment.no_speech_prob), avg_logprob=float(segment.avg_logprob)
+    )
     words = list(segment.words or ())
     if not words:
-        return [Segment(start=offset + float(segment.start), end=offset + float(segment.end),
-                        text=segment.text.strip(), **meta)]
+        return [
+            Segment(
+                start=offset + float(segment.start),
+                end=offset + float(segment.end),
+                text=segment.text.strip(),
+                **meta,
+            )
+        ]
     pieces: list[Segment] = []
     current: list[Any] = []
 
     def flush() -> None:
         text = "".join(w.word for w in current).strip()
         if text:
-            pieces.append(Segment(start=offset + float(current[0].start),
-                                  end=offset + float(current[-1].end), text=text, **meta))
+            pieces.append(
+                Segment(
+                    start=offset + float(current[0].start),
+                    end=offset + float(current[-1].end),
+                    text=text,
+                    **meta,
+                )
+            )
         current.clear()
 
     for i, word in enumerate(words):
