@@ -12,7 +12,7 @@ import fnmatch
 import glob
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +265,56 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     the end cost 2.2x that at the peak and left the frames' small blocks in the heap after
     (+242 MiB RSS for 30 minutes, of which 234 stayed; issue 14.5).
     """
+    samples: _Samples | None = None
+
+    def opened(duration: float | None) -> None:
+        nonlocal samples
+        samples = _Samples(duration, sample_rate)
+
+    for chunk in _frames(Path(path), sample_rate, opened):
+        assert samples is not None
+        samples.append(chunk)
+    if samples is None or samples.size < sample_rate // 100:
+        raise MediaError(f"{path}: the audio stream is empty (zero length)")
+    return samples.take()
+
+
+def stream_audio(
+    path: Path, chunk_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE
+) -> Iterator[np.ndarray]:
+    """The same samples as `decode_audio`, as consecutive chunks of `chunk_seconds` (the last
+    shorter), decoded as they are asked for: memory stays that of one chunk however long the
+    file. Why: holding a whole file's samples costs 3.66 MiB a minute (440 MiB for two
+    hours), more than issue 14.5 allows a long file over a short one; a loop that reads its
+    30 s windows from here (a first pass for the features' whole-file maximum, a second for
+    the windows) holds none of it. Concatenated, the chunks equal `decode_audio` exactly.
+    """
+    size = max(1, round(chunk_seconds * sample_rate))
+    buf, fill, total = np.empty(size, dtype=np.float32), 0, 0
+    for chunk in _frames(Path(path), sample_rate, lambda _duration: None):
+        while chunk.size:
+            take = min(size - fill, chunk.size)
+            buf[fill : fill + take] = chunk[:take]
+            fill, total, chunk = fill + take, total + take, chunk[take:]
+            if fill == size:
+                yield buf
+                buf, fill = np.empty(size, dtype=np.float32), 0
+    if total < sample_rate // 100:
+        raise MediaError(f"{path}: the audio stream is empty (zero length)")
+    if fill:
+        yield buf[:fill].copy()
+
+
+def _frames(
+    path: Path, sample_rate: int, opened: Callable[[float | None], None]
+) -> Iterator[np.ndarray]:
+    """The first audio stream's frames as mono float32 views, every failure a `MediaError`.
+
+    `opened` gets the stream's duration (a header's claim, or None) before the first frame.
+    Each view is valid until the next one is asked for (it is the resampler's own buffer).
+    """
     import av
 
-    path = Path(path)
     with _open(path) as f:
         try:
             with av.open(f, mode="r", metadata_errors="ignore") as container:
@@ -275,18 +322,20 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
                     raise MediaError(f"{path}: no audio stream (nothing to transcribe)")
                 stream = container.streams.audio[0]
                 stream.thread_type = "AUTO"
-                samples = _Samples(_duration(container, stream), sample_rate)
+                opened(_duration(container, stream))
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                decoded = False
                 try:
                     for frame in container.decode(stream):
                         for out in resampler.resample(frame):
-                            samples.append(np.frombuffer(out.planes[0], np.float32, out.samples))
+                            decoded = True
+                            yield np.frombuffer(out.planes[0], np.float32, out.samples)
                 except (av.error.InvalidDataError, av.error.EOFError):
-                    if not samples.size:
+                    if not decoded:
                         raise
                     # A truncated file: keep what decoded; the tail is lost, not the job.
                 for out in resampler.resample(None):
-                    samples.append(np.frombuffer(out.planes[0], np.float32, out.samples))
+                    yield np.frombuffer(out.planes[0], np.float32, out.samples)
         except MediaError:
             raise
         except (av.error.InvalidDataError, av.error.EOFError):
@@ -297,9 +346,6 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             if exc.errno == errno.EACCES:
                 raise MediaError(f"{path}: permission denied (cannot read the file)") from None
             raise MediaError(f"{path}: read error: {exc.strerror or exc}") from None
-    if samples.size < sample_rate // 100:
-        raise MediaError(f"{path}: the audio stream is empty (zero length)")
-    return samples.take()
 
 
 class _Samples:
