@@ -6,6 +6,8 @@ cells that changed (`update_cell`). A DataTable re-renders every visible cell af
 change, so drawing per event would repaint hundreds of times while a big folder is queued;
 drawing per flush keeps a slow SSH link and a busy CPU out of each other's way. Key presses
 (move, cancel) change rows at once. State is always written as a word; colour repeats it.
+
+Column widths and cell text (and folding columns at 80x24) are in job_cells.py.
 """
 
 from __future__ import annotations
@@ -13,89 +15,62 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
-from rich.style import Style
 from rich.text import Text
 from subq.engine.events import StageProgressed
-from subq.engine.jobs import Job, JobState, Stage
+from subq.engine.jobs import Job, JobState
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
-from .formatting import bar, short_duration, theme_style
+from .job_cells import COLUMNS, OUTPUT_MIN, RowState, cells, pad, widths
 
-# key, label, width (None: takes what is left), right-aligned. Cells carry their own one
-# space of separation (cell_padding=0): 2 spaces per column would not fit 80 columns.
-COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
-    ("id", "#", 3, True),
-    ("file", "file", 16, False),
-    ("dur", "dur", 5, True),
-    ("state", "state", 11, False),
-    ("stage", "stage", 10, False),
-    ("progress", "progress", 10, False),
-    ("speed", "speed", 5, True),
-    ("time", "time/ETA", 9, False),
-    ("output", "output", None, False),
-)
-BAR_WIDTH = 5
 ADD_INTERVAL = 1.0  # seconds between batches of new rows
-STATE_COLOURS = {
-    JobState.RUNNING: "text-primary",
-    JobState.PAUSED: "text-warning",
-    JobState.INTERRUPTED: "text-warning",
-    JobState.DONE: "text-success",
-    JobState.FAILED: "text-error",
-    JobState.CANCELLED: "text-secondary",
-    JobState.SKIPPED: "text-secondary",
-}
-
-
-@dataclass
-class RowState:
-    """What the table knows about a job beyond the cells: for ordering and staleness."""
-
-    job: Job
-    changed_at: float = 0.0  # the engine's time of the snapshot shown (older ones are dropped)
-    started_at: float | None = None  # UI clock when it started running
-    progress: StageProgressed | None = None  # newest report for the current stage
-    progress_at: float = 0.0  # UI clock when that report arrived
-    mark: str | None = None  # an order sent but not yet applied ("cancelling…")
 
 
 class JobTable(DataTable[object]):
     """The queue; `selected_id` is the job under the cursor."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0,
-                         **kwargs)  # type: ignore[arg-type]
+        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
         self.rows_by_id: dict[int, RowState] = {}
         self.order: list[int] = []  # queue order, including rows not drawn yet
         self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
         self._unadded: list[int] = []
         self._added_at = 0.0  # time.monotonic() of the last batch of new rows
         self._dirty: set[int] = set()
+        self.narrow = False  # dur and speed folded away, progress without its bar
 
     def on_mount(self) -> None:
         for n, (key, label, width, right) in enumerate(COLUMNS):
-            text = Text(label, justify="right") if right else _pad(Text(label), n > 0)
+            text = Text(label, justify="right") if right else pad(Text(label), n > 0)
             self.add_column(text, key=key, width=width + (n > 0) if width else None)
         self.watch(self.app, "theme", self._restyle, init=False)
 
     def on_resize(self) -> None:
-        """Give the file name the room left over (the other columns are fixed)."""
-        others = sum((width or 0) + (n > 0) for n, (key, _l, width, _r) in enumerate(COLUMNS)
-                     if key != "file")
-        rest = self.size.width - 1 - others  # 1: the vertical scrollbar
-        width = max(12, rest if rest < 40 else min(48, max(20, rest // 2)))
-        column = self.columns.get(ColumnKey("file"))
-        if column is None or column.width == width:
+        """Fold columns when the reason would not fit; give the file name what is left."""
+        if not self.columns:
             return
-        column.width = width
-        if self.row_count:  # an update with update_width makes the table re-measure
+        width = self.size.width - 1  # 1: the vertical scrollbar
+        wide = widths(width, narrow=False)
+        narrow = width - sum(wide.values()) - 1 < OUTPUT_MIN  # 1: the output's separator
+        sizes = widths(width, narrow) if narrow else wide
+        changed = False
+        for key, size in sizes.items():
+            column = self.columns.get(ColumnKey(key))
+            if column is not None and column.width != size:
+                column.width, changed = size, True
+        if narrow != self.narrow:
+            self.narrow, changed = narrow, True
+            self.columns[ColumnKey("output")].auto_width = not narrow
+            self.columns[ColumnKey("progress")].label = pad(Text("prog" if narrow else "progress"))
+            for row in self.rows_by_id.values():
+                if row.job.id not in self._unadded:
+                    self._write(row, self._cells(row, 0.0), only=("progress",))
+        if changed and self.row_count:  # an update with update_width makes it re-measure
             key = self.coordinate_to_cell_key((0, 0)).row_key  # type: ignore[arg-type]
             self.update_cell(key, "file", self.get_cell(key, "file"), update_width=True)
-        self.refresh()
+        if changed:
+            self.refresh()
 
     def _restyle(self) -> None:
         self.draw_now()
@@ -125,8 +100,11 @@ class JobTable(DataTable[object]):
 
     def unprobed(self) -> list[tuple[int, str]]:
         """Jobs whose duration nobody has read yet (the engine probes only when it runs)."""
-        return [(i, r.job.path) for i, r in self.rows_by_id.items()
-                if r.job.duration is None and i not in self.probed]
+        return [
+            (i, r.job.path)
+            for i, r in self.rows_by_id.items()
+            if r.job.duration is None and i not in self.probed
+        ]
 
     # -- recording (cheap; drawn by draw()) ------------------------------------------
     def upsert(self, job: Job, at: float, now: float) -> None:
@@ -234,8 +212,12 @@ class JobTable(DataTable[object]):
         order = list(self.order)
         i = order.index(job_id)
         order.pop(i)
-        target = {"up": max(0, i - 1), "down": min(len(order), i + 1), "top": 0,
-                  "bottom": len(order)}[where]
+        target = {
+            "up": max(0, i - 1),
+            "down": min(len(order), i + 1),
+            "top": 0,
+            "bottom": len(order),
+        }[where]
         order.insert(target, job_id)
         self.reorder(order)
 
@@ -248,72 +230,4 @@ class JobTable(DataTable[object]):
                 self.update_cell(key, column, value, update_width=column == "output")
 
     def _cells(self, row: RowState, now: float) -> list[Text]:
-        job, event = row.job, row.progress
-        palette = self.app.theme_variables
-        style = theme_style(palette, STATE_COLOURS.get(job.state, ""),
-                            bold=job.state == JobState.RUNNING)
-        stage = job.stage.value if job.stage else ""
-        if job.state == JobState.RUNNING and job.stage == Stage.WAITING:
-            stage = "wait mem"
-        stage_text = Text(row.mark, style="italic") if row.mark else Text(stage)
-        fraction = 1.0 if job.state == JobState.DONE else (event.fraction if event else
-                                                            job.progress)
-        progress = Text("")
-        if job.state in (JobState.RUNNING, JobState.DONE) or fraction > 0:
-            progress = Text.assemble((bar(fraction, BAR_WIDTH), theme_style(palette,
-                                     "text-primary")), f"{fraction * 100:4.0f}%")
-        duration = job.duration if job.duration is not None else self.probed.get(job.id)
-        return [
-            Text(str(job.id), justify="right"),
-            _pad(Text(job.name, no_wrap=True, overflow="ellipsis")),
-            Text(short_duration(duration), justify="right"),
-            _pad(Text(job.state.value, style=style)),
-            _pad(stage_text),
-            _pad(progress),
-            Text(_speed(job, event), justify="right"),
-            _pad(Text(_time(row, now), no_wrap=True, overflow="ellipsis")),
-            _pad(_output(job, theme_style(palette, "text-error"))),
-        ]
-
-
-def _pad(text: Text, pad: bool = True) -> Text:
-    """One leading space: the column separator (the table's own padding is 0)."""
-    return Text.assemble(" ", text, no_wrap=True, overflow="ellipsis") if pad else text
-
-
-def _speed(job: Job, event: StageProgressed | None) -> str:
-    """Seconds of audio per second: from the running stage, or transcription of a done job."""
-    speed = event.speed if event else None
-    if speed is None and job.state == JobState.DONE and job.duration:
-        spent = dict(job.stage_times).get("transcribe")
-        speed = job.duration / spent if spent else None
-    if not speed:
-        return ""
-    return f"{speed:.0f}x" if speed >= 100 else f"{speed:.1f}x"
-
-
-def _time(row: RowState, now: float) -> str:
-    """Running: time since it started / the stage's ETA, counted down between reports."""
-    job, event = row.job, row.progress
-    if job.state == JobState.RUNNING:
-        elapsed = short_duration(max(0.0, now - row.started_at)) if row.started_at else ""
-        if event is not None and event.eta is not None:
-            return f"{elapsed}/{short_duration(max(0.0, event.eta - (now - row.progress_at)))}"
-        return elapsed
-    if not job.state.finished:
-        return ""
-    spent = sum(t for _k, t in job.stage_times)
-    return short_duration(spent) if spent else ""
-
-
-def _output(job: Job, error_style: Style) -> Text:
-    if job.state == JobState.FAILED and job.error:
-        return Text(job.error, style=error_style, no_wrap=True, overflow="ellipsis")
-    if job.state == JobState.SKIPPED and job.error:
-        return Text("skipped: " + job.error, no_wrap=True, overflow="ellipsis")
-    if job.outputs:
-        return Text(", ".join(Path(o).name for o in job.outputs), no_wrap=True,
-                    overflow="ellipsis")
-    if job.resume_from:
-        return Text(f"resumes at {short_duration(job.resume_from)}")
-    return Text("")
+        return cells(row, now, self.app.theme_variables, self.narrow, self.probed.get(row.job.id))

@@ -1,0 +1,53 @@
+"""A failed job's reason is readable at 80x24 (an SSH terminal), not cut to "/".
+
+Real engine and real broken files (no audio stream, 0 bytes): both fail at the probe, so no
+model is loaded. The checks read the table as drawn, line by line.
+"""
+
+from __future__ import annotations
+
+from subq.engine.jobs import JobState
+from subq.tui.app import SubqApp
+from subq.tui.widgets.job_table import JobTable
+from test_tui import async_test, started, state_of, table, wait_until
+
+
+def drawn(jobs: JobTable) -> list[str]:
+    """The table's lines as the terminal shows them."""
+    return [jobs.render_line(y).text.rstrip() for y in range(jobs.size.height)]
+
+
+def line_of(jobs: JobTable, name: str) -> str:
+    return next(line for line in drawn(jobs) if f" {name} " in line)
+
+
+@async_test
+async def test_failed_reason_is_visible_at_80_columns(make_engine, clips) -> None:
+    empty = clips["talk.mp4"].parent / "empty.mp4"
+    empty.write_bytes(b"")
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=[str(clips["noaudio.mp4"]), str(empty)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: (
+                state_of(app, "noaudio.mp4") == JobState.FAILED
+                and state_of(app, "empty.mp4") == JobState.FAILED
+            ),
+            what="both failed",
+        )
+        await pilot.pause(0.3)
+        jobs = table(app)
+        noaudio, zero = line_of(jobs, "noaudio.mp4"), line_of(jobs, "empty.mp4")
+        assert len(noaudio) <= 80
+        assert "failed" in noaudio and "no audio stream" in noaudio
+        assert "failed" in zero and "empty file (0 bytes)" in zero
+        assert str(clips["noaudio.mp4"].parent) not in noaudio  # the row names the file
+        header = drawn(jobs)[0]
+        assert "dur" not in header and "speed" not in header  # folded to make room
+
+        await pilot.resize_terminal(120, 40)  # wider: every column comes back
+        await wait_until(pilot, lambda: not jobs.narrow, what="wide layout")
+        await pilot.pause(0.1)
+        assert "dur" in drawn(jobs)[0] and "speed" in drawn(jobs)[0]
+        assert "no audio stream" in line_of(jobs, "noaudio.mp4")
