@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.text import Text
 from subq.engine.events import StageProgressed
 from subq.engine.jobs import Job, JobState
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
@@ -29,6 +31,27 @@ ADD_INTERVAL = 1.0  # seconds between batches of new rows
 
 class JobTable(DataTable[object]):
     """The queue; `selected_id` is the job under the cursor."""
+
+    # DataTable's home/end scroll sideways (cell cursors); in a row table they are the first
+    # and last job, as the help says. ctrl+home/ctrl+end keep doing the same.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "home",
+            "first_job",
+            "First job",
+            show=False,
+            id="first_job",
+            tooltip="Put the cursor on the first job",
+        ),
+        Binding(
+            "end",
+            "last_job",
+            "Last job",
+            show=False,
+            id="last_job",
+            tooltip="Put the cursor on the last job",
+        ),
+    ]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
@@ -71,6 +94,18 @@ class JobTable(DataTable[object]):
             self.update_cell(key, "file", self.get_cell(key, "file"), update_width=True)
         if changed:
             self.refresh()
+
+    def action_first_job(self) -> None:
+        """home: the cursor on the first job."""
+        self.draw_now()
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_job(self) -> None:
+        """end: the cursor on the last job (rows still waiting to be drawn are drawn first)."""
+        self.draw_now()
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def _restyle(self) -> None:
         self.draw_now()

@@ -1,0 +1,33 @@
+"""Home and End in the job table: the first and the last job, not a sideways scroll.
+
+Real engine, real clips; the engine starts paused so the rows stay where they were added.
+"""
+
+from __future__ import annotations
+
+from subq.tui.app import SubqApp
+from test_tui import async_test, names, select, started, table, wait_until
+
+
+@async_test
+async def test_home_and_end_go_to_the_first_and_last_job(make_engine, clips) -> None:
+    engine = started(make_engine, paused=True, sample_memory=False)
+    paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
+    app = SubqApp(engine, start_paths=paths)
+    async with app.run_test(size=(80, 24)) as pilot:  # narrow: the table could scroll sideways
+        await wait_until(pilot, lambda: len(names(app)) == 3, what="three jobs")
+        jobs = table(app)
+        select(app, "lecture.mkv")
+
+        await pilot.press("end")
+        assert names(app)[jobs.cursor_row] == "podcast.mp3"
+        await pilot.press("home")
+        assert names(app)[jobs.cursor_row] == "talk.mp4"
+        assert jobs.scroll_x == 0
+
+        # a job recorded but not drawn yet (rows are added at most once a second) is the last
+        engine.add([str(clips["long.mp3"])])
+        await wait_until(pilot, lambda: len(jobs.order) == 4, what="long.mp3 recorded")
+        await pilot.press("end")
+        assert names(app)[jobs.cursor_row] == "long.mp3"
+        assert jobs.selected_id == jobs.order[-1]
