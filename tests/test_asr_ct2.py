@@ -79,7 +79,10 @@ def test_stop_at_second_window_keeps_finished_segments_and_resume_matches(model,
 
     resumed_seeks: list[float] = []
     resumed = transcribe_ct2(
-        model, audio, options(), resume=asr.Checkpoint.from_json(checkpoint.to_json()),
+        model,
+        audio,
+        options(),
+        resume=asr.Checkpoint.from_json(checkpoint.to_json()),
         on_window=lambda cp, _f: resumed_seeks.append(cp.seek),
     )
     assert resumed_seeks[0] == pytest.approx(checkpoint.seek)
@@ -134,8 +137,9 @@ def test_devices():
 def test_engine_batch_reuses_one_model_and_unload_returns_memory(
     make_engine, clips, references, tmp_path
 ):
-    engine = make_engine(Settings(backend=BACKEND, keep_alive=-1), state=tmp_path / "s.db",
-                         whole_queue=False)
+    engine = make_engine(
+        Settings(backend=BACKEND, keep_alive=-1), state=tmp_path / "s.db", whole_queue=False
+    )
     engine.start()
     engine.add([str(clips[name]) for name in CLIPS])
     assert engine.wait_idle(300)
@@ -206,7 +210,10 @@ def test_progress_moves_within_a_window(make_engine, clips):
     engine.add([str(clips["talk.mp4"])])
     assert engine.wait_idle(120)
     assert states(engine) == [JobState.DONE]
-    fractions = [e.fraction for e in engine.events
-                 if isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE]
+    fractions = [
+        e.fraction
+        for e in engine.events
+        if isinstance(e, StageProgressed) and e.stage == Stage.TRANSCRIBE
+    ]
     assert any(0 < f < 1 for f in fractions), fractions
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
