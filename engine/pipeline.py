@@ -242,7 +242,15 @@ class Pipeline:
         self.times["decode"] = time.perf_counter() - t0
         audio_seconds = len(audio) / media.SAMPLE_RATE
         resume_data = store.checkpoint(job.id, key)
-        resume = Checkpoint.from_json(resume_data) if resume_data else None
+        resume = asr.load_checkpoint(resume_data)
+        if resume_data and resume is None:
+            store.set_checkpoint(job.id, "", None)
+            self.engine._log(
+                "info",
+                f"{job.name}: the saved checkpoint is from an older subq and cannot resume "
+                "exactly; transcribing from the beginning",
+                job.id,
+            )
         if resume:
             self.engine._log(
                 "info",

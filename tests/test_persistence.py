@@ -192,6 +192,32 @@ def test_previous_schema_version_is_migrated(tmp_path):
     assert version == SCHEMA_VERSION
 
 
+def test_a_v2_text_prompt_checkpoint_is_dropped_with_a_log_line_and_the_file_restarts(
+    make_engine, clips, tmp_path
+):
+    from subq.engine.store import MIGRATIONS
+
+    path = tmp_path / "v2.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[1] + ";" + MIGRATIONS[2])
+    old = {"seek": 30.0, "prompt": "every morning I wake up", "segments": [[0, 2, "Hi", 0, 0]]}
+    db.execute(
+        "INSERT INTO jobs (path, position, state, settings, checkpoint, resume_from, created, "
+        "updated) VALUES (?, 1, 'interrupted', ?, ?, 30, 0, 0)",
+        (str(clips["talk.mp4"]), Settings().to_json(), json.dumps({"key": "k", "checkpoint": old})),
+    )
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    engine = make_engine(Settings(keep_alive=-1), state=path, paused=True)
+    engine.start()
+    assert wait_for(lambda: any(type(e).__name__ == "LogEmitted" for e in engine.events), 10)
+    logs = [e.message for e in engine.events if type(e).__name__ == "LogEmitted"]
+    assert any("checkpoint from an older subq dropped; the file restarts" in m for m in logs)
+    job = engine.jobs()[0]
+    assert job.resume_from == 0 and engine.store.checkpoint_key(job.id) is None
+
+
 @pytest.mark.parametrize("content", [b"this is not sqlite at all" * 100, "truncate"])
 def test_corrupt_state_is_moved_aside_and_a_new_queue_starts(tmp_path, content):
     path = tmp_path / "state.sqlite3"
