@@ -11,6 +11,7 @@ in their docstrings); the shared types live in asr_types.py and are re-exported 
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 import warnings
 from pathlib import Path
@@ -172,10 +173,21 @@ def load_whisper(name: str, device: str) -> Any:
             f"cannot download whisper model {name} (no network?): give a checkpoint path "
             "with --model, or put the file in ~/.cache/whisper"
         ) from None
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        if isinstance(exc, torch.OutOfMemoryError):
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{target}: not a whisper checkpoint ({type(exc).__name__})") from None
+    except RuntimeError as exc:
+        # Only what torch says about the file itself is the checkpoint's fault; a device or
+        # CUDA error (or an OOM) is reported as what it is, never blamed on the checkpoint.
+        if isinstance(exc, torch.OutOfMemoryError) or not _CHECKPOINT_FAULTS.search(str(exc)):
             raise
         raise ModelLoadError(f"{target}: not a whisper checkpoint ({type(exc).__name__})") from None
+
+
+_CHECKPOINT_FAULTS = re.compile(
+    r"state_dict|PytorchStreamReader|zip archive|invalid load key|size mismatch|"
+    r"unexpected EOF|magic number",
+    re.IGNORECASE,
+)
 
 
 def _set_bundled_alignment_heads(model: Any) -> None:

@@ -65,3 +65,14 @@ def test_old_state_files_with_unknown_settings_still_load():
 
     old = '{"model": "tiny.en", "some_removed_option": 3, "formats": ["vtt"]}'
     assert Settings.from_json(old).formats == ("vtt",)
+
+
+def test_a_device_error_is_never_blamed_on_the_checkpoint():
+    from subq.engine import asr
+    from subq.engine.bundled import bundled_checkpoint
+
+    # Was "...bundled-whisper-....pt: not a whisper checkpoint (RuntimeError)".
+    with pytest.raises(RuntimeError) as err:
+        asr.load_whisper(str(bundled_checkpoint()), "cuda:3")
+    assert not isinstance(err.value, asr.ModelLoadError)
+    assert "CUDA" in str(err.value)
