@@ -20,12 +20,15 @@ Control: before each batch the checkpoint (every finished segment, the spans of 
 file, the spans done, the batch size) goes to `on_window` through `asr.announce`; if the
 hook raises, the stage stops with `TranscriptionStopped`. A resume takes the spans and
 batch size from the checkpoint instead of cutting again, so it decodes exactly the batches
-a clean run would have and the output is identical.
+a clean run would have and the output is identical (unless a smaller batch is asked for,
+as the pipeline's retry after out-of-memory does: then the smaller one is used).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,19 +59,25 @@ def transcribe_whisper_batched(
     resume: Checkpoint | None = None,
     on_window: WindowHook | None = None,
     on_segment: SegmentHook | None = None,
+    decoding: Mapping[str, Any] | None = None,
 ) -> Transcript:
     """Transcribe `audio` (16 kHz mono float32) with a loaded openai-whisper `model`, in
     VAD-cut chunks of <= 30 s, `options.batch_size` chunks per `whisper.decode` call.
 
     `on_window` runs before each batch with the checkpoint of everything finished (may stop
-    the stage); `on_segment` gets the fraction done after each batch.
+    the stage); `on_segment` gets the fraction done after each batch. `decoding` overrides
+    fields of `whisper.DecodingOptions` (the GPU check pins a token budget with it). With
+    `options.word_timestamps` False a chunk is one cue and no alignment pass runs.
     """
     import torch
 
     total = len(audio) / SAMPLE_RATE
     if resume is not None and resume.speech is not None:
         spans = list(resume.speech)
-        batch_size = resume.batch_size or max(1, options.batch_size)
+        # the checkpoint's size gives identical output; a smaller one asked for (the
+        # pipeline's lighter retry after out-of-memory) wins over identity
+        batch_size = min(resume.batch_size or options.batch_size, options.batch_size or 10**6)
+        batch_size = max(1, batch_size)
         next_chunk = resume.chunks_done
         previous = resume.segments
         language = resume.language or options.language
@@ -80,7 +89,7 @@ def transcribe_whisper_batched(
         language = options.language
     done: list[Segment] = []
     batches = 0
-    decoder = _BatchDecoder(model, options)
+    decoder = _BatchDecoder(model, options, decoding or {})
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # triton / fp16 notices are not news
         while next_chunk < len(spans):
@@ -121,7 +130,9 @@ def _spans(audio: np.ndarray) -> list[tuple[int, int]]:
 class _BatchDecoder:
     """One model's batched decode + word alignment, with the options fixed for the file."""
 
-    def __init__(self, model: Any, options: TranscribeOptions) -> None:
+    def __init__(
+        self, model: Any, options: TranscribeOptions, overrides: Mapping[str, Any]
+    ) -> None:
         import whisper
 
         self.model = model
@@ -137,6 +148,7 @@ class _BatchDecoder:
             without_timestamps=True,
             fp16=fp16,
         )
+        self.decoding = dataclasses.replace(self.decoding, **overrides)
         self._tokenizers: dict[str | None, Any] = {}
 
     def tokenizer(self, language: str | None) -> Any:
@@ -179,9 +191,9 @@ class _BatchDecoder:
         for i, result in enumerate(results):
             start = spans[i][0] / SAMPLE_RATE
             frames = min(len(chunks[i]) // whisper.audio.HOP_LENGTH, mel.shape[-1])
-            words = self.words(result, mel[i], frames)
+            words = self.words(result, mel[i], frames) if self.options.word_timestamps else []
             meta = dict(no_speech_prob=result.no_speech_prob, avg_logprob=result.avg_logprob)
-            if not words and result.text.strip():  # no alignment heads: the chunk is one cue
+            if not words and result.text.strip():  # no word times: the chunk is one cue
                 words = [(" " + result.text.strip(), 0.0, len(chunks[i]) / SAMPLE_RATE)]
             out.append((pieces(words, start, **meta), result.language))
         return out

@@ -85,8 +85,9 @@ def test_pause_at_a_batch_boundary_and_resume_gives_identical_segments(
     assert checkpoint.batch_size == 1 and len(checkpoint.speech) == 3
     assert checkpoint.segments == long_batch_1.segments[: len(checkpoint.segments)]
     assert checkpoint.segments and checkpoint.segments[-1].end <= checkpoint.seek + 0.01
-    # through JSON, as the store keeps it; a different batch size asked for on resume does
-    # not change the batches (the checkpoint's own size is used)
+    # through JSON, as the store keeps it; a larger batch size asked for on resume does not
+    # change the batches (the checkpoint's own size is used; only a smaller one, the
+    # pipeline's retry after out-of-memory, would be)
     stored = asr.Checkpoint.from_json(checkpoint.to_json())
     resumed = transcribe_whisper_batched(model, long_audio, options(3), resume=stored)
     assert resumed.segments == long_batch_1.segments
