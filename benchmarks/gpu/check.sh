@@ -33,8 +33,14 @@ elif [[ -z "$SMOKE" ]]; then
 fi
 if [[ -n "$USE_KIT" ]]; then
   SITE="$(mktemp -d -t subq-kit-XXXX)"
+  trap 'rm -rf "$SITE"' EXIT
   t0=$SECONDS
-  "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$KIT"/wheels/*.whl
+  if "$PY" -m pip --version >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$KIT"/wheels/*.whl
+  else  # no pip in the image: a wheel is a zip laid out for site-packages
+    "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
+      "$SITE" "$KIT"/wheels/*.whl
+  fi
   echo "kit installed into $SITE in $((SECONDS - t0)) s"
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
   export SUBQ_SILERO_VAD="$(ls "$KIT"/silero_vad*.onnx | tail -1)"
