@@ -81,7 +81,7 @@ def transcribe_whisper_batched(
         next_chunk = resume.chunks_done
         previous = resume.segments
         language = resume.language or options.language
-    else:
+    else:  # a fresh file, or a checkpoint of another backend (no spans): start over
         spans = _spans(audio)
         batch_size = max(1, options.batch_size)
         next_chunk = 0
