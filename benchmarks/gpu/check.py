@@ -161,7 +161,8 @@ def markdown(r: dict[str, Any]) -> str:
         fast, slow = b32["sentences_per_s"], b1["sentences_per_s"]
         lines += [
             "",
-            "Translation (random MarianMT at opus-mt dimensions): batch 32 "
+            f"Translation (random MarianMT at {'tiny' if r['smoke'] else 'opus-mt'} dimensions): "
+            "batch 32 "
             f"{fast:.1f} sentences/s vs batch 1 {slow:.1f} ({fast / slow:.1f}x).",
         ]
     o = oom.get("oom", {})
