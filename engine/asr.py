@@ -54,12 +54,14 @@ def resolve_backend(
     On the CPU faster-whisper (int8) ran a whole batch in about a third of openai-whisper's
     time at the same WER; on CUDA nothing has been measured yet, so the reference backend
     stays. The model decides where it can only load in one: a whisper checkpoint file goes
-    to openai-whisper, a CTranslate2 folder to faster-whisper, and batched decoding exists
-    only in faster-whisper. Without the faster-whisper package, "auto" is openai-whisper.
+    to openai-whisper, a CTranslate2 folder to faster-whisper. Batched decoding is in both;
+    "auto" keeps faster-whisper's where it is installed (measured on the CPU; no GPU figure
+    yet says otherwise). Without faster-whisper or CTranslate2 (the CUDA 13 GPU image has
+    neither), "auto" is openai-whisper.
     """
     if backend != "auto":
         return backend
-    has_ct2 = importlib.util.find_spec("faster_whisper") is not None
+    has_ct2 = all(importlib.util.find_spec(m) for m in ("faster_whisper", "ctranslate2"))
     if not has_ct2:
         return WHISPER
     if batched:
@@ -112,6 +114,12 @@ def run_backend(
     """Transcribe with `backend`. `on_window` runs at every safe point (and may stop the
     stage); `on_segment` reports progress between them where the backend yields segments
     as it goes (faster-whisper); openai-whisper reports once per window."""
+    if backend == WHISPER and options.batch_size > 0:
+        from .asr_whisper_batched import transcribe_whisper_batched
+
+        return transcribe_whisper_batched(
+            model, audio, options, resume=resume, on_window=on_window, on_segment=on_segment
+        )
     if backend == FASTER_WHISPER and options.batch_size > 0:
         from .asr_batched import transcribe_batched
 

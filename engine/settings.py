@@ -63,10 +63,6 @@ class Settings:
             raise SettingsError("--beam-size must be at least 1")
         if self.asr_batch_size < 0:
             raise SettingsError("--asr-batch-size must be 0 (off) or more")
-        if self.asr_batch_size and self.backend == "whisper":
-            raise SettingsError(
-                "--asr-batch-size: batched decoding needs --backend faster-whisper (or auto)"
-            )
         if self.translation_batch_size < 1:
             raise SettingsError("--translation-batch-size must be at least 1")
         if self.english_only_model and self.language not in (None, "en"):

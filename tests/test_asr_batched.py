@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,14 +133,16 @@ def test_engine_pauses_between_batches_and_resumes(make_engine, clips, reference
     assert len(loaded) == 1 and "faster-whisper" in loaded[0].name  # auto picked it
 
 
-def test_batched_mode_needs_a_batching_backend(tmp_path):
-    with pytest.raises(SettingsError, match="faster-whisper"):
-        Settings(backend="whisper", asr_batch_size=4).validate()
-    proc = subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--backend", "whisper",
-         "--asr-batch-size", "4", str(DATA / "podcast.mp3")],
-        capture_output=True, text=True, env=subq_env(tmp_path), timeout=60,
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--asr-batch-size" in lines[0] and "Traceback" not in proc.stderr
+def test_both_backends_run_batched_mode_from_the_command_line(tmp_path):
+    clip = Path(shutil.copy(DATA / "podcast.mp3", tmp_path / "podcast.mp3"))
+    with pytest.raises(SettingsError, match="--asr-batch-size"):
+        Settings(asr_batch_size=-1).validate()
+    for backend in ("whisper", "faster-whisper"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "subq.tui.cli", "run", "--backend", backend, "--force",
+             "--asr-batch-size", "4", "--state", str(tmp_path / "q.db"), str(clip)],
+            capture_output=True, text=True, env=subq_env(tmp_path), timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert ("(faster-whisper)" in proc.stdout) == (backend == "faster-whisper"), proc.stdout
+        assert "dinner" in clip.with_suffix(".srt").read_text(encoding="utf-8").lower()

@@ -56,7 +56,7 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="batched long-form mode: cut the audio at silences (VAD) into <= 30 s chunks "
-        "and decode N at a time, with faster-whisper (default: 0, off; see docs/benchmarks.md)",
+        "and decode N at a time (default: 0, off; see docs/benchmarks.md)",
     )
     t = p.add_argument_group("translation")
     t.add_argument("--translate-to", help="target languages, e.g. de,fr")
