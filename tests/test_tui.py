@@ -11,6 +11,7 @@ import asyncio
 import functools
 import os
 import pty
+import shutil
 import signal
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from conftest import DATA
 from subq.engine.events import JobChanged, LogEmitted, StageProgressed
 from subq.engine.jobs import Job, JobState, Stage
 from subq.engine.runner import Engine
@@ -343,10 +345,12 @@ async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path
     engine = make_engine(Settings(backend="whisper", keep_alive=-1), state=state,
                          sample_memory=False)
     engine.start()
-    paths = [str(clips["long.mp3"]), str(clips["talk.mp4"])]
+    # story.mp3 (3 min, 7 windows): long.mp3's 3 windows could finish before the keys landed
+    story = shutil.copy(DATA / "story.mp3", clips["talk.mp4"].parent / "story.mp3")
+    paths = [str(story), str(clips["talk.mp4"])]
     app = SubqApp(engine, start_paths=paths)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
+        await wait_until(pilot, lambda: state_of(app, "story.mp3") == JobState.RUNNING,
                          what="running")
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen), what="question")
@@ -364,11 +368,11 @@ async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path
     again = make_engine(Settings(keep_alive=-1), state=state, paused=True, sample_memory=False)
     again.start()
     assert [(j.id, j.name) for j in again.jobs()] == kept
-    long = again.jobs()[0]
-    assert long.state in (JobState.INTERRUPTED, JobState.PAUSED)
+    story_job = again.jobs()[0]
+    assert story_job.state in (JobState.INTERRUPTED, JobState.PAUSED)
     app2 = SubqApp(again)
     async with app2.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: names(app2) == ["long.mp3", "talk.mp4"], what="rows")
+        await wait_until(pilot, lambda: names(app2) == ["story.mp3", "talk.mp4"], what="rows")
         assert status(app2).state == "paused"
         await wait_until(pilot, lambda: "p resumes" in str(
             app2.main.query_one("#counts", Static).render()), what="resume hint")
