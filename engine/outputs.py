@@ -84,23 +84,24 @@ SAMPLE_BYTES = 1024 * 1024
 
 
 def content_fingerprint(path: Path) -> str:
-    """What the input's content is, so stored work is tied to content, not to a path.
+    """What the input is, so stored work is tied to the file, not to its path.
 
     A path can be given a different file (copied over, re-encoded, replaced while a job was
     interrupted); reusing a transcript or checkpoint then writes another file's subtitles.
-    The mtime is left out on purpose: `touch` or a copy with a new date is the same content.
+    Size, modification time and a hash together: the hash catches other content with a
+    restored date, the time catches an in-place edit between the samples of a large file.
     """
-    size = path.stat().st_size
+    st = path.stat()
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
-        if size <= WHOLE_FILE_HASH_LIMIT:
+        if st.st_size <= WHOLE_FILE_HASH_LIMIT:
             while chunk := f.read(SAMPLE_BYTES):
                 digest.update(chunk)
         else:
-            for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+            for offset in (0, (st.st_size - SAMPLE_BYTES) // 2, st.st_size - SAMPLE_BYTES):
                 f.seek(offset)
                 digest.update(f.read(SAMPLE_BYTES))
-    return f"{size}:{digest.hexdigest()}"
+    return f"{st.st_size}:{st.st_mtime_ns // 1_000_000}:{digest.hexdigest()}"
 
 
 def text_sum(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,8 @@ from subq.engine.asr_ct2 import CT2Model, load_ct2, parse_device, transcribe_ct2
 from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState, Stage
 from subq.engine.models import WHISPER
-from subq.engine.pipeline import effective_settings
+from subq.engine.outputs import content_fingerprint
+from subq.engine.pipeline import effective_settings, transcript_key
 from subq.engine.settings import Settings
 from test_control import first_progress, states
 from test_memory import assert_unload_returns_half
@@ -163,7 +166,9 @@ def test_engine_pause_mid_file_and_resume(make_engine, clips, references, tmp_pa
     assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
     job = engine.jobs()[0]
     assert job.resume_from > 20
-    key = effective_settings(job.settings, "cpu").transcript_key()
+    key = transcript_key(
+        effective_settings(job.settings, "cpu"), content_fingerprint(Path(job.path))
+    )
     assert engine.store.checkpoint(job.id, key)["segments"]
     engine.resume()
     assert wait_for(lambda: states(engine) == [JobState.DONE], 180)
