@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     audio = np.concatenate([x for f in files for x in (media.decode_audio(f), gap)])
     ref = " ".join(c.reference_for(f) for f in files)
     seconds = len(audio) / c.RATE
-    models = {"whisper": asr.load_whisper("tiny.en", "cpu"),
-              "faster-whisper": load_ct2("tiny.en", "cpu")}
+    models = {
+        "whisper": asr.load_whisper("tiny.en", "cpu"),
+        "faster-whisper": load_ct2("tiny.en", "cpu"),
+    }
     base = asr.TranscribeOptions(language="en")
     chunks: dict[str, int] = {}
 
@@ -66,14 +68,25 @@ def main(argv: list[str] | None = None) -> int:
         return wall, c.corpus_wer([ref], [" ".join(s.text for s in result.segments)])
 
     for backend, batch in (("faster-whisper", 0), ("faster-whisper", 2), ("whisper", 0)):
-        asr.run_backend(backend, models[backend], audio[: 10 * c.RATE],
-                        dataclasses.replace(base, batch_size=batch))  # warm-up
+        asr.run_backend(
+            backend,
+            models[backend],
+            audio[: 10 * c.RATE],
+            dataclasses.replace(base, batch_size=batch),
+        )  # warm-up
     runs, summary = c.wall_and_wer_rounds(rounds, list(VARIANTS), run)
     result: dict[str, Any] = {
-        "name": "batched", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
-        "audio_seconds": seconds, "runs": runs, "summary": summary, "model_calls": chunks,
-        "command": c.command_line("bench_batched.py", args,
-                                  f"--clips {n_clips}" if args.clips else ""),
+        "name": "batched",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "clips": n_clips,
+        "audio_seconds": seconds,
+        "runs": runs,
+        "summary": summary,
+        "model_calls": chunks,
+        "command": c.command_line(
+            "bench_batched.py", args, f"--clips {n_clips}" if args.clips else ""
+        ),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -89,26 +102,48 @@ def markdown(r: dict[str, Any]) -> str:
     rows = []
     for v, (backend, batch) in VARIANTS.items():
         calls = r["model_calls"].get(v)
-        rows.append([f"`{v}`", backend, batch or "off", calls if calls is not None else "",
-                     c.fmt_s(s[v]["wall"]), c.fmt_x(c.median(paired(r, v))),
-                     f"{audio / s[v]['wall']:.1f}x", f"{s[v]['wer']:.3f}"])
+        rows.append(
+            [
+                f"`{v}`",
+                backend,
+                batch or "off",
+                calls if calls is not None else "",
+                c.fmt_s(s[v]["wall"]),
+                c.fmt_x(c.median(paired(r, v))),
+                f"{audio / s[v]['wall']:.1f}x",
+                f"{s[v]['wer']:.3f}",
+            ]
+        )
     best = min((v for v in VARIANTS if VARIANTS[v][1]), key=lambda v: s[v]["wall"])
-    return "\n".join([
-        f"Input: one recording of {audio:.0f} s ({r['clips']} mixes joined), tiny.en on the "
-        f"CPU, models loaded once, transcription only; {r['rounds']} interleaved round(s); "
-        "medians; ratios are medians of per-round ratios to `sequential` (subq's CPU "
-        "default). \"model calls\" counts 30 s windows (sequential) or batches (batched).",
-        "",
-        c.table(["variant", "backend", "ASR batch", "model calls", "transcribe",
-                 "vs sequential", "speed", "WER"], rows),
-        "",
-        f"Fastest batched setting here: `{best}`, {c.median(paired(r, best)):.2f}x "
-        f"sequential's time at WER {s[best]['wer']:.3f} vs {s['sequential']['wer']:.3f}. "
-        "On two CPU cores a batch of chunks costs about as much as the same chunks one by "
-        "one; what batching saves here is the sequential loop's re-decoded window tails and "
-        "fallback retries. Batching is made for GPUs, where one batch fills the device; no "
-        "GPU was lent, so that is not measured here.",
-    ])
+    return "\n".join(
+        [
+            f"Input: one recording of {audio:.0f} s ({r['clips']} mixes joined), tiny.en on the "
+            f"CPU, models loaded once, transcription only; {r['rounds']} interleaved round(s); "
+            "medians; ratios are medians of per-round ratios to `sequential` (subq's CPU "
+            'default). "model calls" counts 30 s windows (sequential) or batches (batched).',
+            "",
+            c.table(
+                [
+                    "variant",
+                    "backend",
+                    "ASR batch",
+                    "model calls",
+                    "transcribe",
+                    "vs sequential",
+                    "speed",
+                    "WER",
+                ],
+                rows,
+            ),
+            "",
+            f"Fastest batched setting here: `{best}`, {c.median(paired(r, best)):.2f}x "
+            f"sequential's time at WER {s[best]['wer']:.3f} vs {s['sequential']['wer']:.3f}. "
+            "On two CPU cores a batch of chunks costs about as much as the same chunks one by "
+            "one; what batching saves here is the sequential loop's re-decoded window tails and "
+            "fallback retries. Batching is made for GPUs, where one batch fills the device; no "
+            "GPU was lent, so that is not measured here.",
+        ]
+    )
 
 
 if __name__ == "__main__":

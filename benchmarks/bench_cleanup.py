@@ -21,8 +21,12 @@ from typing import Any
 import common as c
 
 POLICIES = ("stage", "job", "never", "job-trim-only")
-LABELS = {"stage": "`stage`", "job": "`job` (default)", "never": "`never`",
-          "job-trim-only": "`job`, CPU cleanup = malloc_trim only (proposed)"}
+LABELS = {
+    "stage": "`stage`",
+    "job": "`job` (default)",
+    "never": "`never`",
+    "job-trim-only": "`job`, CPU cleanup = malloc_trim only (proposed)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,13 +46,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}/{rounds}: cleanup={policy}", file=sys.stderr, flush=True)
         out = tmp / f"{policy}-{r}"
         out.mkdir()
-        settings = json.dumps({"cleanup": policy.split("-")[0], "output_dir": str(out),
-                               "backend": "whisper"})
+        settings = json.dumps(
+            {"cleanup": policy.split("-")[0], "output_dir": str(out), "backend": "whisper"}
+        )
         clean = "trim-only" if policy.endswith("trim-only") else "as-is"
-        res = c.run_process([sys.executable, child, "batch", "--settings", settings,
-                             "--clean", clean,
-                             "--state", str(out / "s.db"), "--json", str(out / "r.json"),
-                             *map(str, files)], env)
+        res = c.run_process(
+            [
+                sys.executable,
+                child,
+                "batch",
+                "--settings",
+                settings,
+                "--clean",
+                clean,
+                "--state",
+                str(out / "s.db"),
+                "--json",
+                str(out / "r.json"),
+                *map(str, files),
+            ],
+            env,
+        )
         if res.returncode != 0:
             raise SystemExit(f"cleanup={policy} failed:\n{res.output[-2000:]}")
         data = json.loads((out / "r.json").read_text())
@@ -64,12 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             "clean_calls": c.median(d["clean_calls"] for d in rs),
             "peak_rss": c.median(d["process_max_rss"] for d in rs),
             "mean_rss": c.median(sum(d["rss_samples"]) / len(d["rss_samples"]) for d in rs),
-            "rss_between_jobs": c.median(
-                sum(d["rss_done"]) / len(d["rss_done"]) for d in rs),
+            "rss_between_jobs": c.median(sum(d["rss_done"]) / len(d["rss_done"]) for d in rs),
         }
     result: dict[str, Any] = {
-        "name": "cleanup", "machine": c.machine(), "rounds": rounds, "files": len(files),
-        "audio_seconds": c.audio_seconds(files), "runs": runs, "summary": summary,
+        "name": "cleanup",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "files": len(files),
+        "audio_seconds": c.audio_seconds(files),
+        "runs": runs,
+        "summary": summary,
         "command": c.command_line("bench_cleanup.py", args),
     }
     result["elapsed"] = time.perf_counter() - started
@@ -83,30 +105,48 @@ def markdown(r: dict[str, Any]) -> str:
     rows = []
     for policy in POLICIES:
         v = s[policy]
-        rows.append([
-            LABELS[policy],
-            c.fmt_s(v["wall"]), c.fmt_x(v["wall"] / job["wall"]),
-            f"{v['clean_seconds'] * 1000:.0f} ms / {v['clean_calls']:.0f} calls",
-            c.fmt_mb(v["peak_rss"]), c.fmt_mb(v["mean_rss"]), c.fmt_mb(v["rss_between_jobs"]),
-        ])
-    return "\n".join([
-        f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio), tiny.en on the CPU, "
-        "openai-whisper backend; each variant a fresh process; "
-        f"{r['rounds']} interleaved round(s); "
-        "medians.",
-        "",
-        c.table(["policy", "batch wall", "vs job", "time in cleanup", "peak RSS",
-                 "mean RSS", "RSS after each job"], rows),
-        "",
-        "Peak RSS is the kernel's ru_maxrss of the whole process; mean RSS averages the "
-        "engine's own memory samples (every 0.1 s); RSS after each job is read when the job "
-        "turns DONE. \"time in cleanup\" is every memory.clean call timed inside the engine: "
-        "the policy's exact cost, unlike the batch wall time, which the shared machine's load "
-        "swamps. On the CPU a cleanup is gc.collect() + malloc_trim(0); on CUDA it also "
-        "synchronizes and empties torch's cache (not measurable on this machine). The last "
-        "row keeps `job` but skips the full gc.collect() on the CPU (benchmarks/child.py "
-        "--clean trim-only).",
-    ])
+        rows.append(
+            [
+                LABELS[policy],
+                c.fmt_s(v["wall"]),
+                c.fmt_x(v["wall"] / job["wall"]),
+                f"{v['clean_seconds'] * 1000:.0f} ms / {v['clean_calls']:.0f} calls",
+                c.fmt_mb(v["peak_rss"]),
+                c.fmt_mb(v["mean_rss"]),
+                c.fmt_mb(v["rss_between_jobs"]),
+            ]
+        )
+    return "\n".join(
+        [
+            f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} "
+            "s of audio), tiny.en on the CPU, "
+            "openai-whisper backend; each variant a fresh process; "
+            f"{r['rounds']} interleaved round(s); "
+            "medians.",
+            "",
+            c.table(
+                [
+                    "policy",
+                    "batch wall",
+                    "vs job",
+                    "time in cleanup",
+                    "peak RSS",
+                    "mean RSS",
+                    "RSS after each job",
+                ],
+                rows,
+            ),
+            "",
+            "Peak RSS is the kernel's ru_maxrss of the whole process; mean RSS averages the "
+            "engine's own memory samples (every 0.1 s); RSS after each job is read when the job "
+            'turns DONE. "time in cleanup" is every memory.clean call timed inside the engine: '
+            "the policy's exact cost, unlike the batch wall time, which the shared machine's load "
+            "swamps. On the CPU a cleanup is gc.collect() + malloc_trim(0); on CUDA it also "
+            "synchronizes and empties torch's cache (not measurable on this machine). The last "
+            "row keeps `job` but skips the full gc.collect() on the CPU (benchmarks/child.py "
+            "--clean trim-only).",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     audio = [media.decode_audio(f) for f in files]
     refs = [c.reference_for(f) for f in files]
     seconds = sum(len(a) for a in audio) / c.RATE
-    models: dict[tuple[str, str], Any] = {("whisper", "float32"): asr.load_whisper("tiny.en",
-                                                                                   "cpu")}
+    models: dict[tuple[str, str], Any] = {
+        ("whisper", "float32"): asr.load_whisper("tiny.en", "cpu")
+    }
     for compute in ("int8", "float32"):
         models[("faster-whisper", compute)] = load_ct2("tiny.en", "cpu", compute_type=compute)
     base = asr.TranscribeOptions(language="en")
@@ -70,11 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         go(models[VARIANTS[variant][:2]], audio[0][: 10 * c.RATE], base)
     runs, summary = c.wall_and_wer_rounds(rounds, list(VARIANTS), run)
     result: dict[str, Any] = {
-        "name": "decoding", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
-        "audio_seconds": seconds, "runs": runs, "summary": summary,
+        "name": "decoding",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "clips": n_clips,
+        "audio_seconds": seconds,
+        "runs": runs,
+        "summary": summary,
         "footprints": {f"{b}/{ct}": asr.footprint(m) for (b, ct), m in models.items()},
-        "command": c.command_line("bench_decoding.py", args,
-                                  f"--clips {n_clips}" if args.clips else ""),
+        "command": c.command_line(
+            "bench_decoding.py", args, f"--clips {n_clips}" if args.clips else ""
+        ),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -88,21 +95,46 @@ def markdown(r: dict[str, Any]) -> str:
     for v, (backend, compute, beam, words) in VARIANTS.items():
         if v not in s:
             continue
-        rows.append([f"`{v}`", backend, compute, beam or "1 (greedy)", "on" if words else "off",
-                     c.fmt_s(s[v]["wall"]), c.fmt_x(s[v]["wall"] / ref),
-                     f"{audio / s[v]['wall']:.1f}x", f"{s[v]['wer']:.3f}"])
+        rows.append(
+            [
+                f"`{v}`",
+                backend,
+                compute,
+                beam or "1 (greedy)",
+                "on" if words else "off",
+                c.fmt_s(s[v]["wall"]),
+                c.fmt_x(s[v]["wall"] / ref),
+                f"{audio / s[v]['wall']:.1f}x",
+                f"{s[v]['wer']:.3f}",
+            ]
+        )
     fp = r["footprints"]
-    return "\n".join([
-        f"Inputs: {r['clips']} clip(s) of about 50 s ({audio:.0f} s of audio), tiny.en on the "
-        f"CPU, models loaded once, transcription only; {r['rounds']} interleaved round(s); "
-        "medians. First row = subq's default on the CPU (backend auto = faster-whisper int8).",
-        "",
-        c.table(["variant", "backend", "compute", "beam", "word times", "transcribe",
-                 "vs default", "speed", "WER"], rows),
-        "",
-        "Model footprint as subq reports it: " + ", ".join(
-            f"{k} {c.fmt_mb(v)}" for k, v in fp.items()) + ".",
-    ])
+    return "\n".join(
+        [
+            f"Inputs: {r['clips']} clip(s) of about 50 s ({audio:.0f} s of audio), tiny.en on the "
+            f"CPU, models loaded once, transcription only; {r['rounds']} interleaved round(s); "
+            "medians. First row = subq's default on the CPU (backend auto = faster-whisper int8).",
+            "",
+            c.table(
+                [
+                    "variant",
+                    "backend",
+                    "compute",
+                    "beam",
+                    "word times",
+                    "transcribe",
+                    "vs default",
+                    "speed",
+                    "WER",
+                ],
+                rows,
+            ),
+            "",
+            "Model footprint as subq reports it: "
+            + ", ".join(f"{k} {c.fmt_mb(v)}" for k, v in fp.items())
+            + ".",
+        ]
+    )
 
 
 if __name__ == "__main__":

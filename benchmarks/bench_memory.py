@@ -31,7 +31,8 @@ def slope(values: list[float]) -> float:
     xs = range(n)
     mx, my = (n - 1) / 2, sum(values) / n
     return sum((x - mx) * (y - my) for x, y in zip(xs, values, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs)
+        (x - mx) ** 2 for x in xs
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         out = tmp / backend
         out.mkdir()
         settings = json.dumps({"backend": backend, "output_dir": str(out)})
-        res = c.run_process([sys.executable, child, "batch", "--settings", settings,
-                             "--state", str(out / "s.db"), "--json", str(out / "r.json"),
-                             "--interval", "0.5", *map(str, files)], env)
+        res = c.run_process(
+            [
+                sys.executable,
+                child,
+                "batch",
+                "--settings",
+                settings,
+                "--state",
+                str(out / "s.db"),
+                "--json",
+                str(out / "r.json"),
+                "--interval",
+                "0.5",
+                *map(str, files),
+            ],
+            env,
+        )
         if res.returncode != 0:
             raise SystemExit(f"{backend} failed:\n{res.output[-2000:]}")
         data = json.loads((out / "r.json").read_text())
@@ -63,17 +78,34 @@ def main(argv: list[str] | None = None) -> int:
         per_file = [sum(t.values()) for t in data["stage_times"]]  # probe..write, no queue
         runs[backend] = {
             "per_file": per_file,
-            "rss_done": rss, "wall": data["wall"], "max_rss": res.max_rss,
-            "slope": slope(rss[1:]), "first": rss[0], "second": rss[1], "last": rss[-1],
+            "rss_done": rss,
+            "wall": data["wall"],
+            "max_rss": res.max_rss,
+            "slope": slope(rss[1:]),
+            "first": rss[0],
+            "second": rss[1],
+            "last": rss[-1],
             # RSS saw-tooths by tens of MB from file to file; the floor shows a leak better
-            "floor_start": min(rss[1:6]), "floor_end": min(rss[-5:]),
+            "floor_start": min(rss[1:6]),
+            "floor_end": min(rss[-5:]),
         }
     result: dict[str, Any] = {
-        "name": "memory", "machine": c.machine(), "files": n, "runs": runs,
+        "name": "memory",
+        "machine": c.machine(),
+        "files": n,
+        "runs": runs,
         "command": c.command_line(
-            "bench_memory.py", args,
-            " ".join(x for x in (f"--files {n}" if args.files else "",
-                                 f"--backends {args.backends}" if args.backends else "") if x)),
+            "bench_memory.py",
+            args,
+            " ".join(
+                x
+                for x in (
+                    f"--files {n}" if args.files else "",
+                    f"--backends {args.backends}" if args.backends else "",
+                )
+                if x
+            ),
+        ),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -85,10 +117,19 @@ def markdown(r: dict[str, Any]) -> str:
     for backend, v in r["runs"].items():
         growth = v["last"] - v["second"]
         floor = v["floor_end"] - v["floor_start"]
-        rows.append([backend, r["files"], c.fmt_mb(v["first"]), c.fmt_mb(v["second"]),
-                     c.fmt_mb(v["last"]), f"{growth / 1e6:+.1f} MB",
-                     f"{v['slope'] / 1e3:+.0f} KB/file", f"{floor / 1e6:+.1f} MB",
-                     c.fmt_mb(v["max_rss"])])
+        rows.append(
+            [
+                backend,
+                r["files"],
+                c.fmt_mb(v["first"]),
+                c.fmt_mb(v["second"]),
+                c.fmt_mb(v["last"]),
+                f"{growth / 1e6:+.1f} MB",
+                f"{v['slope'] / 1e3:+.0f} KB/file",
+                f"{floor / 1e6:+.1f} MB",
+                c.fmt_mb(v["max_rss"]),
+            ]
+        )
     lines = [
         f"One engine, {r['files']} files (copies of one committed clip), tiny.en on the "
         "CPU, default settings (cleanup `job`); RSS read as each job turns DONE. RSS moves "
@@ -96,9 +137,20 @@ def markdown(r: dict[str, Any]) -> str:
         "table gives the floor: the lowest reading of the last 5 files minus that of files "
         "2-6.",
         "",
-        c.table(["backend", "files", "RSS after file 1", "after file 2", "after last",
-                 "last - file 2", "slope (files 2..N)", "floor: last 5 - files 2..6",
-                 "peak RSS"], rows),
+        c.table(
+            [
+                "backend",
+                "files",
+                "RSS after file 1",
+                "after file 2",
+                "after last",
+                "last - file 2",
+                "slope (files 2..N)",
+                "floor: last 5 - files 2..6",
+                "peak RSS",
+            ],
+            rows,
+        ),
         "",
         "RSS after each file (MB):",
         "",
@@ -119,9 +171,18 @@ def decay_lines(r: dict[str, Any]) -> list[str]:
         second = t[1]
         early, late = c.median(t[1:11]), c.median(t[-10:])
         ratios = [x / second for x in t[2:]]
-        rows.append([backend, c.fmt_s(t[0]), c.fmt_s(second), c.fmt_s(early), c.fmt_s(late),
-                     c.fmt_x(late / early), f"{min(ratios):.2f}-{max(ratios):.2f}x",
-                     f"{sum(abs(x - 1) <= 0.05 for x in ratios)}/{len(ratios)}"])
+        rows.append(
+            [
+                backend,
+                c.fmt_s(t[0]),
+                c.fmt_s(second),
+                c.fmt_s(early),
+                c.fmt_s(late),
+                c.fmt_x(late / early),
+                f"{min(ratios):.2f}-{max(ratios):.2f}x",
+                f"{sum(abs(x - 1) <= 0.05 for x in ratios)}/{len(ratios)}",
+            ]
+        )
     if not rows:
         return []
     return [
@@ -131,9 +192,19 @@ def decay_lines(r: dict[str, Any]) -> list[str]:
         "from noise alone, so the drift to read is the median of the last 10 files over "
         "the median of files 2-11.",
         "",
-        c.table(["backend", "file 1 (load)", "file 2", "median files 2-11",
-                 "median last 10", "last 10 / files 2-11", "file k / file 2 (range)",
-                 "files within 5% of file 2"], rows),
+        c.table(
+            [
+                "backend",
+                "file 1 (load)",
+                "file 2",
+                "median files 2-11",
+                "median last 10",
+                "last 10 / files 2-11",
+                "file k / file 2 (range)",
+                "files within 5% of file 2",
+            ],
+            rows,
+        ),
     ]
 
 

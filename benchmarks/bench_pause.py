@@ -106,8 +106,11 @@ def measure(backend: str, tries: int, tmp: Path) -> dict[str, Any]:
                 go_on(add_copy)
                 continue
             latencies.append(state["paused_at"] - asked)
-            print(f"{backend}: pause {len(latencies)} after {offset:.1f} s: "
-                  f"{latencies[-1]:.2f} s", file=sys.stderr, flush=True)
+            print(
+                f"{backend}: pause {len(latencies)} after {offset:.1f} s: {latencies[-1]:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             go_on(engine.resume)
     finally:
         engine.shutdown(timeout=60)
@@ -127,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     c.bundled_checkpoint()
     runs = {backend: measure(backend, tries, tmp) for backend in ("whisper", "faster-whisper")}
     result: dict[str, Any] = {
-        "name": "pause", "machine": c.machine(), "tries": tries, "runs": runs,
-        "command": c.command_line("bench_pause.py", args,
-                                  f"--tries {tries}" if args.tries else ""),
+        "name": "pause",
+        "machine": c.machine(),
+        "tries": tries,
+        "runs": runs,
+        "command": c.command_line("bench_pause.py", args, f"--tries {tries}" if args.tries else ""),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -140,22 +145,44 @@ def markdown(r: dict[str, Any]) -> str:
     rows = []
     for backend, v in r["runs"].items():
         lat, gaps = v["latencies"], v["window_gaps"]
-        rows.append([backend, len(lat), c.fmt_s(c.median(lat)), c.fmt_s(max(lat)),
-                     c.fmt_s(c.median(gaps)), c.fmt_s(max(gaps) if gaps else None),
-                     c.fmt_x(max(lat) / max(gaps)) if gaps else "n/a"])
-    return "\n".join([
-        "long.mp3 (69 s, 3 windows) on the CPU, tiny.en; pause() called 0.3-4 s after the "
-        "transcription (re)started, resumed after each pause. A window is the time between "
-        "two successive safe points in the same run (decode + word alignment of one 30 s "
-        "window); absolute seconds follow the shared machine's load, the ratio does not.",
-        "",
-        c.table(["backend", "pauses", "median latency", "worst latency", "median window",
-                 "longest window", "worst latency / longest window"], rows),
-        "",
-        "Latencies (s): " + "; ".join(
-            f"{b}: " + ", ".join(f"{x:.2f}" for x in v["latencies"])
-            for b, v in r["runs"].items()),
-    ])
+        rows.append(
+            [
+                backend,
+                len(lat),
+                c.fmt_s(c.median(lat)),
+                c.fmt_s(max(lat)),
+                c.fmt_s(c.median(gaps)),
+                c.fmt_s(max(gaps) if gaps else None),
+                c.fmt_x(max(lat) / max(gaps)) if gaps else "n/a",
+            ]
+        )
+    return "\n".join(
+        [
+            "long.mp3 (69 s, 3 windows) on the CPU, tiny.en; pause() called 0.3-4 s after the "
+            "transcription (re)started, resumed after each pause. A window is the time between "
+            "two successive safe points in the same run (decode + word alignment of one 30 s "
+            "window); absolute seconds follow the shared machine's load, the ratio does not.",
+            "",
+            c.table(
+                [
+                    "backend",
+                    "pauses",
+                    "median latency",
+                    "worst latency",
+                    "median window",
+                    "longest window",
+                    "worst latency / longest window",
+                ],
+                rows,
+            ),
+            "",
+            "Latencies (s): "
+            + "; ".join(
+                f"{b}: " + ", ".join(f"{x:.2f}" for x in v["latencies"])
+                for b, v in r["runs"].items()
+            ),
+        ]
+    )
 
 
 if __name__ == "__main__":

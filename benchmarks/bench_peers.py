@@ -42,8 +42,12 @@ LABELS = {
 def main(argv: list[str] | None = None) -> int:
     p = c.base_parser(__doc__)
     p.add_argument("--clips", type=int, help="~50 s clips (default: quick 1, full 3)")
-    p.add_argument("--beam1", action="store_true", default=None,
-                   help="also run the peers with beam 1 (default: full mode only)")
+    p.add_argument(
+        "--beam1",
+        action="store_true",
+        default=None,
+        help="also run the peers with beam 1 (default: full mode only)",
+    )
     args = p.parse_args(argv)
     rounds = c.rounds(args, quick=1, full=2)
     n_clips = args.clips or (1 if args.quick else 3)
@@ -63,12 +67,34 @@ def main(argv: list[str] | None = None) -> int:
         names = list(map(str, files))
         if variant.startswith("subq"):
             extra = ["--backend", "whisper"] if variant == "subq-whisper" else []
-            return [subq, "run", "-q", *extra, "--state", str(out / "s.db"), "--output-dir",
-                    str(out), *names], env
+            return [
+                subq,
+                "run",
+                "-q",
+                *extra,
+                "--state",
+                str(out / "s.db"),
+                "--output-dir",
+                str(out),
+                *names,
+            ], env
         if variant.startswith("whisper-cli"):
             extra = ["--beam_size", "1", "--best_of", "1"] if variant.endswith("beam1") else []
-            return [whisper, *names, "--model", str(ckpt), "--language", "en", "--fp16",
-                    "False", "--output_format", "srt", "--output_dir", str(out), *extra], peer_env
+            return [
+                whisper,
+                *names,
+                "--model",
+                str(ckpt),
+                "--language",
+                "en",
+                "--fp16",
+                "False",
+                "--output_format",
+                "srt",
+                "--output_dir",
+                str(out),
+                *extra,
+            ], peer_env
         extra = ["--beam-size", "1"] if variant.endswith("beam1") else []
         return [sys.executable, child, "fwloop", "--out", str(out), *extra, *names], env
 
@@ -85,21 +111,39 @@ def main(argv: list[str] | None = None) -> int:
         if res.returncode != 0:
             raise SystemExit(f"{variant} failed:\n{res.output[-3000:]}")
         hyps = [c.srt_words(out / (f.stem + ".srt")) for f in files]
-        runs[variant].append({"wall": res.wall, "max_rss": res.max_rss,
-                              "wer": c.corpus_wer(refs, hyps)})
-    summary = {v: {k: c.median(run[k] for run in runs[v]) for k in ("wall", "max_rss", "wer")}
-               for v in variants}
+        runs[variant].append(
+            {"wall": res.wall, "max_rss": res.max_rss, "wer": c.corpus_wer(refs, hyps)}
+        )
+    summary = {
+        v: {k: c.median(run[k] for run in runs[v]) for k in ("wall", "max_rss", "wer")}
+        for v in variants
+    }
     cli = summary["whisper-cli"]
     ours = summary["subq"]
     result: dict[str, Any] = {
-        "name": "peers", "machine": c.machine(), "rounds": rounds, "clips": n_clips,
-        "audio_seconds": audio, "runs": runs, "summary": summary,
-        "target_met": (c.median(c.paired(runs, "subq", "whisper-cli")) <= 0.5
-            and ours["wer"] <= cli["wer"] + 0.02),
+        "name": "peers",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "clips": n_clips,
+        "audio_seconds": audio,
+        "runs": runs,
+        "summary": summary,
+        "target_met": (
+            c.median(c.paired(runs, "subq", "whisper-cli")) <= 0.5
+            and ours["wer"] <= cli["wer"] + 0.02
+        ),
         "command": c.command_line(
-            "bench_peers.py", args,
-            " ".join(x for x in (f"--clips {n_clips}" if args.clips else "",
-                                 "--beam1" if args.beam1 else "") if x)),
+            "bench_peers.py",
+            args,
+            " ".join(
+                x
+                for x in (
+                    f"--clips {n_clips}" if args.clips else "",
+                    "--beam1" if args.beam1 else "",
+                )
+                if x
+            ),
+        ),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -116,9 +160,16 @@ def markdown(r: dict[str, Any]) -> str:
     for v, stats in s.items():
         ratios = paired(r, v)
         spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
-        rows.append([LABELS[v], c.fmt_s(stats["wall"]), c.fmt_x(c.median(ratios)) + spread,
-                     f"{audio / stats['wall']:.1f}x", f"{stats['wer']:.3f}",
-                     c.fmt_mb(stats["max_rss"])])
+        rows.append(
+            [
+                LABELS[v],
+                c.fmt_s(stats["wall"]),
+                c.fmt_x(c.median(ratios)) + spread,
+                f"{audio / stats['wall']:.1f}x",
+                f"{stats['wer']:.3f}",
+                c.fmt_mb(stats["max_rss"]),
+            ]
+        )
     ours, cli = s["subq"], s["whisper-cli"]
     ratio = c.median(paired(r, "subq"))
     met = ratio <= 0.5 and ours["wer"] <= cli["wer"] + 0.02
@@ -131,8 +182,9 @@ def markdown(r: dict[str, Any]) -> str:
         "over the CLI's time in the same round (range in brackets): the machine's load moves "
         "from round to round, and a round shares it.",
         "",
-        c.table(["variant", "wall", "vs whisper CLI", "speed (audio/wall)", "WER",
-                 "peak RSS"], rows),
+        c.table(
+            ["variant", "wall", "vs whisper CLI", "speed (audio/wall)", "WER", "peak RSS"], rows
+        ),
         "",
         f"Target (subq's default run <= 0.5 x the whisper CLI's wall time, WER no worse than "
         f"+0.02): **{'met' if met else 'NOT met'}** — {ratio:.2f}x the CLI's time, WER "
@@ -141,17 +193,23 @@ def markdown(r: dict[str, Any]) -> str:
     wh = s["subq-whisper"]
     wh_ratio = c.median(paired(r, "subq-whisper"))
     wh_ok = wh_ratio <= 0.5 and wh["wer"] <= cli["wer"] + 0.02
-    lines += ["", f"With `--backend whisper` (openai-whisper, same decoding options): "
-              f"{wh_ratio:.2f}x the CLI's time, WER {wh['wer']:.3f}: the target is "
-              f"{'met' if wh_ok else 'not met'} that way."]
+    lines += [
+        "",
+        f"With `--backend whisper` (openai-whisper, same decoding options): "
+        f"{wh_ratio:.2f}x the CLI's time, WER {wh['wer']:.3f}: the target is "
+        f"{'met' if wh_ok else 'not met'} that way.",
+    ]
     if "whisper-cli-beam1" in s:
         b1 = s["whisper-cli-beam1"]
-        lines += ["", "Against the CLI at beam 1 / best_of 1 (the greedy decoding subq uses): "
-                  f"subq takes {c.median(paired(r, 'subq', 'whisper-cli-beam1')):.2f}x its "
-                  f"time (WER {ours['wer']:.3f} vs {b1['wer']:.3f}), `--backend "
-                  f"whisper` {c.median(paired(r, 'subq-whisper', 'whisper-cli-beam1')):.2f}x"
-                  "; subq also computes word timestamps, which the CLI skips by default "
-                  "(their cost: figure 4b)."]
+        lines += [
+            "",
+            "Against the CLI at beam 1 / best_of 1 (the greedy decoding subq uses): "
+            f"subq takes {c.median(paired(r, 'subq', 'whisper-cli-beam1')):.2f}x its "
+            f"time (WER {ours['wer']:.3f} vs {b1['wer']:.3f}), `--backend "
+            f"whisper` {c.median(paired(r, 'subq-whisper', 'whisper-cli-beam1')):.2f}x"
+            "; subq also computes word timestamps, which the CLI skips by default "
+            "(their cost: figure 4b).",
+        ]
     return "\n".join(lines)
 
 

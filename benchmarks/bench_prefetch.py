@@ -52,20 +52,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
         out = tmp / f"{variant}-{r}"
         settings = Settings(backend="whisper", keep_alive=-1, output_dir=str(out))
-        run = c.engine_batch(files, settings, out / "s.db",
-                             engine_cls=variants[variant])
+        run = c.engine_batch(files, settings, out / "s.db", engine_cls=variants[variant])
         times = [dict(j.stage_times) for j in run.jobs]
-        runs[variant].append({
-            "wall": run.wall,
-            "decode": sum(t.get("decode", 0.0) for t in times),
-            "decode_after_first": sum(t.get("decode", 0.0) for t in times[1:]),
-            "transcribe": sum(t.get("transcribe", 0.0) for t in times),
-        })
+        runs[variant].append(
+            {
+                "wall": run.wall,
+                "decode": sum(t.get("decode", 0.0) for t in times),
+                "decode_after_first": sum(t.get("decode", 0.0) for t in times[1:]),
+                "transcribe": sum(t.get("transcribe", 0.0) for t in times),
+            }
+        )
     summary = {v: {k: c.median(run[k] for run in runs[v]) for k in runs[v][0]} for v in variants}
     result: dict[str, Any] = {
-        "name": "prefetch", "machine": c.machine(), "rounds": rounds, "files": len(files),
-        "audio_seconds": c.audio_seconds(files), "decode_alone": decode_alone, "runs": runs,
-        "summary": summary, "command": c.command_line("bench_prefetch.py", args),
+        "name": "prefetch",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "files": len(files),
+        "audio_seconds": c.audio_seconds(files),
+        "decode_alone": decode_alone,
+        "runs": runs,
+        "summary": summary,
+        "command": c.command_line("bench_prefetch.py", args),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -77,27 +84,45 @@ def markdown(r: dict[str, Any]) -> str:
     off = s["no-prefetch"]
     rows = []
     for v in ("no-prefetch", "prefetch"):
-        rows.append([v, c.fmt_s(s[v]["wall"]), c.fmt_x(s[v]["wall"] / off["wall"]),
-                     c.fmt_s(s[v]["decode"]), c.fmt_s(s[v]["decode_after_first"]),
-                     c.fmt_s(s[v]["transcribe"])])
+        rows.append(
+            [
+                v,
+                c.fmt_s(s[v]["wall"]),
+                c.fmt_x(s[v]["wall"] / off["wall"]),
+                c.fmt_s(s[v]["decode"]),
+                c.fmt_s(s[v]["decode_after_first"]),
+                c.fmt_s(s[v]["transcribe"]),
+            ]
+        )
     saved = off["decode_after_first"] - s["prefetch"]["decode_after_first"]
     share = sum(r["decode_alone"]) / off["transcribe"] if off["transcribe"] else 0.0
-    return "\n".join([
-        f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio: the committed clips"
-        "; in full mode also 50 s MP3 mixes), tiny.en on the CPU with `--backend whisper`, "
-        "one engine per batch, after a warm-up; "
-        f"{r['rounds']} interleaved round(s); medians.",
-        "",
-        c.table(["variant", "batch wall", "vs no prefetch", "engine waits for audio (all)",
-                 "... files 2..N", "transcribe (sum)"], rows),
-        "",
-        f"Decoding every file alone takes {sum(r['decode_alone']):.2f} s in all "
-        f"(largest {max(r['decode_alone']):.2f} s), {share:.1%} of the transcription time; "
-        f"prefetch took {saved:.2f} s of waiting off the engine thread (the first file is "
-        "never prefetched). That is all it can save: where decoding is this small a share, the "
-        "batch wall time cannot show it through the machine's noise. The share grows where "
-        "transcription is fast (a GPU, or faster-whisper) and with long video files.",
-    ])
+    return "\n".join(
+        [
+            f"Inputs: {r['files']} files ({r['audio_seconds']:.0f} s of audio: the committed clips"
+            "; in full mode also 50 s MP3 mixes), tiny.en on the CPU with `--backend whisper`, "
+            "one engine per batch, after a warm-up; "
+            f"{r['rounds']} interleaved round(s); medians.",
+            "",
+            c.table(
+                [
+                    "variant",
+                    "batch wall",
+                    "vs no prefetch",
+                    "engine waits for audio (all)",
+                    "... files 2..N",
+                    "transcribe (sum)",
+                ],
+                rows,
+            ),
+            "",
+            f"Decoding every file alone takes {sum(r['decode_alone']):.2f} s in all "
+            f"(largest {max(r['decode_alone']):.2f} s), {share:.1%} of the transcription time; "
+            f"prefetch took {saved:.2f} s of waiting off the engine thread (the first file is "
+            "never prefetched). That is all it can save: where decoding is this small a share, the "
+            "batch wall time cannot show it through the machine's noise. The share grows where "
+            "transcription is fast (a GPU, or faster-whisper) and with long video files.",
+        ]
+    )
 
 
 if __name__ == "__main__":

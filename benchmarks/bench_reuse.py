@@ -38,8 +38,11 @@ def whisper_settings(out: Path) -> Any:
 def main(argv: list[str] | None = None) -> int:
     p = c.base_parser(__doc__)
     p.add_argument("--files", type=int, help="N files (default: quick 3, full 6)")
-    p.add_argument("--jit-cache", action="store_true",
-                   help="also in --quick: the per-file run with numba's JIT cache on")
+    p.add_argument(
+        "--jit-cache",
+        action="store_true",
+        help="also in --quick: the per-file run with numba's JIT cache on",
+    )
     args = p.parse_args(argv)
     rounds = c.rounds(args)
     n = args.files or (3 if args.quick else 6)
@@ -60,9 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick or args.jit_cache:
         variants.append("run-per-file-jit-cached")
         # It needs a filled cache, as it would be after the first run ever.
-        c.run_process([sys.executable, "-c", NUMBA_CACHED_RUN, "run", "-q", *WHISPER, "--state",
-                       str(tmp / "prime.db"), "--output-dir", str(tmp / "prime"),
-                       str(files[0])], env)
+        c.run_process(
+            [
+                sys.executable,
+                "-c",
+                NUMBA_CACHED_RUN,
+                "run",
+                "-q",
+                *WHISPER,
+                "--state",
+                str(tmp / "prime.db"),
+                "--output-dir",
+                str(tmp / "prime"),
+                str(files[0]),
+            ],
+            env,
+        )
     walls: dict[str, list[float]] = {v: [] for v in variants}
     per_file: dict[str, list[list[float]]] = {v: [] for v in variants}  # wall per file
     stage_sums: dict[str, list[list[float]]] = {v: [] for v in variants}
@@ -71,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         out = tmp / f"out-{variant}-{r}"
         print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
         if variant == "engine-batch":
-            run = c.engine_batch(files, whisper_settings(out),
-                                 out / "s.db")
+            run = c.engine_batch(files, whisper_settings(out), out / "s.db")
             walls[variant].append(run.wall)
             loads += run.loads
             per_file[variant].append([run.job_wall[j.id] for j in run.jobs])
@@ -80,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         elif variant == "engine-per-file":
             total, one, sums = 0.0, [], []
             for i, f in enumerate(files):
-                run = c.engine_batch([f], whisper_settings(out),
-                                     out / f"s{i}.db")
+                run = c.engine_batch([f], whisper_settings(out), out / f"s{i}.db")
                 total += run.wall
                 one.append(run.wall)
                 sums.append(sum(t for _k, t in run.jobs[0].stage_times))
@@ -89,14 +103,29 @@ def main(argv: list[str] | None = None) -> int:
             per_file[variant].append(one)
             stage_sums[variant].append(sums)
         else:
-            prefix = [subq] if variant != "run-per-file-jit-cached" else [
-                sys.executable, "-c", NUMBA_CACHED_RUN]
+            prefix = (
+                [subq]
+                if variant != "run-per-file-jit-cached"
+                else [sys.executable, "-c", NUMBA_CACHED_RUN]
+            )
             groups = [files] if variant == "run-batch" else [[f] for f in files]
             total, one, sums = 0.0, [], []
             for i, group in enumerate(groups):
                 state = out / f"s{i}.db"
-                res = c.run_process([*prefix, "run", "-q", *WHISPER, "--state", str(state),
-                                     "--output-dir", str(out), *map(str, group)], env)
+                res = c.run_process(
+                    [
+                        *prefix,
+                        "run",
+                        "-q",
+                        *WHISPER,
+                        "--state",
+                        str(state),
+                        "--output-dir",
+                        str(out),
+                        *map(str, group),
+                    ],
+                    env,
+                )
                 if res.returncode != 0:
                     raise SystemExit(f"{variant} failed:\n{res.output[-2000:]}")
                 total += res.wall
@@ -110,12 +139,28 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {v: c.median(walls[v]) for v in variants}
     result: dict[str, Any] = {
-        "name": "reuse", "machine": c.machine(), "rounds": rounds, "files": n,
-        "audio_seconds": audio, "walls": walls, "per_file": per_file, "stage_sums": stage_sums,
-        "model_load_seconds": loads, "median": med,
-        "command": c.command_line("bench_reuse.py", args, " ".join(
-            x for x in (f"--files {n}" if args.files else "",
-                        "--jit-cache" if args.jit_cache else "") if x)),
+        "name": "reuse",
+        "machine": c.machine(),
+        "rounds": rounds,
+        "files": n,
+        "audio_seconds": audio,
+        "walls": walls,
+        "per_file": per_file,
+        "stage_sums": stage_sums,
+        "model_load_seconds": loads,
+        "median": med,
+        "command": c.command_line(
+            "bench_reuse.py",
+            args,
+            " ".join(
+                x
+                for x in (
+                    f"--files {n}" if args.files else "",
+                    "--jit-cache" if args.jit_cache else "",
+                )
+                if x
+            ),
+        ),
     }
     result["elapsed"] = time.perf_counter() - started
     result["markdown"] = markdown(result)
@@ -132,9 +177,13 @@ def markdown(r: dict[str, Any]) -> str:
         "run-per-file-jit-cached": "`subq run` once per file, numba JIT cache on (proposed)",
     }
     labels = {k: v for k, v in labels.items() if k in med}
-    base = {"engine-batch": "engine-batch", "engine-per-file": "engine-batch",
-            "run-batch": "run-batch", "run-per-file": "run-batch",
-            "run-per-file-jit-cached": "run-batch"}
+    base = {
+        "engine-batch": "engine-batch",
+        "engine-per-file": "engine-batch",
+        "run-batch": "run-batch",
+        "run-per-file": "run-batch",
+        "run-per-file-jit-cached": "run-batch",
+    }
     rows = []
     for v, label in labels.items():
         ratio = med[v] / med[base[v]] if med[base[v]] else float("nan")
@@ -162,13 +211,16 @@ def markdown(r: dict[str, Any]) -> str:
         s2 = c.median(run[1] for run in sums) if n > 1 else s
         w2 = c.median(run[1] for run in walls) if n > 1 else w
         rows.append([k + 1, c.fmt_s(s), c.fmt_x(s / s2), c.fmt_s(w), c.fmt_x(w / w2)])
-    out += [c.table(["file k", "stage_times sum", "vs file 2", "job wall", "vs file 2"], rows),
-            ""]
+    out += [c.table(["file k", "stage_times sum", "vs file 2", "job wall", "vs file 2"], rows), ""]
     per = r["per_file"]["run-per-file"]
     if per and all(per):
         rows = [[k + 1, c.fmt_s(c.median(run[k] for run in per))] for k in range(n)]
-        out += ["`subq run` per file, wall time of each whole process:", "",
-                c.table(["file k", "process wall"], rows), ""]
+        out += [
+            "`subq run` per file, wall time of each whole process:",
+            "",
+            c.table(["file k", "process wall"], rows),
+            "",
+        ]
     return "\n".join(out)
 
 

@@ -27,26 +27,42 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 OPUS_MT = {  # Helsinki-NLP/opus-mt-en-de's config.json
-    "vocab_size": 58101, "d_model": 512, "layers": 6, "heads": 8, "ffn": 2048,
+    "vocab_size": 58101,
+    "d_model": 512,
+    "layers": 6,
+    "heads": 8,
+    "ffn": 2048,
     "activation_function": "swish",
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="16 cues, batch sizes 1,4,16: under 2 minutes on a 2-core CPU")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="16 cues, batch sizes 1,4,16: under 2 minutes on a 2-core CPU",
+    )
     p.add_argument("--segments", type=int, help="cues to translate (default 128; quick 16)")
     p.add_argument("--batch-sizes", help="comma-separated (default 1,4,8,16,32; quick 1,4,16)")
-    p.add_argument("--tokens", type=int, default=24,
-                   help="tokens generated per cue, min = max (default 24)")
+    p.add_argument(
+        "--tokens", type=int, default=24, help="tokens generated per cue, min = max (default 24)"
+    )
     p.add_argument("--beams", type=int, default=1, help="num_beams (default 1, greedy)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="rounds over all batch sizes, interleaved; the best round counts")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds over all batch sizes, interleaved; the best round counts",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a small shared CPU, more threads "
-                        "mostly wait on each other; 0 = torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a small shared CPU, more threads "
+        "mostly wait on each other; 0 = torch's choice)",
+    )
     p.add_argument("--out", type=Path, help="append the results as a markdown section here")
     args = p.parse_args(argv)
     args.segments = args.segments or (16 if args.quick else 128)
@@ -76,19 +92,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="subq-bench-marian-") as tmp:
         t0 = time.perf_counter()
         folder = build_marian(
-            Path(tmp) / "opus-mt-sized", words=reference_words(), vocab_size=OPUS_MT["vocab_size"],
-            d_model=OPUS_MT["d_model"], layers=OPUS_MT["layers"], heads=OPUS_MT["heads"],
-            ffn=OPUS_MT["ffn"], activation_function=OPUS_MT["activation_function"],
-            num_beams=args.beams, min_new_tokens=args.tokens, max_new_tokens=args.tokens,
+            Path(tmp) / "opus-mt-sized",
+            words=reference_words(),
+            vocab_size=OPUS_MT["vocab_size"],
+            d_model=OPUS_MT["d_model"],
+            layers=OPUS_MT["layers"],
+            heads=OPUS_MT["heads"],
+            ffn=OPUS_MT["ffn"],
+            activation_function=OPUS_MT["activation_function"],
+            num_beams=args.beams,
+            min_new_tokens=args.tokens,
+            max_new_tokens=args.tokens,
         )
         built = time.perf_counter() - t0
         t0 = time.perf_counter()
         translator = load_translator(str(folder), args.device)
         loaded = time.perf_counter() - t0
     params = sum(p.numel() for p in translator.model.parameters())
-    print(f"model: random Marian, {params / 1e6:.1f} M parameters, built+saved in {built:.1f} s, "
-          f"loaded in {loaded:.1f} s; {args.segments} cues, {args.tokens} new tokens each "
-          f"(min = max), num_beams {args.beams}", flush=True)
+    print(
+        f"model: random Marian, {params / 1e6:.1f} M parameters, built+saved in {built:.1f} s, "
+        f"loaded in {loaded:.1f} s; {args.segments} cues, {args.tokens} new tokens each "
+        f"(min = max), num_beams {args.beams}",
+        flush=True,
+    )
 
     translator.translate(texts[:2], "en", "de", batch_size=2)  # warm-up: allocator, kernels
     best: dict[int, float] = {}
@@ -102,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - t0
             best[size] = min(best.get(size, elapsed), elapsed)
             outputs[size] = out
-            print(f"  round {round_ + 1}: batch {size:>3}: {elapsed:7.2f} s "
-                  f"({len(texts) / elapsed:6.2f} cues/s)", flush=True)
+            print(
+                f"  round {round_ + 1}: batch {size:>3}: {elapsed:7.2f} s "
+                f"({len(texts) / elapsed:6.2f} cues/s)",
+                flush=True,
+            )
 
     words = {len(t.split()) for out in outputs.values() for t in out}
     info = {
@@ -111,20 +140,26 @@ def main(argv: list[str] | None = None) -> int:
         "torch threads": str(torch.get_num_threads()) if args.device == "cpu" else "-",
         "torch / transformers": f"{torch.__version__} / {transformers.__version__}",
         "model": f"random-weight Marian, opus-mt-en-de shape ({params / 1e6:.1f} M params: "
-                 f"d_model 512, 6+6 layers, 8 heads, FFN 2048, vocab 58101)",
+        f"d_model 512, 6+6 layers, 8 heads, FFN 2048, vocab 58101)",
         "generation": f"{args.tokens} new tokens per cue (min_new_tokens = max_new_tokens), "
-                      f"num_beams {args.beams}; words per output seen: "
-                      f"{', '.join(map(str, sorted(words)))}",
+        f"num_beams {args.beams}; words per output seen: "
+        f"{', '.join(map(str, sorted(words)))}",
         "input": f"{args.segments} cues: references.json sentences, repeated",
         "timing": f"best of {args.repeat} interleaved round(s) per batch size",
     }
     table = render(best, outputs, len(texts), args.tokens)
     title = f"Translation batching, {'quick' if args.quick else 'full'} run"
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    section = "\n".join([
-        f"## {title} ({stamp})", "",
-        *(f"- {k}: {v}" for k, v in info.items()), "", table, "",
-    ])
+    section = "\n".join(
+        [
+            f"## {title} ({stamp})",
+            "",
+            *(f"- {k}: {v}" for k, v in info.items()),
+            "",
+            table,
+            "",
+        ]
+    )
     print()
     print(section)
     if args.out:

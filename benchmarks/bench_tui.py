@@ -68,8 +68,11 @@ class Probes:
 
         def display(screen: Any, renderable: Any) -> None:
             original(screen, renderable)
-            if (renderable is not None and self.target is not None
-                    and self.table.cursor_row == self.target):
+            if (
+                renderable is not None
+                and self.target is not None
+                and self.table.cursor_row == self.target
+            ):
                 self.shown_at = time.perf_counter()
                 self.target = None
 
@@ -103,8 +106,10 @@ class Probes:
         stop = asyncio.Event()
         lags: list[float] = []
         keys: list[float] = []
-        tasks = [asyncio.create_task(self.lag(stop, lags)),
-                 asyncio.create_task(self.keys(stop, keys))]
+        tasks = [
+            asyncio.create_task(self.lag(stop, lags)),
+            asyncio.create_task(self.keys(stop, keys)),
+        ]
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
             if busy is not None and not busy():
@@ -124,10 +129,10 @@ async def measure(tmp: Path, idle_s: float, busy_s: float) -> dict[str, Any]:
     media = tmp / "media"
     media.mkdir()
     paths = [shutil.copy(DATA / name, media / name) for name in CLIPS]
-    paths += [shutil.copy(DATA / "long.mp3", media / f"long-{i}.mp3")
-              for i in range(2, 2 + EXTRA_LONG)]
-    engine = Engine(Settings(keep_alive=-1), tmp / "state.sqlite3", whole_queue=True,
-                    paused=True)
+    paths += [
+        shutil.copy(DATA / "long.mp3", media / f"long-{i}.mp3") for i in range(2, 2 + EXTRA_LONG)
+    ]
+    engine = Engine(Settings(keep_alive=-1), tmp / "state.sqlite3", whole_queue=True, paused=True)
     engine.start()
     app = SubqApp(engine, start_paths=paths)
     results: dict[str, Any] = {}
@@ -167,8 +172,10 @@ async def measure(tmp: Path, idle_s: float, busy_s: float) -> dict[str, Any]:
 def row(name: str, r: dict[str, Any]) -> str:
     lag, keys = r["lag"], r["keys"]
     within = sum(k <= TARGET_KEY_MS for k in keys)
-    return (f"| {name} | {pct(lag, 0.5):.1f} | {pct(lag, 0.99):.1f} | {max(lag):.1f} | "
-            f"{pct(keys, 0.5):.1f} | {pct(keys, 0.99):.1f} | {within}/{len(keys)} |")
+    return (
+        f"| {name} | {pct(lag, 0.5):.1f} | {pct(lag, 0.99):.1f} | {max(lag):.1f} | "
+        f"{pct(keys, 0.5):.1f} | {pct(keys, 0.99):.1f} | {within}/{len(keys)} |"
+    )
 
 
 def section(results: dict[str, Any], quick: bool, load: float) -> str:
@@ -178,12 +185,14 @@ def section(results: dict[str, Any], quick: bool, load: float) -> str:
     verdict = (
         f"Under a full batch the event-loop lag p99 is {busy_lag99:.1f} ms "
         f"(idle {pct(idle['lag'], 0.99):.1f} ms) and "
-        + (f"every key press ({len(busy['keys'])}) was on screen within "
-           f"{TARGET_KEY_MS:.0f} ms, so the target is met."
-           if busy_keys_ok else
-           f"{sum(k > TARGET_KEY_MS for k in busy['keys'])} of {len(busy['keys'])} key "
-           f"presses took longer than {TARGET_KEY_MS:.0f} ms (slowest "
-           f"{max(busy['keys']):.0f} ms), so the key target is not met.")
+        + (
+            f"every key press ({len(busy['keys'])}) was on screen within "
+            f"{TARGET_KEY_MS:.0f} ms, so the target is met."
+            if busy_keys_ok
+            else f"{sum(k > TARGET_KEY_MS for k in busy['keys'])} of {len(busy['keys'])} key "
+            f"presses took longer than {TARGET_KEY_MS:.0f} ms (slowest "
+            f"{max(busy['keys']):.0f} ms), so the key target is not met."
+        )
     )
     cmd = "python benchmarks/bench_tui.py" + (" --quick" if quick else "")
     lines = [
@@ -231,9 +240,12 @@ def main() -> int:
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-    print(f"(lag samples: idle {len(results['idle']['lag'])}, busy "
-          f"{len(results['busy']['lag'])}; median key latency idle "
-          f"{statistics.median(results['idle']['keys']):.1f} ms)", file=sys.stderr)
+    print(
+        f"(lag samples: idle {len(results['idle']['lag'])}, busy "
+        f"{len(results['busy']['lag'])}; median key latency idle "
+        f"{statistics.median(results['idle']['keys']):.1f} ms)",
+        file=sys.stderr,
+    )
     return 0
 
 

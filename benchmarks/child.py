@@ -1,12 +1,12 @@
 """Processes the benchmarks start, so each variant gets a fresh process (peak RSS is its own).
 
-    python benchmarks/child.py batch --settings '{"cleanup": "stage"}' --state S --json OUT F...
-        one subq Engine over the files; prints wall time, RSS figures and the time spent in
-        memory.clean (what the cleanup policy costs), as JSON; --clean trim-only swaps in
-        the proposed CPU cleanup (malloc_trim without a full gc.collect)
-    python benchmarks/child.py fwloop --out DIR [--beam-size 5] F...
-        the faster-whisper peer: load WhisperModel once and loop over the files, writing SRT
-        (faster-whisper's own defaults unless told: beam 5, best_of 5, no VAD, no word times)
+python benchmarks/child.py batch --settings '{"cleanup": "stage"}' --state S --json OUT F...
+    one subq Engine over the files; prints wall time, RSS figures and the time spent in
+    memory.clean (what the cleanup policy costs), as JSON; --clean trim-only swaps in
+    the proposed CPU cleanup (malloc_trim without a full gc.collect)
+python benchmarks/child.py fwloop --out DIR [--beam-size 5] F...
+    the faster-whisper peer: load WhisperModel once and loop over the files, writing SRT
+    (faster-whisper's own defaults unless told: beam 5, best_of 5, no VAD, no word times)
 """
 
 from __future__ import annotations
@@ -44,12 +44,17 @@ def batch(args: argparse.Namespace) -> int:
 
     memory.clean = timed_clean  # the pipeline calls memory.clean through the module
     settings = Settings.from_mapping({"keep_alive": -1, **json.loads(args.settings)}).validate()
-    run = c.engine_batch([Path(f) for f in args.files], settings, Path(args.state),
-                         memory_interval=args.interval)
+    run = c.engine_batch(
+        [Path(f) for f in args.files], settings, Path(args.state), memory_interval=args.interval
+    )
     out = {
-        "wall": run.wall, "rss_done": run.rss_done, "rss_samples": run.rss_samples,
+        "wall": run.wall,
+        "rss_done": run.rss_done,
+        "rss_samples": run.rss_samples,
         "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "stage_times": [dict(j.stage_times) for j in run.jobs], "loads": run.loads, **spent,
+        "stage_times": [dict(j.stage_times) for j in run.jobs],
+        "loads": run.loads,
+        **spent,
     }
     Path(args.json).write_text(json.dumps(out), encoding="utf-8")
     return 0
@@ -85,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--state", required=True)
     b.add_argument("--json", required=True)
     b.add_argument("--interval", type=float, default=0.1)
-    b.add_argument("--clean", choices=("as-is", "trim-only"), default="as-is",
-                   help="trim-only: memory.clean without gc.collect() on the CPU (proposed)")
+    b.add_argument(
+        "--clean",
+        choices=("as-is", "trim-only"),
+        default="as-is",
+        help="trim-only: memory.clean without gc.collect() on the CPU (proposed)",
+    )
     b.add_argument("files", nargs="+")
     f = sub.add_parser("fwloop")
     f.add_argument("--out", required=True)

@@ -100,15 +100,21 @@ def machine() -> dict[str, Any]:
             versions[module] = getattr(__import__(module), "__version__", "?")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-        "versions": versions, "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": datetime.date.today().isoformat(),
         "load_at_start": round(load, 2) if load is not None else None,
     }
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    return (f"{m['date']}, {m['cpu']}, {m['cores']} cores, {m['gpu']}; load average "
-            f"{m['load_at_start']} at start (machine shared with other jobs)")
+    return (
+        f"{m['date']}, {m['cpu']}, {m['cores']} cores, {m['gpu']}; load average "
+        f"{m['load_at_start']} at start (machine shared with other jobs)"
+    )
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -165,13 +171,17 @@ def long_parts(parts: int = 3) -> list[tuple[Any, str]]:
                 gaps.append((start + i) // 2 * hop)
             start = None
     if len(gaps) != len(sentences) - 1:
-        raise RuntimeError(f"long.mp3: found {len(gaps)} sentence pauses for "
-                           f"{len(sentences)} sentences; cannot cut it into whole sentences")
+        raise RuntimeError(
+            f"long.mp3: found {len(gaps)} sentence pauses for "
+            f"{len(sentences)} sentences; cannot cut it into whole sentences"
+        )
     per = len(sentences) / parts
     cuts = [0] + [gaps[round(per * k) - 1] for k in range(1, parts)] + [len(audio)]
     bounds = [0] + [round(per * k) for k in range(1, parts)] + [len(sentences)]
-    return [(audio[cuts[k]:cuts[k + 1]], " ".join(sentences[bounds[k]:bounds[k + 1]]))
-            for k in range(parts)]
+    return [
+        (audio[cuts[k] : cuts[k + 1]], " ".join(sentences[bounds[k] : bounds[k + 1]]))
+        for k in range(parts)
+    ]
 
 
 def make_mixes(folder: Path, count: int = 3, fmt: str = "wav") -> list[Path]:
@@ -205,17 +215,19 @@ def make_mixes(folder: Path, count: int = 3, fmt: str = "wav") -> list[Path]:
                 stream.bit_rate = 64_000
             frame_size = 1152 if fmt == "mp3" else 4096
             for start in range(0, len(pcm), frame_size):
-                chunk = pcm[start:start + frame_size]
-                frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16",
-                                                   layout="mono")
+                chunk = pcm[start : start + frame_size]
+                frame = av.AudioFrame.from_ndarray(
+                    chunk.reshape(1, -1), format="s16", layout="mono"
+                )
                 frame.sample_rate = RATE
                 frame.pts = start
                 for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode(None):
                 container.mux(packet)
-        path.with_suffix(".ref.txt").write_text(" ".join(text for _a, text in order),
-                                                encoding="utf-8")
+        path.with_suffix(".ref.txt").write_text(
+            " ".join(text for _a, text in order), encoding="utf-8"
+        )
         out.append(path)
     return out
 
@@ -256,12 +268,19 @@ class ProcResult:
     output: str
 
 
-def run_process(cmd: Sequence[str], env: dict[str, str] | None = None,
-                timeout: float = 1800) -> ProcResult:
+def run_process(
+    cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = 1800
+) -> ProcResult:
     """Run a whole process; wall time and its peak RSS (wait4's rusage)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     try:
@@ -338,18 +357,25 @@ class BatchRun:
     events: list[Any] = field(default_factory=list)
 
 
-def engine_batch(paths: Sequence[Path], settings: Any, state: Path, *,
-                 engine_cls: Any = None, memory_interval: float = 0.5,
-                 on_event: Callable[[Any, Any], None] | None = None,
-                 timeout: float = 1800) -> BatchRun:
+def engine_batch(
+    paths: Sequence[Path],
+    settings: Any,
+    state: Path,
+    *,
+    engine_cls: Any = None,
+    memory_interval: float = 0.5,
+    on_event: Callable[[Any, Any], None] | None = None,
+    timeout: float = 1800,
+) -> BatchRun:
     """One engine, all `paths` queued at once; wall time from add to idle."""
     from subq.engine import memory
     from subq.engine.events import JobChanged, MemorySampled, ModelLoaded
     from subq.engine.jobs import JobState
     from subq.engine.runner import Engine
 
-    engine = (engine_cls or Engine)(settings, state, whole_queue=False,
-                                    memory_interval=memory_interval)
+    engine = (engine_cls or Engine)(
+        settings, state, whole_queue=False, memory_interval=memory_interval
+    )
     run = BatchRun(0.0, [])
     started_at: dict[int, float] = {}
 

@@ -38,8 +38,9 @@ def text_of(transcript: asr.Transcript) -> str:
 def test_long_file_is_cut_at_silences_and_decoded_in_batches(model, references):
     audio = media.decode_audio(DATA / "long.mp3")
     seeks: list[tuple[float, float]] = []
-    result = transcribe_batched(model, audio, options(2),
-                                on_window=lambda cp, f: seeks.append((cp.seek, f)))
+    result = transcribe_batched(
+        model, audio, options(2), on_window=lambda cp, f: seeks.append((cp.seek, f))
+    )
     # 69 s of speech -> 3 chunks of <= 30 s -> 2 model calls at batch 2, 1 at batch 4
     assert result.windows == len(seeks) == 2
     assert seeks[0] == (0.0, 0.0) and 30 < seeks[1][0] < 69 and seeks[1][1] < 1
@@ -84,9 +85,7 @@ def test_stop_between_batches_and_resume_gives_the_same_transcript(model):
         assert abs(a.start - b.start) < 0.2 and abs(a.end - b.end) < 0.2
 
 
-def test_checkpoint_after_a_long_silence_points_into_the_audio_not_the_speech(
-    model, references
-):
+def test_checkpoint_after_a_long_silence_points_into_the_audio_not_the_speech(model, references):
     """The pipeline numbers chunks in speech-only time; a checkpoint must use audio time, or
     a resume after a long silence would transcribe the stretch before it twice."""
     speech = media.decode_audio(DATA / "long.mp3")
@@ -139,9 +138,24 @@ def test_both_backends_run_batched_mode_from_the_command_line(tmp_path):
         Settings(asr_batch_size=-1).validate()
     for backend in ("whisper", "faster-whisper"):
         proc = subprocess.run(
-            [sys.executable, "-m", "subq.tui.cli", "run", "--backend", backend, "--force",
-             "--asr-batch-size", "4", "--state", str(tmp_path / "q.db"), str(clip)],
-            capture_output=True, text=True, env=subq_env(tmp_path), timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "subq.tui.cli",
+                "run",
+                "--backend",
+                backend,
+                "--force",
+                "--asr-batch-size",
+                "4",
+                "--state",
+                str(tmp_path / "q.db"),
+                str(clip),
+            ],
+            capture_output=True,
+            text=True,
+            env=subq_env(tmp_path),
+            timeout=300,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert ("(faster-whisper)" in proc.stdout) == (backend == "faster-whisper"), proc.stdout

@@ -83,8 +83,7 @@ def test_cpu_run_with_the_default_backend_never_imports_torch(tmp_path):
         f"{str(tmp_path)!r}, {str(DATA / 'podcast.mp3')!r}])\n"
         "print(rc, 'torch' in sys.modules, 'whisper' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.split() == ["0", "False", "False"], proc.stdout + proc.stderr
     assert "healthy dinner" in (tmp_path / "podcast.srt").read_text(encoding="utf-8")
 
@@ -112,7 +111,8 @@ def test_auto_backend_follows_device_model_and_mode(tmp_path, monkeypatch):
     assert resolve_backend("auto", "cuda", "distil-large-v3") == "faster-whisper"
     assert resolve_backend("auto", "cuda", "Systran/faster-whisper-small") == "faster-whisper"
     assert resolve_backend("auto", "cuda", str(bundled_model_dir() / "model.bin")) == (
-        "faster-whisper")
+        "faster-whisper"
+    )
     # a name no path can be: the loader, not the resolver, reports it
     assert resolve_backend("auto", "cpu", "~no-such-user-xyz/model") == "faster-whisper"
     assert resolve_backend("auto", "cpu", "x" * 300) == "faster-whisper"

@@ -54,8 +54,9 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
     return run
 
 
-async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 60.0,
-                     what: str = "condition") -> None:
+async def wait_until(
+    pilot: Pilot, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition"
+) -> None:
     """Let the app run until `predicate()` holds; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,11 +157,17 @@ async def test_add_by_marking_in_the_tree(make_engine, clips, monkeypatch) -> No
         tree.move_cursor(tree.root.children[0])
         await pilot.press("space", "down", "down", "space")
         summary = app.screen.query_one("#picker-summary", Static)
-        await wait_until(pilot, lambda: "2 marked: 2 files · 0:17 total" in str(summary.render()),
-                         what="the count of marked files")
+        await wait_until(
+            pilot,
+            lambda: "2 marked: 2 files · 0:17 total" in str(summary.render()),
+            what="the count of marked files",
+        )
         await pilot.press("enter")
-        await wait_until(pilot, lambda: sorted(names(app)) == ["lecture.mkv", "podcast.mp3"],
-                         what="marked files added")
+        await wait_until(
+            pilot,
+            lambda: sorted(names(app)) == ["lecture.mkv", "podcast.mp3"],
+            what="marked files added",
+        )
         assert isinstance(app.screen, MainScreen)
 
 
@@ -183,22 +190,26 @@ async def test_pause_and_resume(make_engine, clips) -> None:
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"]), str(clips["talk.mp4"])])
     async with app.run_test(size=(100, 30)) as pilot:
         job = table(app)
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
-                         what="long.mp3 running")
+        await wait_until(
+            pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING, what="long.mp3 running"
+        )
         await pilot.press("p")
         assert status(app).state in ("pausing", "paused")  # shown at once, before the engine
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.PAUSED, 120,
-                         "long.mp3 paused")
+        await wait_until(
+            pilot, lambda: state_of(app, "long.mp3") == JobState.PAUSED, 120, "long.mp3 paused"
+        )
         await wait_until(pilot, lambda: status(app).state == "paused", what="header paused")
         # new rows are drawn at most once a second: long.mp3 can pause before talk's row shows
-        await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.QUEUED,
-                         what="talk.mp4 queued")
+        await wait_until(
+            pilot, lambda: state_of(app, "talk.mp4") == JobState.QUEUED, what="talk.mp4 queued"
+        )
         paused_at = job.job(job.order[0]).resume_from  # type: ignore[union-attr]
 
         await pilot.press("p")
         assert status(app).state == "running"
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
-                         what="resumed")
+        await wait_until(
+            pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING, what="resumed"
+        )
         await pilot.press("p")
         await wait_until(pilot, lambda: status(app).state == "paused", 120, "paused again")
         assert engine.paused
@@ -217,8 +228,11 @@ async def test_move_keys(make_engine, clips) -> None:
             await pilot.press(*keys)
             assert names(app) == expected  # the row moved at once
             assert names(app)[table(app).cursor_row] == expected_selected
-            await wait_until(pilot, lambda: [j.name for j in engine.jobs()] == expected,
-                             what=f"engine order {expected}")
+            await wait_until(
+                pilot,
+                lambda: [j.name for j in engine.jobs()] == expected,
+                what=f"engine order {expected}",
+            )
 
         select(app, "podcast.mp3")
         expected_selected = "podcast.mp3"
@@ -239,18 +253,24 @@ async def test_cancel_remove_retry_clear(make_engine, clips) -> None:
         await wait_until(pilot, lambda: len(names(app)) == 3, what="three jobs")
         select(app, "lecture.mkv")
         await pilot.press("x")
-        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED,
-                         what="cancelled")
+        await wait_until(
+            pilot, lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED, what="cancelled"
+        )
         await pilot.press("r")
-        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.QUEUED,
-                         what="queued again")
+        await wait_until(
+            pilot, lambda: state_of(app, "lecture.mkv") == JobState.QUEUED, what="queued again"
+        )
         await pilot.press("r")  # not finished: refused with a warning, nothing changes
         await pilot.press("x")
-        await wait_until(pilot, lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED,
-                         what="cancelled again")
+        await wait_until(
+            pilot,
+            lambda: state_of(app, "lecture.mkv") == JobState.CANCELLED,
+            what="cancelled again",
+        )
         await pilot.press("c")
-        await wait_until(pilot, lambda: names(app) == ["talk.mp4", "podcast.mp3"],
-                         what="finished cleared")
+        await wait_until(
+            pilot, lambda: names(app) == ["talk.mp4", "podcast.mp3"], what="finished cleared"
+        )
         select(app, "podcast.mp3")
         await pilot.press("delete")
         await wait_until(pilot, lambda: names(app) == ["talk.mp4"], what="removed")
@@ -262,17 +282,21 @@ async def test_cancel_running_job_then_retry_it(make_engine, clips) -> None:
     engine = started(make_engine, sample_memory=False)
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING,
-                         what="running")
+        await wait_until(
+            pilot, lambda: state_of(app, "long.mp3") == JobState.RUNNING, what="running"
+        )
         await pilot.press("x")
         cell = str(table(app).get_cell("1", "stage"))  # shown until the engine acts on it
         assert "cancelling" in cell or state_of(app, "long.mp3") == JobState.CANCELLED
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") == JobState.CANCELLED, 120,
-                         "cancelled")
+        await wait_until(
+            pilot, lambda: state_of(app, "long.mp3") == JobState.CANCELLED, 120, "cancelled"
+        )
         await pilot.press("r")
-        await wait_until(pilot, lambda: state_of(app, "long.mp3") in (JobState.QUEUED,
-                                                                       JobState.RUNNING),
-                         what="retried")
+        await wait_until(
+            pilot,
+            lambda: state_of(app, "long.mp3") in (JobState.QUEUED, JobState.RUNNING),
+            what="retried",
+        )
         await pilot.press("p")
         await wait_until(pilot, lambda: status(app).state == "paused", 120, "paused")
 
@@ -282,8 +306,9 @@ async def test_failed_job_shows_its_error(make_engine, clips) -> None:
     engine = started(make_engine, sample_memory=False)
     app = SubqApp(engine, start_paths=[str(clips["noaudio.mp4"])])
     async with app.run_test(size=(160, 40)) as pilot:
-        await wait_until(pilot, lambda: state_of(app, "noaudio.mp4") == JobState.FAILED,
-                         what="failed")
+        await wait_until(
+            pilot, lambda: state_of(app, "noaudio.mp4") == JobState.FAILED, what="failed"
+        )
         row = [str(c) for c in table(app).get_row("1")]
         assert "failed" in row[3]  # the word, not just a colour
         assert "no audio stream" in row[-1]
@@ -301,8 +326,11 @@ async def test_unload_whisper(make_engine, clips) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         panel = app.main.query_one(MemoryPanel)
         await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.DONE, 120, "done")
-        await wait_until(pilot, lambda: any(m.kind == "whisper" for m in panel.models.values()),
-                         what="whisper listed")
+        await wait_until(
+            pilot,
+            lambda: any(m.kind == "whisper" for m in panel.models.values()),
+            what="whisper listed",
+        )
         assert "whisper" in " ".join(status(app).models)
         await wait_until(pilot, lambda: panel.latest is not None, what="a memory sample")
         assert panel.latest is not None and panel.latest.rss_bytes > 0
@@ -321,15 +349,28 @@ async def test_release_gpu_while_running(make_engine, clips) -> None:
     engine = started(make_engine, sample_memory=False)
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: table(app).row_count == 1 and str(table(app).get_cell(
-            "1", "stage")).strip() == Stage.TRANSCRIBE.value, 120, "transcribing")
+        await wait_until(
+            pilot,
+            lambda: (
+                table(app).row_count == 1
+                and str(table(app).get_cell("1", "stage")).strip() == Stage.TRANSCRIBE.value
+            ),
+            120,
+            "transcribing",
+        )
         await pilot.press("R")
         shown = status(app)  # at once; "paused" only if the engine was already at a safe point
         assert shown.state in ("pausing", "paused")
         if shown.state == "pausing":
             assert shown.pending == ("translation", "whisper")  # "unload pending"
-        await wait_until(pilot, lambda: status(app).state == "paused" and not status(app).pending
-                         and not status(app).models, 120, "paused and unloaded")
+        await wait_until(
+            pilot,
+            lambda: (
+                status(app).state == "paused" and not status(app).pending and not status(app).models
+            ),
+            120,
+            "paused and unloaded",
+        )
         assert state_of(app, "long.mp3") == JobState.PAUSED
         assert "unloaded whisper model" in log_text(app)
         assert engine.models.loaded() == []
@@ -342,16 +383,18 @@ async def test_release_gpu_while_running(make_engine, clips) -> None:
 async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path) -> None:
     state = tmp_path / "quit.sqlite3"
     # openai-whisper: faster-whisper can finish the whole 69 s file before the keys arrive
-    engine = make_engine(Settings(backend="whisper", keep_alive=-1), state=state,
-                         sample_memory=False)
+    engine = make_engine(
+        Settings(backend="whisper", keep_alive=-1), state=state, sample_memory=False
+    )
     engine.start()
     # story.mp3 (3 min, 7 windows): long.mp3's 3 windows could finish before the keys landed
     story = shutil.copy(DATA / "story.mp3", clips["talk.mp4"].parent / "story.mp3")
     paths = [str(story), str(clips["talk.mp4"])]
     app = SubqApp(engine, start_paths=paths)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: state_of(app, "story.mp3") == JobState.RUNNING,
-                         what="running")
+        await wait_until(
+            pilot, lambda: state_of(app, "story.mp3") == JobState.RUNNING, what="running"
+        )
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen), what="question")
         await pilot.press("c")  # cancel: stay
@@ -374,8 +417,11 @@ async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path
     async with app2.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: names(app2) == ["story.mp3", "talk.mp4"], what="rows")
         assert status(app2).state == "paused"
-        await wait_until(pilot, lambda: "p resumes" in str(
-            app2.main.query_one("#counts", Static).render()), what="resume hint")
+        await wait_until(
+            pilot,
+            lambda: "p resumes" in str(app2.main.query_one("#counts", Static).render()),
+            what="resume hint",
+        )
         await pilot.press("q")  # paused: nothing in progress, so no question
         await wait_until(pilot, lambda: app2.return_code is not None, 60, "exit")
 
@@ -442,8 +488,27 @@ async def test_help_lists_every_key_and_palette_runs_actions(make_engine) -> Non
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         text = "\n".join(str(s.render()) for s in app.screen.query(".help-section"))
-        for key in ("a", "p", "K", "J", "shift+↑", "t", "b", "x", "del", "r", "c", "u", "R",
-                    "s", "?", "q", "^p", "space", "esc"):
+        for key in (
+            "a",
+            "p",
+            "K",
+            "J",
+            "shift+↑",
+            "t",
+            "b",
+            "x",
+            "del",
+            "r",
+            "c",
+            "u",
+            "R",
+            "s",
+            "?",
+            "q",
+            "^p",
+            "space",
+            "esc",
+        ):
             assert key in text, key
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
@@ -469,12 +534,22 @@ async def test_progress_is_coalesced_not_posted(make_engine, clips) -> None:
         running = job.moved_to(JobState.RUNNING, stage=Stage.TRANSCRIBE)
         table(app).upsert(running, time.time(), FIXED)  # as if the engine had started it
         for i in range(1, 501):  # a burst, as from a fast GPU: one flush draws the last
-            engine._publish(StageProgressed(job_id=job.id, stage=Stage.TRANSCRIBE,
-                                            fraction=i / 500, speed=12.5, eta=0.0,
-                                            elapsed=4.0))
+            engine._publish(
+                StageProgressed(
+                    job_id=job.id,
+                    stage=Stage.TRANSCRIBE,
+                    fraction=i / 500,
+                    speed=12.5,
+                    eta=0.0,
+                    elapsed=4.0,
+                )
+            )
         engine._publish(LogEmitted(level="warning", message="a warning", job_id=job.id))
-        await wait_until(pilot, lambda: "100%" in str(table(app).get_cell("1", "progress")),
-                         what="the last progress drawn")
+        await wait_until(
+            pilot,
+            lambda: "100%" in str(table(app).get_cell("1", "progress")),
+            what="the last progress drawn",
+        )
         assert "12.5x" in str(table(app).get_cell("1", "speed"))
         posted = [m.event for m in seen if isinstance(m, EngineEvent)]
         assert not any(isinstance(e, StageProgressed) for e in posted)
@@ -491,8 +566,16 @@ async def test_hundreds_of_jobs_stay_responsive(make_engine) -> None:
         await wait_until(pilot, lambda: app.connected, what="connected")
         started_at = time.monotonic()
         for i in range(1, 301):  # the engine's own publish path, as a big folder produces
-            engine._publish(JobChanged(job=Job(id=i, path=f"/videos/part-{i:03d}.mkv",
-                                               settings=engine.settings, position=float(i))))
+            engine._publish(
+                JobChanged(
+                    job=Job(
+                        id=i,
+                        path=f"/videos/part-{i:03d}.mkv",
+                        settings=engine.settings,
+                        position=float(i),
+                    )
+                )
+            )
         await wait_until(pilot, lambda: table(app).row_count == 300, 30, "300 rows")
         assert time.monotonic() - started_at < 20
         assert names(app)[:2] == ["part-001.mkv", "part-002.mkv"]
@@ -518,9 +601,14 @@ def test_signal_checkpoints_and_exits_within_two_seconds(sig, clips, tmp_path) -
 
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color"}
-    proc = subprocess.Popen([sys.executable, "-m", "subq.tui.cli", "--state", str(state),
-                             str(clips["long.mp3"])], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subq.tui.cli", "--state", str(state), str(clips["long.mp3"])],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     try:
         deadline = time.monotonic() + 90

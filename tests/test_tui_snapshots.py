@@ -34,30 +34,55 @@ CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
 def ram_samples() -> list[MemorySampled]:
     """What the sampler reports on a machine without a GPU, with fixed numbers."""
     note = "no GPU: NVML not available (NVMLError_LibraryNotFound)"
-    return [MemorySampled(rss_bytes=(300 + 40 * i) * MIB, ram_total=32 * GIB,
-                          ram_available=(22 - i) * GIB, gpu_note=note, at=FIXED + i)
-            for i in range(6)]
+    return [
+        MemorySampled(
+            rss_bytes=(300 + 40 * i) * MIB,
+            ram_total=32 * GIB,
+            ram_available=(22 - i) * GIB,
+            gpu_note=note,
+            at=FIXED + i,
+        )
+        for i in range(6)
+    ]
 
 
 def gpu_samples() -> list[MemorySampled]:
     """An H100 shared with another user's process, as NVML and torch would report it."""
     out = []
     for i in range(6):
-        gpu = GpuSample(index=0, name="NVIDIA H100 80GB HBM3", uuid=None, total=80 * GIB,
-                        used=(14 + i) * GIB, free=(66 - i) * GIB, utilization=40 + i,
-                        this_process=(2 + i) * GIB,
-                        processes=(GpuProcess(pid=4242, name="python", bytes=12 * GIB),),
-                        torch_allocated=(1 + i) * GIB, torch_reserved=(2 + i) * GIB,
-                        torch_peak=8 * GIB, alloc_retries=0, ooms=0)
-        out.append(MemorySampled(rss_bytes=2 * GIB, ram_total=512 * GIB,
-                                 ram_available=400 * GIB, gpus=(gpu,), gpu_note=CONTEXT_NOTE,
-                                 at=FIXED + i))
+        gpu = GpuSample(
+            index=0,
+            name="NVIDIA H100 80GB HBM3",
+            uuid=None,
+            total=80 * GIB,
+            used=(14 + i) * GIB,
+            free=(66 - i) * GIB,
+            utilization=40 + i,
+            this_process=(2 + i) * GIB,
+            processes=(GpuProcess(pid=4242, name="python", bytes=12 * GIB),),
+            torch_allocated=(1 + i) * GIB,
+            torch_reserved=(2 + i) * GIB,
+            torch_peak=8 * GIB,
+            alloc_retries=0,
+            ooms=0,
+        )
+        out.append(
+            MemorySampled(
+                rss_bytes=2 * GIB,
+                ram_total=512 * GIB,
+                ram_available=400 * GIB,
+                gpus=(gpu,),
+                gpu_note=CONTEXT_NOTE,
+                at=FIXED + i,
+            )
+        )
     return out
 
 
 @pytest.fixture
-def stable(clips: dict[str, Path], tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SubqApp]]:
+def stable(
+    clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., SubqApp]]:
     """Build an app over a paused engine with the clips queued; shut it down afterwards."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
@@ -66,12 +91,14 @@ def stable(clips: dict[str, Path], tmp_path: Path,
     engines: list[Engine] = []
 
     def make(samples: list[MemorySampled] | None = None, **app_kw: object) -> SubqApp:
-        engine = Engine(Settings(keep_alive=-1), tmp_path / "state.sqlite3", paused=True,
-                        sample_memory=False)
+        engine = Engine(
+            Settings(keep_alive=-1), tmp_path / "state.sqlite3", paused=True, sample_memory=False
+        )
         engine.start()
         engines.append(engine)
-        app = SubqApp(engine, clock=lambda: FIXED,
-                      start_paths=[str(clips[n]) for n in CLIPS], **app_kw)  # type: ignore[arg-type]
+        app = SubqApp(
+            engine, clock=lambda: FIXED, start_paths=[str(clips[n]) for n in CLIPS], **app_kw
+        )  # type: ignore[arg-type]
         app.snapshot_samples = samples if samples is not None else ram_samples()  # type: ignore[attr-defined]
         return app
 
@@ -100,9 +127,11 @@ async def settle(pilot: Pilot, *events: Event) -> None:
 
     def drawn() -> bool:
         history = next(iter(panel.history.values()), ())
-        return (table.row_count == len(CLIPS) and len(history) == expected
-                and all(str(table.get_cell(str(i), "dur")).strip()
-                        for i in range(1, len(CLIPS) + 1)))
+        return (
+            table.row_count == len(CLIPS)
+            and len(history) == expected
+            and all(str(table.get_cell(str(i), "dur")).strip() for i in range(1, len(CLIPS) + 1))
+        )
 
     while not drawn():
         assert time.monotonic() < deadline, "the app never settled"
@@ -119,11 +148,19 @@ class TestMainScreen:
 
     def test_200x60_gpu(self, snap_compare, stable) -> None:
         async def with_model(pilot: Pilot) -> None:
-            await settle(pilot, ModelLoaded(kind="whisper", name="large-v3", device="cuda:0",
-                                            bytes=3_087_000_000, seconds=9.5, at=FIXED))
+            await settle(
+                pilot,
+                ModelLoaded(
+                    kind="whisper",
+                    name="large-v3",
+                    device="cuda:0",
+                    bytes=3_087_000_000,
+                    seconds=9.5,
+                    at=FIXED,
+                ),
+            )
 
-        assert snap_compare(stable(gpu_samples()), terminal_size=(200, 60),
-                            run_before=with_model)
+        assert snap_compare(stable(gpu_samples()), terminal_size=(200, 60), run_before=with_model)
 
     def test_120x40_gpu(self, snap_compare, stable) -> None:
         assert snap_compare(stable(gpu_samples()), terminal_size=(120, 40), run_before=settle)

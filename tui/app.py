@@ -35,7 +35,6 @@ QUIT_GRACE = 3.0  # quit waits this long for a safe point, then commits what it 
 # CPU one transcription window can take longer, and only that window's work is redone
 
 
-
 class SubqApp(App[int]):
     """The queue UI over one engine; `clock` stamps log lines (tests pass a fixed one)."""
 
@@ -43,16 +42,35 @@ class SubqApp(App[int]):
     TITLE = "subq"
     COMMANDS = App.COMMANDS | {SubqCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "help", "Help", id="help", key_display="?",
-                tooltip="Every key, grouped"),
-        Binding("q", "quit", "Quit", id="quit", tooltip="Quit; with work in progress, asks "
-                "to pause first (the queue is kept)"),
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            id="help",
+            key_display="?",
+            tooltip="Every key, grouped",
+        ),
+        Binding(
+            "q",
+            "quit",
+            "Quit",
+            id="quit",
+            tooltip="Quit; with work in progress, asks to pause first (the queue is kept)",
+        ),
     ]
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
-        (0, "-narrow"), (120, "-medium"), (160, "-wide")]
+        (0, "-narrow"),
+        (120, "-medium"),
+        (160, "-wide"),
+    ]
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time,
-                 start_paths: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        start_paths: Iterable[str] = (),
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
@@ -71,8 +89,11 @@ class SubqApp(App[int]):
         self.engine.subscribe(self.bridge)  # before the snapshot, so nothing falls between
         self.main.load(self.clock())
         if restored:
-            self.notify("The saved queue is paused so nothing starts by surprise: press p to "
-                        "resume", title="Queue restored", timeout=10)
+            self.notify(
+                "The saved queue is paused so nothing starts by surprise: press p to resume",
+                title="Queue restored",
+                timeout=10,
+            )
         if self.start_paths:
             self.engine.add(self.start_paths)
         self.set_interval(FLUSH_INTERVAL, self._draw_pending)
@@ -84,8 +105,11 @@ class SubqApp(App[int]):
         self.main.apply(event, self.clock())
         screen = self.screen
         if isinstance(screen, DetailsScreen):
-            job_id = event.job.id if isinstance(event, JobChanged) else (
-                event.job_id if isinstance(event, LogEmitted) else None)
+            job_id = (
+                event.job.id
+                if isinstance(event, JobChanged)
+                else (event.job_id if isinstance(event, LogEmitted) else None)
+            )
             job = self.main.table.job(screen.job.id)
             if job_id == screen.job.id and job is not None:
                 screen.show(job, list(self.main.job_logs.get(job.id, ())))
@@ -101,11 +125,14 @@ class SubqApp(App[int]):
         keys: dict[str, tuple[list[str], str]] = {}
         for binding in Binding.make_bindings([*MainScreen.BINDINGS, *self.BINDINGS]):
             if binding.id:
-                shown, _text = keys.setdefault(binding.id, ([], binding.tooltip or
-                                                            binding.description))
+                shown, _text = keys.setdefault(
+                    binding.id, ([], binding.tooltip or binding.description)
+                )
                 shown.append(self.get_key_display(binding))
-        keys["palette"] = ([self.get_key_display(Binding("ctrl+p", ""))],
-                           "command palette: every action by name")
+        keys["palette"] = (
+            [self.get_key_display(Binding("ctrl+p", ""))],
+            "command palette: every action by name",
+        )
         self.push_screen(HelpScreen(keys))
 
     def work_in_progress(self) -> bool:
@@ -153,8 +180,10 @@ def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
     paused = not paths and _saved_work(state_path)  # nothing starts by surprise
     engine = Engine(settings, state_path, whole_queue=True, paused=paused)
     app = SubqApp(engine, start_paths=paths)
-    previous = {sig: signal.signal(sig, _signal_handler(engine, app))
-                for sig in (signal.SIGHUP, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, _signal_handler(engine, app))
+        for sig in (signal.SIGHUP, signal.SIGTERM)
+    }
     engine.start()
     try:
         app.run()
@@ -201,8 +230,11 @@ def _restore_terminal(app: SubqApp) -> None:
         if fd < 0 or not os.isatty(fd):
             return
         os.set_blocking(fd, False)
-        os.write(fd, b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?2004l"
-                     b"\x1b[?7h\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l")
+        os.write(
+            fd,
+            b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?2004l"
+            b"\x1b[?7h\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l",
+        )
         attrs = getattr(app._driver, "attrs_before", None)
         if attrs is not None:
             import termios

@@ -48,8 +48,9 @@ class DetailsScreen(Screen[None]):
         with VerticalScroll(id="details-body"):
             yield Static(id="details-summary")
             yield Static(id="details-log", classes="details-section")
-            yield Static("no subtitles written yet", id="details-preview",
-                         classes="details-section")
+            yield Static(
+                "no subtitles written yet", id="details-preview", classes="details-section"
+            )
             yield Static(id="details-settings", classes="details-section")
         yield Footer()
 
@@ -66,7 +67,8 @@ class DetailsScreen(Screen[None]):
         self.query_one("#details-summary", Static).update(_summary(job, self.probed))
         self.query_one("#details-settings", Static).update(_settings(job.settings))
         self.query_one("#details-log", Static).update(
-            Text("\n".join(log[-200:]) if log else "nothing logged for this job in this session"))
+            Text("\n".join(log[-200:]) if log else "nothing logged for this job in this session")
+        )
         if job.outputs:
             self.load_preview(job.outputs[self.output_index % len(job.outputs)])
 

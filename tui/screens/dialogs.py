@@ -28,8 +28,11 @@ class UnloadScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = "Unload a model"
-            yield Label("Frees its memory now, or at the end of the running stage; it loads "
-                        "again when a job needs it.", classes="dialog-text")
+            yield Label(
+                "Frees its memory now, or at the end of the running stage; it loads "
+                "again when a job needs it.",
+                classes="dialog-text",
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("[u]w[/u]hisper", id="whisper", compact=True)
                 yield Button("[u]t[/u]ranslation", id="translation", compact=True)
@@ -55,12 +58,18 @@ class QuitScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = "Quit subq?"
-            yield Label("A job is running or waiting. Quitting pauses the batch: the running "
-                        "job keeps its checkpoint and the queue is there when you reopen subq.",
-                        classes="dialog-text")
+            yield Label(
+                "A job is running or waiting. Quitting pauses the batch: the running "
+                "job keeps its checkpoint and the queue is there when you reopen subq.",
+                classes="dialog-text",
+            )
             with Horizontal(classes="dialog-buttons"):
-                yield Button("[u]P[/u]ause and quit (queue kept)", id="pause", variant="primary",
-                             compact=True)
+                yield Button(
+                    "[u]P[/u]ause and quit (queue kept)",
+                    id="pause",
+                    variant="primary",
+                    compact=True,
+                )
                 yield Button("[u]C[/u]ancel", id="cancel", compact=True)
 
     def action_answer(self, quit_: bool) -> None:

@@ -53,8 +53,9 @@ class HelpScreen(ModalScreen[None]):
             body.border_title = "subq keys (esc closes)"
             with Grid(id="help-grid"):
                 for group, ids in GROUPS.items():
-                    rows = [(" ".join(self.keys[i][0]), self.keys[i][1]) for i in ids
-                            if i in self.keys]
+                    rows = [
+                        (" ".join(self.keys[i][0]), self.keys[i][1]) for i in ids if i in self.keys
+                    ]
                     yield _section(group, rows)
                 yield _section("Moving around", NAV)
                 yield _section("File picker (a)", PICKER)

@@ -54,8 +54,16 @@ COMPACT_BELOW = 120  # columns; below this the memory panel folds to a few lines
 # (binding id, group) for the help screen and the command palette, in display order
 GROUPS = {
     "Queue": ("add", "pause", "resume", "clear"),
-    "Selected job": ("details", "move_up", "move_down", "move_top", "move_bottom", "cancel",
-                     "remove", "retry"),
+    "Selected job": (
+        "details",
+        "move_up",
+        "move_down",
+        "move_top",
+        "move_bottom",
+        "cancel",
+        "remove",
+        "retry",
+    ),
     "Models and GPU": ("unload", "release"),
     "App": ("settings", "help", "palette", "quit"),
 }
@@ -69,32 +77,85 @@ class MainScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
-        Binding("p", "pause", "Pause", id="pause",
-                tooltip="Pause at the next safe point; the running job keeps its checkpoint"),
+        Binding(
+            "p",
+            "pause",
+            "Pause",
+            id="pause",
+            tooltip="Pause at the next safe point; the running job keeps its checkpoint",
+        ),
         Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused batch"),
-        Binding("enter", "details", "Details", id="details", tooltip="Details of the job",
-                priority=True),
-        Binding("K,shift+up", "move('up')", "Move up", id="move_up", show=False,
-                tooltip="Move the job up the queue"),
-        Binding("J,shift+down", "move('down')", "Move down", id="move_down", show=False,
-                tooltip="Move the job down the queue"),
-        Binding("t", "move('top')", "Move to top", id="move_top", show=False,
-                tooltip="Run the job next"),
-        Binding("b", "move('bottom')", "Move to bottom", id="move_bottom", show=False,
-                tooltip="Run the job last"),
+        Binding(
+            "enter", "details", "Details", id="details", tooltip="Details of the job", priority=True
+        ),
+        Binding(
+            "K,shift+up",
+            "move('up')",
+            "Move up",
+            id="move_up",
+            show=False,
+            tooltip="Move the job up the queue",
+        ),
+        Binding(
+            "J,shift+down",
+            "move('down')",
+            "Move down",
+            id="move_down",
+            show=False,
+            tooltip="Move the job down the queue",
+        ),
+        Binding(
+            "t", "move('top')", "Move to top", id="move_top", show=False, tooltip="Run the job next"
+        ),
+        Binding(
+            "b",
+            "move('bottom')",
+            "Move to bottom",
+            id="move_bottom",
+            show=False,
+            tooltip="Run the job last",
+        ),
         Binding("x", "cancel_job", "Cancel", id="cancel", tooltip="Cancel the selected job"),
-        Binding("delete", "remove_job", "Remove", id="remove", show=False,
-                tooltip="Remove the job from the queue (a running job is cancelled first)"),
-        Binding("r", "retry", "Retry", id="retry", tooltip="Queue a finished job again",
-                show=False),
-        Binding("c", "clear_finished", "Clear finished", id="clear", show=False,
-                tooltip="Remove done, failed, cancelled and skipped jobs from the list"),
-        Binding("u", "unload", "Unload", id="unload", tooltip="Unload a model now or at the "
-                "end of the current stage"),
-        Binding("R", "release_gpu", "Release", id="release",
-                tooltip="Pause, unload every model and free cached GPU memory"),
-        Binding("s", "settings", "Settings", id="settings",
-                tooltip="Model, languages, formats, output folder, memory policy"),
+        Binding(
+            "delete",
+            "remove_job",
+            "Remove",
+            id="remove",
+            show=False,
+            tooltip="Remove the job from the queue (a running job is cancelled first)",
+        ),
+        Binding(
+            "r", "retry", "Retry", id="retry", tooltip="Queue a finished job again", show=False
+        ),
+        Binding(
+            "c",
+            "clear_finished",
+            "Clear finished",
+            id="clear",
+            show=False,
+            tooltip="Remove done, failed, cancelled and skipped jobs from the list",
+        ),
+        Binding(
+            "u",
+            "unload",
+            "Unload",
+            id="unload",
+            tooltip="Unload a model now or at the end of the current stage",
+        ),
+        Binding(
+            "R",
+            "release_gpu",
+            "Release",
+            id="release",
+            tooltip="Pause, unload every model and free cached GPU memory",
+        ),
+        Binding(
+            "s",
+            "settings",
+            "Settings",
+            id="settings",
+            tooltip="Model, languages, formats, output folder, memory policy",
+        ),
     ]
 
     class Probed(Message):
@@ -174,8 +235,12 @@ class MainScreen(Screen[None]):
                 self.table.reorder(order)
             case ModelLoaded():
                 self._model_event(event)
-                self._log("info", f"loaded {event.kind} model {event.name} on {event.device} in "
-                          f"{event.seconds:.1f} s", now)
+                self._log(
+                    "info",
+                    f"loaded {event.kind} model {event.name} on {event.device} in "
+                    f"{event.seconds:.1f} s",
+                    now,
+                )
             case ModelUnloaded():
                 self._model_event(event)
                 text = describe_unload(event)
@@ -186,8 +251,7 @@ class MainScreen(Screen[None]):
                 if self.subq.quitting and state != "stopped":
                     return  # keep saying "stopping…" until it has
                 if event.at < self._asked_at:
-                    self.status.show_engine(self.status.state,
-                                                          models)
+                    self.status.show_engine(self.status.state, models)
                     return
                 self.paused = state in ("paused", "pausing")
                 self.status.show_engine(state, models, pending)
@@ -207,8 +271,12 @@ class MainScreen(Screen[None]):
         for title, message, severity in toasts[:2]:
             self.notify(message, title=title, severity=severity, timeout=10)
         if len(toasts) > 2:
-            self.notify(f"{len(toasts) - 2} more errors and warnings: see the log and each "
-                        "job's details (enter)", severity="error", timeout=10)
+            self.notify(
+                f"{len(toasts) - 2} more errors and warnings: see the log and each "
+                "job's details (enter)",
+                severity="error",
+                timeout=10,
+            )
 
     def _probe_soon(self) -> None:
         if self._probe_timer is None:
@@ -267,15 +335,17 @@ class MainScreen(Screen[None]):
         from ..widgets.formatting import clock_time
 
         self.job_logs.setdefault(job_id, deque(maxlen=JOB_LOG_LINES)).append(
-            f"{clock_time(now)} {line}")
+            f"{clock_time(now)} {line}"
+        )
 
     # -- actions --------------------------------------------------------------------
     def _selected(self, verb: str) -> int | None:
         self.table.draw_now(self.subq.clock())
         job_id = self.table.selected_id
         if job_id is None:
-            self.notify(f"No job to {verb}: the queue is empty (press a to add files)",
-                        severity="warning")
+            self.notify(
+                f"No job to {verb}: the queue is empty (press a to add files)", severity="warning"
+            )
         return job_id
 
     def _asked(self, state: str | None = None, pending: tuple[str, ...] | None = None) -> None:
@@ -287,8 +357,11 @@ class MainScreen(Screen[None]):
     def stopping(self) -> None:
         """Quit was chosen: say what is happening while the engine reaches a safe point."""
         self.status.show_engine("stopping")
-        self._log("info", "stopping: the running job keeps its checkpoint; the queue is kept",
-                  self.subq.clock())
+        self._log(
+            "info",
+            "stopping: the running job keeps its checkpoint; the queue is kept",
+            self.subq.clock(),
+        )
 
     def _job_running(self) -> bool:
         return any(j.state == JobState.RUNNING for j in self.table.jobs())
@@ -369,8 +442,10 @@ class MainScreen(Screen[None]):
         if job is None:
             return
         if not job.state.finished:
-            self.notify(f"{job.name} is {job.state.value}; only finished jobs can be retried",
-                        severity="warning")
+            self.notify(
+                f"{job.name} is {job.state.value}; only finished jobs can be retried",
+                severity="warning",
+            )
             return
         self.engine.retry(job.id)
         self.table.mark(job.id, "retrying…")
@@ -397,11 +472,15 @@ class MainScreen(Screen[None]):
         self.engine.release_gpu()
         self.paused = True
         running = self._job_running()
-        self._asked("pausing" if running else "paused",
-                    ("translation", "whisper") if running else ())
+        self._asked(
+            "pausing" if running else "paused", ("translation", "whisper") if running else ()
+        )
         on_gpu = bool(self.memory.latest and self.memory.latest.gpus)
-        self.notify("Pausing and unloading every model" + ("; the CUDA context stays until "
-                    "subq exits" if on_gpu else ""), title="Release GPU")
+        self.notify(
+            "Pausing and unloading every model"
+            + ("; the CUDA context stays until subq exits" if on_gpu else ""),
+            title="Release GPU",
+        )
 
     def action_settings(self) -> None:
         """Edit the settings that apply to jobs not started yet."""
@@ -416,8 +495,11 @@ class MainScreen(Screen[None]):
         if job is not None:
             from .details import DetailsScreen
 
-            self.app.push_screen(DetailsScreen(job, list(self.job_logs.get(job.id, ())),
-                                               self.table.probed.get(job.id)))
+            self.app.push_screen(
+                DetailsScreen(
+                    job, list(self.job_logs.get(job.id, ())), self.table.probed.get(job.id)
+                )
+            )
 
     @on(DataTable.RowSelected, "#jobs")
     def _row_selected(self) -> None:

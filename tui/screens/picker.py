@@ -46,8 +46,9 @@ def complete_path(value: str) -> str | None:
             for n, entry in enumerate(entries):
                 if n > MAX_SUGGEST:
                     break
-                if entry.name.startswith(prefix) and (prefix.startswith(".") or
-                                                      not entry.name.startswith(".")):
+                if entry.name.startswith(prefix) and (
+                    prefix.startswith(".") or not entry.name.startswith(".")
+                ):
                     names.append((entry.name, entry.is_dir()))
     except OSError:
         return None
@@ -60,7 +61,7 @@ def complete_path(value: str) -> str | None:
         completion = os.path.commonprefix([n for n, _d in names])  # noqa: RUF071 - names, not paths
     if len(completion) <= len(prefix):
         return None
-    return value + completion[len(prefix):]
+    return value + completion[len(prefix) :]
 
 
 def resolve(items: Iterable[str], cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
@@ -140,8 +141,11 @@ class MediaTree(DirectoryTree):
         """Runs in DirectoryTree's loader thread: stat calls here never block the UI."""
         if self.show_all:
             return list(paths)
-        return [p for p in paths if not p.name.startswith(".")
-                and (media.is_media(p) or self._safe_is_dir(p))]
+        return [
+            p
+            for p in paths
+            if not p.name.startswith(".") and (media.is_media(p) or self._safe_is_dir(p))
+        ]
 
     def render_label(self, node: TreeNode, base_style: Style, style: Style) -> Text:  # type: ignore[override]
         label = super().render_label(node, base_style, style)
@@ -214,9 +218,13 @@ class PickerScreen(Screen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-body") as body:
             body.border_title = "Add files"
-            yield PathInput(placeholder="path, folder or glob, e.g. ~/videos/**/*.mkv "
-                            "(tab completes, enter adds)", suggester=PathSuggester(),
-                            id="picker-input", compact=True)
+            yield PathInput(
+                placeholder="path, folder or glob, e.g. ~/videos/**/*.mkv "
+                "(tab completes, enter adds)",
+                suggester=PathSuggester(),
+                id="picker-input",
+                compact=True,
+            )
             yield MediaTree(self.root, id="picker-tree")
             yield Static("", id="picker-summary")
         yield Footer()
@@ -235,8 +243,11 @@ class PickerScreen(Screen[list[str] | None]):
     async def action_toggle_all(self) -> None:
         tree = self.media_tree
         tree.show_all = not tree.show_all
-        tree.border_title = ("all files" if tree.show_all else "media files") + \
-            " · space marks · h " + ("media only" if tree.show_all else "shows all")
+        tree.border_title = (
+            ("all files" if tree.show_all else "media files")
+            + " · space marks · h "
+            + ("media only" if tree.show_all else "shows all")
+        )
         await tree.reload()
         tree.root.set_label(display_path(tree.path, relative=False))
 
@@ -259,15 +270,17 @@ class PickerScreen(Screen[list[str] | None]):
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(
-            0.2, lambda: self.count(self._items(), len(self.media_tree.marked)))
+            0.2, lambda: self.count(self._items(), len(self.media_tree.marked))
+        )
 
     @work(thread=True, exclusive=True, group="count")
     def count(self, items: list[str], marked: int) -> None:
         """Say what enter would add: how many files and how long, probing in this thread."""
         worker = get_current_worker()
         if not items:
-            self.post_message(self.Counted("nothing to add: type a path or mark files with space",
-                                           0))
+            self.post_message(
+                self.Counted("nothing to add: type a path or mark files with space", 0)
+            )
             return
         files = resolve(items, lambda: worker.is_cancelled)
         total, unknown = 0.0, 0
@@ -281,11 +294,18 @@ class PickerScreen(Screen[list[str] | None]):
                 total += duration
             if n % 25 == 0:
                 self.post_message(self.Counted(f"probing {n}/{len(files)} files…", len(files)))
-        what = (f"{marked} marked" if marked else
-                display_path(items[0]) if len(items) == 1 else f"{len(items)} items")
-        parts = [f"enter adds {what}: {_files(len(files))}",
-                 f"{short_duration(total)} total",
-                 f"{unknown} not readable" if unknown else ""]
+        what = (
+            f"{marked} marked"
+            if marked
+            else display_path(items[0])
+            if len(items) == 1
+            else f"{len(items)} items"
+        )
+        parts = [
+            f"enter adds {what}: {_files(len(files))}",
+            f"{short_duration(total)} total",
+            f"{unknown} not readable" if unknown else "",
+        ]
         if not files:
             parts = [f"no media files in {', '.join(display_path(i) for i in items[:2])}"]
         self.post_message(self.Counted(" · ".join(p for p in parts if p), len(files)))

@@ -68,21 +68,43 @@ class SettingsScreen(Screen[None]):
             with Grid(id="settings-grid"):
                 yield from self._text("model", s)
                 yield Label("backend")
-                yield Select([(BACKEND_LABELS.get(b, b), b) for b in BACKENDS],
-                             value=s.backend, allow_blank=False, id="backend", compact=True)
+                yield Select(
+                    [(BACKEND_LABELS.get(b, b), b) for b in BACKENDS],
+                    value=s.backend,
+                    allow_blank=False,
+                    id="backend",
+                    compact=True,
+                )
                 for name in ("language", "translate_to", "translation_model"):
                     yield from self._text(name, s)
                 yield Label("formats")
                 choices = [",".join(c) for c in FORMAT_CHOICES]
                 current = ",".join(s.formats)
-                yield Select([(c, c) for c in dict.fromkeys([*choices, current])],
-                             value=current, allow_blank=False, id="formats", compact=True)
+                yield Select(
+                    [(c, c) for c in dict.fromkeys([*choices, current])],
+                    value=current,
+                    allow_blank=False,
+                    id="formats",
+                    compact=True,
+                )
                 for name in ("output_dir", "device"):
                     yield from self._text(name, s)
                 yield Label("cleanup")
-                yield Select([(f"{c} (free cached GPU memory after each {c})" if c != "never"
-                               else "never", c) for c in CLEANUP_POLICIES], value=s.cleanup,
-                             allow_blank=False, id="cleanup", compact=True)
+                yield Select(
+                    [
+                        (
+                            f"{c} (free cached GPU memory after each {c})"
+                            if c != "never"
+                            else "never",
+                            c,
+                        )
+                        for c in CLEANUP_POLICIES
+                    ],
+                    value=s.cleanup,
+                    allow_blank=False,
+                    id="cleanup",
+                    compact=True,
+                )
                 for name in ("keep_alive", "beam_size", "asr_batch_size"):
                     yield from self._text(name, s)
             yield Static("", id="settings-error")
@@ -99,8 +121,13 @@ class SettingsScreen(Screen[None]):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         yield Label(label)
-        yield Input("" if value is None else str(value), placeholder=hint, id=name,
-                    compact=True, tooltip=hint)
+        yield Input(
+            "" if value is None else str(value),
+            placeholder=hint,
+            id=name,
+            compact=True,
+            tooltip=hint,
+        )
 
     def _value(self, name: str) -> str:
         return self.query_one(f"#{name}", Input).value.strip()
@@ -110,8 +137,7 @@ class SettingsScreen(Screen[None]):
         try:
             keep_alive = float(self._value("keep_alive") or 0)
         except ValueError:
-            raise SettingsError("keep-alive: enter seconds (0 unloads at once, -1 never)") \
-                from None
+            raise SettingsError("keep-alive: enter seconds (0 unloads at once, -1 never)") from None
         beam = self._value("beam_size")
         if beam and not beam.isdigit():
             raise SettingsError("beam size: enter a whole number, or leave it empty")
@@ -152,8 +178,10 @@ class SettingsScreen(Screen[None]):
             error.add_class("-error")
             return
         self.engine.update_settings(settings)
-        self.notify(f"Saved to {display_path(path, relative=False)}; applies to jobs not "
-                    "started yet", title="Settings")
+        self.notify(
+            f"Saved to {display_path(path, relative=False)}; applies to jobs not started yet",
+            title="Settings",
+        )
         self.dismiss()
 
     @on(Button.Pressed, "#save")

@@ -12,8 +12,15 @@ from pathlib import Path
 from rich.style import Style
 from subq.engine.models import fmt_bytes
 
-__all__ = ["bar", "clock_time", "display_path", "fmt_bytes", "mem_pair", "short_duration",
-           "theme_style"]
+__all__ = [
+    "bar",
+    "clock_time",
+    "display_path",
+    "fmt_bytes",
+    "mem_pair",
+    "short_duration",
+    "theme_style",
+]
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -49,7 +56,7 @@ def display_path(path: str | Path, *, relative: bool = True) -> str:
     home = os.path.expanduser("~")
     text = str(path)
     if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
-        return "~" + text[len(home):]
+        return "~" + text[len(home) :]
     return text
 
 
@@ -61,7 +68,7 @@ def clock_time(at: float) -> str:
 
 
 def mem_pair(used: int | None, total: int | None) -> str:
-    """"12.3/79.6 GB": both numbers in the total's unit, so the pair reads at a glance."""
+    """ "12.3/79.6 GB": both numbers in the total's unit, so the pair reads at a glance."""
     if used is None or total is None:
         return f"{fmt_bytes(used)}/{fmt_bytes(total)}"
     unit, div = "GB", 1024**3

@@ -18,8 +18,15 @@ class LogStrip(RichLog):
     """A bounded log; the full history of one job is on its details screen."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(max_lines=2000, wrap=True, min_width=20, markup=False, highlight=False,
-                         auto_scroll=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            max_lines=2000,
+            wrap=True,
+            min_width=20,
+            markup=False,
+            highlight=False,
+            auto_scroll=True,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     def add(self, level: str, message: str, at: float, job: str | None = None) -> None:
         """One line: time, the level spelled out (warn/error), the message as plain text."""

@@ -127,8 +127,9 @@ class MemoryPanel(Vertical):
             history = self.history.get(key, deque())
             span = history[-1][0] - history[0][0] if len(history) > 1 else 0.0
             gpu = next((g for g in sample.gpus if f"gpu{g.index}" == key), None)
-            text = _gpu_text(gpu, span, self.compact) if gpu else _ram_text(sample, span,
-                                                                             self.compact)
+            text = (
+                _gpu_text(gpu, span, self.compact) if gpu else _ram_text(sample, span, self.compact)
+            )
             block.text.update(text)
             block.spark.data = [v for _t, v in history]
 
@@ -138,11 +139,14 @@ class MemoryPanel(Vertical):
         if not self.models:
             line = "models: none loaded"
         elif self.compact:
-            line = "models: " + " · ".join(f"{m.kind} {m.name} {fmt_bytes(m.bytes)}"
-                                           for m in self.models.values())
+            line = "models: " + " · ".join(
+                f"{m.kind} {m.name} {fmt_bytes(m.bytes)}" for m in self.models.values()
+            )
         else:
-            line = "models:\n" + "\n".join(f" {m.kind} {m.name} {fmt_bytes(m.bytes)} "
-                                           f"({m.device})" for m in self.models.values())
+            line = "models:\n" + "\n".join(
+                f" {m.kind} {m.name} {fmt_bytes(m.bytes)} ({m.device})"
+                for m in self.models.values()
+            )
         self.models_text.update(Text(line))
 
 
@@ -165,8 +169,9 @@ def _history_label(span: float) -> str:
 def _gpu_text(gpu: GpuSample, span: float, compact: bool) -> Text:
     fraction = (gpu.used or 0) / gpu.total if gpu.total else 0.0
     used = f"{bar(fraction, 8)} {mem_pair(gpu.used, gpu.total)}"
-    torch = (f"torch {fmt_bytes(gpu.torch_allocated)} alloc / "
-             f"{fmt_bytes(gpu.torch_reserved)} reserved")
+    torch = (
+        f"torch {fmt_bytes(gpu.torch_allocated)} alloc / {fmt_bytes(gpu.torch_reserved)} reserved"
+    )
     ooms = f"OOM {gpu.ooms if gpu.ooms is not None else 'n/a'}"
     others = [f"{p.pid} {p.name} {fmt_bytes(p.bytes)}" for p in gpu.processes]
     if compact:
@@ -192,10 +197,17 @@ def _ram_text(sample: MemorySampled, span: float, compact: bool) -> Text:
     fraction = used / sample.ram_total if sample.ram_total else 0.0
     ram = f"{bar(fraction, 8)} {mem_pair(used, sample.ram_total)}"
     if compact:
-        return Text(f"subq RSS {fmt_bytes(sample.rss_bytes)} · RAM {ram} · RSS ",
-                    no_wrap=True, overflow="ellipsis")
-    return Text("\n".join([
-        f" subq RSS {fmt_bytes(sample.rss_bytes)}",
-        f" RAM used {ram}",
-        f" {_history_label(span)} (RSS):",
-    ]))
+        return Text(
+            f"subq RSS {fmt_bytes(sample.rss_bytes)} · RAM {ram} · RSS ",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+    return Text(
+        "\n".join(
+            [
+                f" subq RSS {fmt_bytes(sample.rss_bytes)}",
+                f" RAM used {ram}",
+                f" {_history_label(span)} (RSS):",
+            ]
+        )
+    )

@@ -46,8 +46,9 @@ class StatusBar(Horizontal):
         yield self.counts_label
         yield self.models_label
 
-    def show_engine(self, state: str, models: Iterable[str] | None = None,
-                    pending: Iterable[str] | None = None) -> None:
+    def show_engine(
+        self, state: str, models: Iterable[str] | None = None, pending: Iterable[str] | None = None
+    ) -> None:
         """The engine's state; models and pending unloads when given (None keeps them)."""
         self.state = state
         if models is not None:
@@ -67,8 +68,16 @@ class StatusBar(Horizontal):
     def show_counts(self, jobs: Iterable[Job], paused: bool) -> None:
         """Jobs per state, always as words; a hint when a paused batch has work left."""
         counts = Counter(j.state for j in jobs)
-        order = (JobState.RUNNING, JobState.QUEUED, JobState.PAUSED, JobState.INTERRUPTED,
-                 JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED)
+        order = (
+            JobState.RUNNING,
+            JobState.QUEUED,
+            JobState.PAUSED,
+            JobState.INTERRUPTED,
+            JobState.DONE,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.SKIPPED,
+        )
         parts = [f"{counts[s]} {s.value}" for s in order if counts[s]]
         runnable = sum(counts[s] for s in order if s.runnable)
         text = " · ".join(parts) or "queue empty: press a to add files"
