@@ -75,10 +75,11 @@ def output_targets(base: str, settings: Settings) -> list[OutputTarget]:
     return targets
 
 
-# Inputs up to this size are hashed whole; larger ones by size and three samples. Measured on
-# this machine (docs/benchmarks.md): BLAKE2b reads a 2 GB file in ~2.5 s from the page cache
-# (far longer from a cold network disk), three 1 MiB samples take ~2 ms. A different recording
-# of the same size with the same first, middle and last MiB is not a case media files meet.
+# Inputs up to this size are hashed whole; larger ones by size, mtime and three samples.
+# Measured here on a 2 GB file (docs/benchmarks.md, section 9): BLAKE2b of the whole file
+# 2.5 s from the page cache and 2.7 s cold on local disk (far longer on a network disk), the
+# three 1 MiB samples 8 ms. Hashing every 2 GB film whole on every rerun is not worth it; a
+# different recording with the same size, date and first, middle and last MiB does not occur.
 WHOLE_FILE_HASH_LIMIT = 32 * 1024 * 1024
 SAMPLE_BYTES = 1024 * 1024
 
