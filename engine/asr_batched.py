@@ -45,6 +45,7 @@ from .asr_types import (
     announce,
     drop_invented,
 )
+from .word_cues import pieces
 
 
 def transcribe_batched(
@@ -210,21 +211,13 @@ def _original_start(speech: list[dict], offset: float) -> float:
     return speech[-1]["end"] / SAMPLE_RATE if speech else 0.0
 
 
-SENTENCE_END = (".", "?", "!", "…")
-MAX_PIECE_SECONDS = 7.0
-PAUSE_SECONDS = 1.0
-
-
 def _pieces(segment: Any, offset: float) -> list[Segment]:
-    """One chunk's text as subtitle-sized segments, cut where its words say.
-
-    A piece ends at a sentence end, before a pause of a second or more, or once it has run
-    MAX_PIECE_SECONDS; without word times the chunk stays one segment.
-    """
+    """One chunk's text as subtitle-sized segments, cut where its words say (the same rule
+    as batched openai-whisper, `word_cues.pieces`); without word times it stays one."""
     meta = dict(
         no_speech_prob=float(segment.no_speech_prob), avg_logprob=float(segment.avg_logprob)
     )
-    words = list(segment.words or ())
+    words = [(w.word, float(w.start), float(w.end)) for w in segment.words or ()]
     if not words:
         return [
             Segment(
@@ -234,30 +227,4 @@ def _pieces(segment: Any, offset: float) -> list[Segment]:
                 **meta,
             )
         ]
-    pieces: list[Segment] = []
-    current: list[Any] = []
-
-    def flush() -> None:
-        text = "".join(w.word for w in current).strip()
-        if text:
-            pieces.append(
-                Segment(
-                    start=offset + float(current[0].start),
-                    end=offset + float(current[-1].end),
-                    text=text,
-                    **meta,
-                )
-            )
-        current.clear()
-
-    for i, word in enumerate(words):
-        if current and float(word.start) - float(current[-1].end) >= PAUSE_SECONDS:
-            flush()
-        current.append(word)
-        follows = words[i + 1] if i + 1 < len(words) else None
-        if (word.word.strip().endswith(SENTENCE_END) and follows is not None) or (
-            float(word.end) - float(current[0].start) >= MAX_PIECE_SECONDS
-        ):
-            flush()
-    flush()
-    return pieces
+    return pieces(words, offset, **meta)

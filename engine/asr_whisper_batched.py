@@ -44,9 +44,10 @@ from .asr import (
     Transcript,
     WindowHook,
     announce,
+    drop_invented,
 )
 from .vad import chunk_spans, speech_regions
-from .word_cues import drop_invented, pieces
+from .word_cues import pieces
 
 CHUNK_SECONDS = 30.0
 

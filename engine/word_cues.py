@@ -1,24 +1,20 @@
-"""Cut a chunk's timed words into subtitle-sized segments, and drop what whisper invents.
+"""Cut a chunk's timed words into subtitle-sized segments: one rule for both batched modes.
 
 Both batched modes decode each VAD chunk as text only and get one block of words with
-times; a 30 s block is no subtitle. These are the rules engine/asr_batched.py applies to
-faster-whisper's words (`_pieces`), written over plain (word, start, end) triples so
-openai-whisper's word dicts use them too, and the filter asr.py applies to every backend's
-segments (`_drop_invented`). Both are copies, kept identical, until asr_batched.py and
-asr.py (owned elsewhere while checkpoints are reworked) import them from here.
+times; a 30 s block is no subtitle. The rule is written over plain (word, start, end)
+triples, so faster-whisper's word objects (engine/asr_batched.py) and openai-whisper's word
+dicts (engine/asr_whisper_batched.py) both use it.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from .asr import Segment, TranscribeOptions
+from .asr_types import Segment
 
 SENTENCE_END = (".", "?", "!", "…")
 MAX_PIECE_SECONDS = 7.0
 PAUSE_SECONDS = 1.0
-_PUNCTUATION_ONLY = re.compile(r"^[\W_]*$", re.UNICODE)
 
 Word = tuple[str, float, float]  # the word with its leading space, start, end (seconds)
 
@@ -57,21 +53,3 @@ def pieces(
             flush()
     flush()
     return out
-
-
-def drop_invented(segments: Iterable[Segment], options: TranscribeOptions) -> tuple[Segment, ...]:
-    """Drop empty or punctuation-only text, segments whisper itself thought were no speech
-    (high no-speech and low log-probability), and those under twice the fallback threshold
-    (single invented words on tones and music)."""
-    kept = []
-    for s in segments:
-        if not s.text or _PUNCTUATION_ONLY.match(s.text) or s.end <= s.start:
-            continue
-        if s.no_speech_prob > options.no_speech_threshold and (
-            s.avg_logprob < options.logprob_threshold
-        ):
-            continue
-        if s.avg_logprob < 2 * options.logprob_threshold:
-            continue
-        kept.append(s)
-    return tuple(kept)
