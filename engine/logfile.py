@@ -39,8 +39,8 @@ def attach() -> Path | None:
     return path
 
 
-def details() -> str:
+def details(what: str = "details") -> str:
     """' (details in PATH)' when the log file exists, else nothing: never a false claim."""
     if _attached is not None and _attached.exists():
-        return f" (details in {_attached})"
+        return f" ({what} in {_attached})"
     return ""

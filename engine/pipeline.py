@@ -85,7 +85,7 @@ class Pipeline:
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(
                 f"{self.job.name}: internal error: {_first_line(exc)}"
-                + logfile.details().replace("details", "traceback")
+                + logfile.details("traceback")
             )
 
     def _stopped(self, state: JobState, reason: str) -> Outcome:
@@ -222,35 +222,12 @@ class Pipeline:
         if stored is not None:
             self.engine._log("info", f"{job.name}: reusing the stored transcript", job.id)
             return [Segment.from_json(row) for row in stored[0]]
-        held = store.checkpoint_key(job.id)
-        if held is not None and held != key:
-            store.set_checkpoint(job.id, "", None)
-            self.engine._log(
-                "info",
-                f"{job.name}: the saved checkpoint belongs to "
-                + (
-                    "another version of this file"
-                    if held.split(":", 1)[0] == key.split(":", 1)[0]
-                    else "other settings"
-                )
-                + "; transcribing from the beginning",
-                job.id,
-            )
+        resume = self._resume_point(key)
         self.job = self.engine.enter_stage(job, Stage.DECODE)
         t0 = time.perf_counter()
         audio = self.engine.take_audio(job.path)
         self.times["decode"] = time.perf_counter() - t0
         audio_seconds = len(audio) / media.SAMPLE_RATE
-        resume_data = store.checkpoint(job.id, key)
-        resume = asr.load_checkpoint(resume_data)
-        if resume_data and resume is None:
-            store.set_checkpoint(job.id, "", None)
-            self.engine._log(
-                "info",
-                f"{job.name}: the saved checkpoint is from an older subq and cannot resume "
-                "exactly; transcribing from the beginning",
-                job.id,
-            )
         if resume:
             self.engine._log(
                 "info",
@@ -312,6 +289,30 @@ class Pipeline:
         if s.cleanup == "stage":
             memory.clean(self.device)
         return list(result.segments)
+
+    def _resume_point(self, key: str) -> Checkpoint | None:
+        """The saved checkpoint, if it can resume this transcription exactly; any other is
+        dropped with one log line saying why, and the file starts from the beginning."""
+        store, name = self.engine.store, self.job.name
+        held, data = store.saved_checkpoint(self.job.id)
+        if data is None:
+            return None
+        if held != key:
+            same_settings = (held or "").split(":", 1)[0] == key.split(":", 1)[0]
+            why = "belongs to " + (
+                "another version of this file" if same_settings else "other settings"
+            )
+        elif (resume := asr.load_checkpoint(data)) is not None:
+            return resume
+        else:
+            why = "is from an older subq and cannot resume exactly"
+        store.set_checkpoint(self.job.id, "", None)
+        self.engine._log(
+            "info",
+            f"{name}: the saved checkpoint {why}; transcribing from the beginning",
+            self.job.id,
+        )
+        return None
 
     def _transcribe_after_oom(
         self, audio: Any, options: TranscribeOptions, resume: Checkpoint | None, on_window: Any

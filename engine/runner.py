@@ -267,7 +267,8 @@ class Engine:
         return not self._paused and any(j.state.runnable for j in self.jobs())
 
     def _on_idle(self) -> None:
-        self._refresh_foreign()
+        if self._paused:  # otherwise _next_job has just refreshed
+            self._refresh_foreign()
         busy = any(j.state == JobState.RUNNING or j.state.runnable for j in self.jobs())
         if self._paused:
             self._set_state("paused")

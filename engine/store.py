@@ -74,7 +74,8 @@ CREATE TABLE history (
 # v3: a job is done only while the outputs it wrote are there unchanged (their sums), and
 # stored work is tied to the input's content. Checkpoints of v2 kept the decoder's prompt as
 # text, which changes what a resumed window decodes; they cannot be resumed identically, so
-# they are dropped (the engine logs each file that restarts).
+# they are dropped (the engine logs each file that restarts). Stored transcripts are dropped
+# too: their keys hold no content fingerprint, so no new key could ever match them.
 _V3 = """
 ALTER TABLE jobs ADD COLUMN output_sums TEXT;
 UPDATE jobs SET transcript_key = NULL, transcript = NULL, translations = '{}';
@@ -341,16 +342,17 @@ class Store:
         )
 
     def checkpoint(self, job_id: int, key: str) -> dict[str, Any] | None:
+        held, checkpoint = self.saved_checkpoint(job_id)
+        return checkpoint if held == key else None
+
+    def saved_checkpoint(self, job_id: int) -> tuple[str | None, dict[str, Any] | None]:
+        """(the transcript key it belongs to, the checkpoint), whatever the key: (None, None)
+        when there is none."""
         data = self._get(job_id, "checkpoint")
         if not data:
-            return None
+            return None, None
         stored = json.loads(data)
-        return stored["checkpoint"] if stored.get("key") == key else None
-
-    def checkpoint_key(self, job_id: int) -> str | None:
-        """The transcript key the saved checkpoint belongs to, if there is one."""
-        data = self._get(job_id, "checkpoint")
-        return json.loads(data).get("key") if data else None
+        return stored.get("key"), stored.get("checkpoint")
 
     def set_checkpoint(self, job_id: int, key: str, checkpoint: dict[str, Any] | None) -> None:
         value = json.dumps({"key": key, "checkpoint": checkpoint}) if checkpoint else None

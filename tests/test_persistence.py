@@ -215,7 +215,7 @@ def test_a_v2_text_prompt_checkpoint_is_dropped_with_a_log_line_and_the_file_res
     logs = [e.message for e in engine.events if type(e).__name__ == "LogEmitted"]
     assert any("checkpoint from an older subq dropped; the file restarts" in m for m in logs)
     job = engine.jobs()[0]
-    assert job.resume_from == 0 and engine.store.checkpoint_key(job.id) is None
+    assert job.resume_from == 0 and engine.store.saved_checkpoint(job.id) == (None, None)
 
 
 @pytest.mark.parametrize("content", [b"this is not sqlite at all" * 100, "truncate"])
