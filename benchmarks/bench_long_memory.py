@@ -34,30 +34,12 @@ from typing import Any
 
 import common as c
 
+sys.path.insert(0, str(c.ROOT / "tests"))
+from long_media import loop_clip
+
 CLIP = "long.mp3"
 MIB = 1 << 20
 WINDOW = 30.0
-
-
-def loop_clip(clip: Path, target: Path, minutes: float) -> float:
-    """`clip`'s packets repeated into an mp3 of at least `minutes`; its length in seconds."""
-    import av
-
-    with av.open(str(clip)) as source:
-        template = source.streams.audio[0]
-        packets = [p for p in source.demux(template) if p.size]
-        offsets = [p.pts - packets[0].pts for p in packets]
-        period = sum(p.duration for p in packets)
-        with av.open(str(target), "w", format="mp3") as out:
-            stream = out.add_stream_from_template(template)
-            start = 0
-            while start * template.time_base < minutes * 60:
-                for packet, offset in zip(packets, offsets, strict=True):
-                    packet.stream = stream
-                    packet.pts = packet.dts = start + offset
-                    out.mux(packet)
-                start += period
-        return float(start * template.time_base)
 
 
 @dataclass

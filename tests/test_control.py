@@ -29,6 +29,17 @@ def first_progress(engine, stage: Stage, minimum: float) -> bool:
     )
 
 
+def paused_mid_file(make_engine, path: Path, fraction: float = 0.3):
+    """A started engine whose one job, `path`, was paused past `fraction` of its audio."""
+    engine = make_engine(Settings(keep_alive=-1), whole_queue=False)
+    engine.start()
+    engine.add([str(path)])
+    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, fraction), 120)
+    engine.pause()
+    assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
+    return engine
+
+
 @pytest.mark.parametrize("backend", ["auto", "whisper"])
 def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
     make_engine, clips, references, backend

@@ -14,9 +14,9 @@ from pathlib import Path
 from conftest import wait_for
 from subq.engine.events import LogEmitted
 from subq.engine.headless import run_batch
-from subq.engine.jobs import JobState, Stage
+from subq.engine.jobs import JobState
 from subq.engine.settings import Settings
-from test_control import first_progress, states
+from test_control import paused_mid_file, states
 from test_pipeline import srt_text
 
 
@@ -94,12 +94,7 @@ def test_other_content_at_the_same_path_is_transcribed_afresh(clips, tmp_path):
 def test_a_checkpoint_of_other_content_is_dropped_with_a_log_line(make_engine, clips, tmp_path):
     target = tmp_path / "C.mp3"
     shutil.copy(clips["long.mp3"], target)
-    engine = make_engine(Settings(keep_alive=-1), whole_queue=False)
-    engine.start()
-    engine.add([str(target)])
-    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
-    engine.pause()
-    assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
+    engine = paused_mid_file(make_engine, target)
     assert engine.jobs()[0].resume_from > 0
     shutil.copy(clips["podcast.mp3"], target)
     engine.resume()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 from subq.engine.headless import columns, run_batch, summary
 from subq.engine.jobs import Job, JobState
@@ -57,18 +56,9 @@ def test_summary_columns_align_with_wide_file_names(tmp_path):
 
 
 def test_a_stopped_job_shows_the_time_it_spent(make_engine, clips, tmp_path):
-    from conftest import wait_for
-    from subq.engine.jobs import Stage
-    from test_control import first_progress, states
+    from test_control import paused_mid_file
 
-    long = tmp_path / "long.mp3"
-    shutil.copy(clips["long.mp3"], long)
-    engine = make_engine(Settings(keep_alive=-1), whole_queue=False)
-    engine.start()
-    engine.add([str(long)])
-    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
-    engine.pause()
-    assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
+    engine = paused_mid_file(make_engine, clips["long.mp3"])
     job = engine.jobs()[0]
     spent = dict(job.stage_times).get("transcribe", 0.0)
     assert spent > 0.3, job.stage_times  # the stopped stage's time is counted
