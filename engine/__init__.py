@@ -1,0 +1,127 @@
+"""subq's engine: the one door the app and the CLI go through.
+
+Everything the app may use is named here; nothing below this package is part of the API.
+Names load lazily (PEP 562) because `subq --help` and `subq run` must not pay for modules
+they do not touch, and importing the runner pulls in NumPy and the model manager.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    # the engine and its control API
+    "Engine": "runner",
+    "describe_unload": "runner",
+    "Where": "commands",
+    # events the engine publishes
+    "Event": "events",
+    "EngineState": "events",
+    "EngineStateChanged": "events",
+    "GpuSample": "events",
+    "JobChanged": "events",
+    "JobRemoved": "events",
+    "LoadedModel": "events",
+    "LogEmitted": "events",
+    "MemorySampled": "events",
+    "ModelLoaded": "events",
+    "ModelUnloaded": "events",
+    "QueueReordered": "events",
+    "StageProgressed": "events",
+    # jobs as the app sees them
+    "Job": "jobs",
+    "JobState": "jobs",
+    "Stage": "jobs",
+    # what the user chose
+    "BACKENDS": "settings",
+    "CLEANUP_POLICIES": "settings",
+    "FORMATS": "settings",
+    "Settings": "settings",
+    "SettingsError": "settings",
+    "config_path": "settings",
+    "default_state_path": "settings",
+    "load_config": "settings",
+    "save_config": "settings",
+    "split_list": "settings",
+    # the state file
+    "StateError": "store",
+    "saved_work": "store",
+    # media the picker and the table show
+    "MEDIA_EXTENSIONS": "media",
+    "MediaError": "media",
+    "absolute": "media",
+    "expand_path": "media",
+    "expand_paths": "media",
+    "is_media": "media",
+    "probe": "media",
+    # memory, as text and checks
+    "CONTEXT_NOTE": "memory",
+    "device_problem": "memory",
+    "fmt_bytes": "models",
+    # the headless front ends
+    "hard_exit": "headless",
+    "run_batch": "headless",
+    "run_demo": "headless",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain dict hit
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time the names load lazily
+    from .commands import Where
+    from .events import (
+        EngineState,
+        EngineStateChanged,
+        Event,
+        GpuSample,
+        JobChanged,
+        JobRemoved,
+        LoadedModel,
+        LogEmitted,
+        MemorySampled,
+        ModelLoaded,
+        ModelUnloaded,
+        QueueReordered,
+        StageProgressed,
+    )
+    from .headless import hard_exit, run_batch, run_demo
+    from .jobs import Job, JobState, Stage
+    from .media import (
+        MEDIA_EXTENSIONS,
+        MediaError,
+        absolute,
+        expand_path,
+        expand_paths,
+        is_media,
+        probe,
+    )
+    from .memory import CONTEXT_NOTE, device_problem
+    from .models import fmt_bytes
+    from .runner import Engine, describe_unload
+    from .settings import (
+        BACKENDS,
+        CLEANUP_POLICIES,
+        FORMATS,
+        Settings,
+        SettingsError,
+        config_path,
+        default_state_path,
+        load_config,
+        save_config,
+        split_list,
+    )
+    from .store import StateError, saved_work

@@ -146,6 +146,26 @@ class MemorySampled(Event):
     gpu_note: str | None = None  # "no GPU: ..." or the CUDA-context caveat
 
 
+class EngineState(enum.StrEnum):
+    """What the batch as a whole is doing; a str, so events serialise as plain text."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model as the app may see it: a copy, never the engine's own record."""
+
+    kind: str
+    name: str
+    device: str
+    bytes: int
+
+
 @dataclass(frozen=True)
 class EngineStateChanged(Event):
     """The batch as a whole: running, pausing, paused or idle; models loaded; pending unloads."""

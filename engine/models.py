@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import memory
-from .events import Event, LogEmitted, ModelLoaded, ModelUnloaded
+from .events import Event, LoadedModel, LogEmitted, ModelLoaded, ModelUnloaded
 
 WHISPER = "whisper"
 TRANSLATION = "translation"
@@ -60,11 +60,21 @@ class ModelManager:
         self._publish = publish
         self._nvml = nvml
         self._models: dict[tuple[str, str, str], Loaded] = {}
+        self._snapshot: tuple[LoadedModel, ...] = ()
         self.load_counts: collections.Counter[str] = collections.Counter()
 
     # -- queries ---------------------------------------------------------------------
     def loaded(self) -> list[Loaded]:
         return list(self._models.values())
+
+    def snapshot(self) -> tuple[LoadedModel, ...]:
+        """Safe from any thread: a tuple rebuilt on every load and unload, swapped whole."""
+        return self._snapshot
+
+    def _changed(self) -> None:
+        self._snapshot = tuple(
+            LoadedModel(m.kind, m.name, m.device, m.bytes) for m in self._models.values()
+        )
 
     def names(self) -> tuple[str, ...]:
         return tuple(f"{m.kind}:{m.name}" for m in self._models.values())
@@ -131,6 +141,7 @@ class ModelManager:
         after = memory.torch_allocated(device)
         delta = after - before if after is not None and before is not None else None
         self._models[key] = Loaded(kind, name, device, model, size, time.time(), delta)
+        self._changed()
         self.load_counts[kind] += 1
         self._publish(
             ModelLoaded(
@@ -180,6 +191,7 @@ class ModelManager:
         uuid = _device_uuid(device)
         nvml_before = nvml.used_by_uuid(uuid) if nvml and uuid else None
         del self._models[(loaded.kind, loaded.name, device)]
+        self._changed()
         _drop_caches(loaded.model)
         loaded.model = None
         memory.clean(device)

@@ -25,10 +25,12 @@ import numpy as np
 from . import commands as cmd
 from . import logfile, media, memory
 from .events import (
+    EngineState,
     EngineStateChanged,
     Event,
     JobChanged,
     JobRemoved,
+    LoadedModel,
     LogEmitted,
     ModelUnloaded,
     QueueReordered,
@@ -96,7 +98,7 @@ class Engine:
         self.fatal: str | None = None  # why the engine thread stopped early, if it did
         self._lease_lost: str | None = None
         self._last_refresh = 0.0
-        self.state = "paused" if paused else "idle"
+        self.state = EngineState.PAUSED if paused else EngineState.IDLE
 
     # -- public API: lifecycle --------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> None:
@@ -217,6 +219,14 @@ class Engine:
         return self._paused
 
     @property
+    def loaded_models(self) -> tuple[LoadedModel, ...]:
+        """A snapshot the app may keep; the engine thread swaps its own copy on every change."""
+        return self.models.snapshot()
+
+    def close(self) -> None:
+        """After shutdown: let go of the state file (the app must not reach into the store)."""
+        self.store.close()
+
     def running_job(self) -> int | None:
         return self._running
 
@@ -702,7 +712,7 @@ class Engine:
     def _set_state(self, state: str, force: bool = False) -> None:
         if state == self.state and not force:
             return
-        self.state = state
+        self.state = EngineState(state)
         pending = tuple(sorted(self._pending_unload))
         self._publish(EngineStateChanged(state=state, models=self.models.names(), pending=pending))
 

@@ -468,6 +468,17 @@ class Store:
             )
 
 
+def saved_work(path: Path) -> bool:
+    """Is there a queue to come back to? The app asks before an engine exists, to start paused."""
+    if not path.exists():
+        return False
+    store = Store(path)
+    try:
+        return any(j.state.runnable or j.state == JobState.RUNNING for j in store.jobs())
+    finally:
+        store.close()
+
+
 def _lease_stale(pid: int, host: str | None, beat: float | None, now: float) -> bool:
     if beat is None or now - beat > LEASE_TIMEOUT:
         return True
