@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .options import TranscribeOptions
+
 SAMPLE_RATE = 16_000
 HOP_LENGTH = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH
@@ -47,37 +49,6 @@ class Segment:
     @classmethod
     def from_json(cls, row: list[Any]) -> Segment:
         return cls(*row)
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """Everything that shapes the transcript, passed whole (one value, not 20 keywords)."""
-
-    language: str | None = None
-    beam_size: int | None = None
-    condition_on_previous_text: bool = True
-    no_speech_threshold: float = 0.6
-    logprob_threshold: float = -1.0
-    fp16: bool = False
-    word_timestamps: bool = True
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    batch_size: int = 0  # > 0: VAD-cut chunks decoded this many at a time (asr_batched)
-
-    def whisper_kwargs(self) -> dict[str, Any]:
-        """These options as openai-whisper's `transcribe` keywords (the reference run)."""
-        kw: dict[str, Any] = dict(
-            language=self.language,
-            condition_on_previous_text=self.condition_on_previous_text,
-            no_speech_threshold=self.no_speech_threshold,
-            logprob_threshold=self.logprob_threshold,
-            fp16=self.fp16,
-            temperature=self.temperature,
-            word_timestamps=self.word_timestamps,
-            verbose=None,  # None silences both the text dump and the tqdm bar
-        )
-        if self.beam_size and self.beam_size > 1:
-            kw["beam_size"] = self.beam_size
-        return kw
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from . import asr, logfile, media, memory
 from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
 from .jobs import Job, JobState, Stage
 from .models import NeedsMemory, fmt_bytes
+from .options import StageOptions
 from .outputs import (
     OutputTarget,
     content_fingerprint,
@@ -419,16 +420,7 @@ def effective_settings(settings: Settings, device: str) -> Settings:
 
 
 def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
-    return TranscribeOptions(
-        language="en" if s.english_only_model else s.language,
-        beam_size=s.beam_size,
-        condition_on_previous_text=s.condition_on_previous_text,
-        word_timestamps=s.word_timestamps,
-        no_speech_threshold=s.no_speech_threshold,
-        logprob_threshold=s.logprob_threshold,
-        fp16=device.startswith("cuda"),
-        batch_size=s.asr_batch_size,
-    )
+    return StageOptions.build(s, device).transcribe
 
 
 def resolve_device(device: str, engine: Engine) -> str:
