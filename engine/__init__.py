@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "Engine": "runner",
     "describe_unload": "runner",
     "Where": "commands",
+    "reorder": "queue",
     # events the engine publishes
     "Event": "events",
     "EngineState": "events",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
     )
     from .memory import CONTEXT_NOTE, device_problem
     from .models import fmt_bytes
+    from .queue import reorder
     from .runner import Engine, describe_unload
     from .settings import (
         BACKENDS,

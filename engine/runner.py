@@ -46,6 +46,7 @@ from .outputs import (
     output_targets,
     outputs_current,
 )
+from .queue import reorder
 from .settings import Settings, default_state_path
 from .store import StateError, Store
 
@@ -503,18 +504,10 @@ class Engine:
         )
 
     def _move(self, job_id: int, where: cmd.Where) -> None:
-        order = self.jobs()
-        index = next((i for i, j in enumerate(order) if j.id == job_id), None)
-        if index is None:
+        jobs = {j.id: j for j in self.jobs()}
+        if job_id not in jobs:
             return
-        job = order.pop(index)
-        target = {
-            "up": max(0, index - 1),
-            "down": min(len(order), index + 1),
-            "top": 0,
-            "bottom": len(order),
-        }[where]
-        order.insert(target, job)
+        order = [jobs[i] for i in reorder(list(jobs), job_id, where)]
         changed = [dataclasses.replace(j, position=float(i + 1)) for i, j in enumerate(order)]
         self.store.save_positions(changed)
         with self._lock:
