@@ -34,6 +34,7 @@ BENCHES = {  # name -> (script, heading)
     "prefetch": ("bench_prefetch.py", "5. Decode/transcribe overlap (prefetch)"),
     "memory": ("bench_memory.py", "6. Memory over a long batch"),
     "pause": ("bench_pause.py", "Pause latency"),
+    "bare_loop": ("bench_bare_loop.py", "10. subq vs the loop a user would write"),
 }
 PLACEHOLDERS = {  # written once, after the block named; their owners fill them in
     "cleanup": "## 3. Translation\n\nSee below.\n",
