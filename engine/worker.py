@@ -1,0 +1,339 @@
+"""Worker processes, the engine's side: start, talk to, wait on and stop one per device.
+
+Each worker is a fresh interpreter (`python -P -m subq.engine.worker_main`), spawned and
+never forked (no CUDA context or threads cross a fork), in its own session (the user's
+Ctrl-C and a dropped SSH reach the engine, never the worker), with an environment built
+here and passed whole (thread counts, the one GPU it may see) so the engine never mutates
+`os.environ`. Its stdout and stderr go to the log. One duplex channel per worker: a socket
+pair, a `multiprocessing.connection.Connection` on each end, carrying the plain messages of
+worker_protocol.py. No `multiprocessing.Queue` (a worker killed mid-write can leave its lock
+held and its data torn) and no `ProcessPoolExecutor` (one death breaks the pool).
+
+`wait_any` waits on every worker's channel and process at once (`multiprocessing.connection.
+wait` over the connections and a pidfd per process), so a worker that dies for any reason
+(kill -9, a segfault, the OOM killer) is reported at once, with its signal's name.
+
+This module imports no model library, and neither does reading a reply: the engine's process
+stays free of torch, CTranslate2, whisper and transformers.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as _wait
+from pathlib import Path
+from typing import Any
+
+from . import worker_protocol as p
+
+DEFAULT_LOG = "default"  # the engine's log file (settings.log_path)
+POLL_SECONDS = 0.1  # how often a worker without a pidfd is polled for its exit
+# Replies that end a request (the others report progress on the way).
+FINAL = (p.Loaded, p.Unloaded, p.Done, p.Stopped, p.Error, p.Stats, p.Exited)
+
+
+class WorkerError(Exception):
+    """The worker could not be started, or died before it answered."""
+
+
+def describe_exit(code: int) -> str:
+    """'exit status 0', 'exit status 70' or 'signal 9 (SIGKILL)' for a return code."""
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+    return f"signal {-code} ({name})"
+
+
+def worker_env(
+    device: str,
+    threads: int | None = None,
+    *,
+    base: Mapping[str, str] | None = None,
+    gpu_uuid: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], str]:
+    """The environment for a worker on `device`, and the device's name inside it.
+
+    `threads` sets OMP/MKL/OpenBLAS and SUBQ_CPU_THREADS (CTranslate2's cpu_threads). A CUDA
+    entry sees only its own GPU: `gpu_uuid` (NVML's, the surest), else its index in the
+    CUDA_VISIBLE_DEVICES the user set (cuda:1 with "2,3" is GPU 3), else its index; inside
+    the worker it is cuda:0. A CPU worker sees no GPU, so it never makes a CUDA context.
+    """
+    source = os.environ if base is None else base
+    env = dict(source)
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+        env["SUBQ_CPU_THREADS"] = str(threads)
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # the order NVML numbers GPUs in
+        number = int(index or 0)
+        user = source.get("CUDA_VISIBLE_DEVICES")
+        if gpu_uuid:
+            visible = gpu_uuid
+        elif user is not None:
+            entries = [e.strip() for e in user.split(",") if e.strip()]
+            if number >= len(entries):
+                raise WorkerError(
+                    f"{device}: CUDA_VISIBLE_DEVICES={user!r} lists {len(entries)} GPU(s)"
+                )
+            visible = entries[number]
+        else:
+            visible = str(number)
+        env["CUDA_VISIBLE_DEVICES"] = visible
+        local = "cuda:0"
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        local = "cpu"
+    env.update(extra or {})
+    return env, local
+
+
+def _log_target(log: str | Path | None) -> Path | None:
+    if log == DEFAULT_LOG:
+        from .settings import log_path
+
+        path = log_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        return path
+    return Path(log) if log else None
+
+
+class WorkerProcess:
+    """One worker process on one device entry ("cpu", "cuda:1"), with its channel.
+
+    Start it from the thread that will own it for its whole life (the engine thread): on
+    Linux the worker is killed when the thread that spawned it ends (PR_SET_PDEATHSIG).
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        gpu_uuid: str | None = None,
+        log: str | Path | None = DEFAULT_LOG,
+        preload: Iterable[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        pdeathsig: bool = True,
+    ) -> None:
+        self.device = device
+        env, self.local_device = worker_env(device, threads, gpu_uuid=gpu_uuid, extra=extra_env)
+        self.log_path = _log_target(log)
+        ours, theirs = socket.socketpair()
+        argv = [sys.executable, "-P", "-m", "subq.engine.worker_main", "--fd", str(theirs.fileno())]
+        argv += ["--parent", str(os.getpid()), "--device", device, "--local", self.local_device]
+        argv += ["--spawned", repr(time.time())]
+        argv += ["--log", str(self.log_path)] if self.log_path else []
+        argv += [f"--preload={what}" for what in preload]
+        argv += [] if pdeathsig else ["--no-pdeathsig"]
+        out: Any = subprocess.DEVNULL
+        self.started = time.monotonic()
+        try:
+            if self.log_path is not None:
+                with contextlib.suppress(OSError):
+                    out = open(self.log_path, "ab")  # noqa: SIM115 - closed below
+            self.popen = subprocess.Popen(
+                argv,
+                env=env,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                close_fds=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise WorkerError(f"cannot start a worker on {device}: {exc}") from None
+        finally:
+            theirs.close()
+            if out is not subprocess.DEVNULL:
+                out.close()
+        self.pid = self.popen.pid
+        self.conn = Connection(ours.detach())
+        self.sentinel: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.sentinel = os.pidfd_open(self.pid)
+        self.ready: p.Ready | None = None
+        self.exited: p.Exited | None = None
+        self._eof = False
+        self._inbox: collections.deque[Any] = collections.deque()  # read by _next only
+        self._send_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = self.exited.how if self.exited else "running"
+        return f"<WorkerProcess {self.device} pid {self.pid} {state}>"
+
+    @property
+    def alive(self) -> bool:
+        return self.exited is None
+
+    def send(self, message: Any) -> bool:
+        """Send a request (any thread); False if the worker is gone (wait_any will say how)."""
+        if self.exited is not None:
+            return False
+        data = p.dumps(message)
+        with self._send_lock:
+            try:
+                self.conn.send_bytes(data)
+            except (OSError, ValueError):
+                return False
+        return True
+
+    def wait_ready(self, timeout: float | None = 120.0) -> p.Ready:
+        """Block until the worker's Ready (its imports done); WorkerError if it dies first."""
+        while self.ready is None:
+            reply = self._next(timeout)
+            if isinstance(reply, p.Exited):
+                raise WorkerError(f"the worker on {self.device} ended at start ({reply.how})")
+        return self.ready
+
+    def request(
+        self,
+        message: Any,
+        on_message: Callable[[Any], None] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send `message` and return its final reply (or Exited), handing the others (Progress,
+        Checkpointed) to `on_message`. For one caller per worker; an engine serving several
+        workers sends and reads them all through `wait_any` instead."""
+        if not self.send(message) and self.exited is None:
+            self._reap()
+        while True:
+            reply = self._next(timeout)
+            if reply is None:
+                raise TimeoutError(f"no reply from the worker on {self.device} in {timeout} s")
+            if isinstance(reply, FINAL):
+                return reply
+            if on_message is not None:
+                on_message(reply)
+
+    def _next(self, timeout: float | None) -> Any:
+        """The next message (None on timeout); after the worker's end, its Exited."""
+        if not self._inbox:
+            if self.exited is not None:
+                return self.exited
+            self._inbox.extend(message for _, message in wait_any([self], timeout))
+        return self._inbox.popleft() if self._inbox else None
+
+    def _read(self) -> list[Any]:
+        """Every message already in the channel; on end-of-pipe, the process's exit after."""
+        messages: list[Any] = []
+        while not self._eof:
+            try:
+                if not self.conn.poll(0):
+                    break
+                message = p.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                self._eof = True
+                break
+            if isinstance(message, p.Ready):
+                self.ready = message
+            messages.append(message)
+        return messages
+
+    def _reap(self, grace: float = 2.0) -> p.Exited:
+        """Wait for the process (killing it if its channel ended but it lingers); Exited."""
+        if self.exited is not None:
+            return self.exited
+        try:
+            code = self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            code = self.popen.wait()
+        self.exited = p.Exited(code, describe_exit(code))
+        self._close()
+        return self.exited
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)  # its own session: the group is the worker (and children)
+
+    def _close(self) -> None:
+        self.conn.close()
+        if self.sentinel is not None:
+            os.close(self.sentinel)
+            self.sentinel = None
+
+    def kill(self) -> p.Exited:
+        """SIGKILL now, and reap."""
+        if self.exited is None:
+            self._signal(signal.SIGKILL)
+        return self._reap(grace=10.0)
+
+    def stop(self, timeout: float = 5.0) -> p.Exited:
+        """Ask the worker to quit (at its next window), then SIGTERM, then SIGKILL; reaps."""
+        if self.exited is not None:
+            return self.exited
+        self.send(p.Quit())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                code = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(sig)
+                continue
+            break
+        else:
+            code = self.popen.wait()
+        self.exited = p.Exited(code, describe_exit(code))
+        self._close()
+        return self.exited
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_any(workers: Iterable[WorkerProcess], timeout: float | None = None) -> list[tuple]:
+    """(worker, message) pairs from whichever workers have something, in arrival order per
+    worker; a worker that died comes with its messages first, then `Exited`. Empty on
+    timeout. Waits on the channels and the processes together (a pidfd each; a worker
+    without one is polled every POLL_SECONDS)."""
+    live = [w for w in workers if w.exited is None]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while live:
+        handles: dict[Any, WorkerProcess] = {}
+        for w in live:
+            handles[w.conn] = w
+            if w.sentinel is not None:
+                handles[w.sentinel] = w
+        polled = any(w.sentinel is None for w in live)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if polled:
+            left = POLL_SECONDS if left is None else min(left, POLL_SECONDS)
+        ready = {id(handles[h]): handles[h] for h in _wait(list(handles), left)}
+        if polled:
+            ready.update(
+                {id(w): w for w in live if w.sentinel is None and w.popen.poll() is not None}
+            )
+        out: list[tuple] = []
+        for w in ready.values():
+            out += [(w, m) for m in w._read()]
+            if w._eof or w.popen.poll() is not None:
+                out += [(w, m) for m in w._read()]  # the last words of a dying worker
+                out.append((w, w._reap()))
+        if out:
+            return out
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
+    return []
