@@ -241,10 +241,14 @@ class WorkerProcess:
             try:
                 if not self.conn.poll(0):
                     break
-                message = p.loads(self.conn.recv_bytes())
+                data = self.conn.recv_bytes()
             except (EOFError, OSError):
                 self._eof = True
                 break
+            try:
+                message = p.loads(data)
+            except Exception as exc:  # a worker's bug: reported, never raised into the engine
+                message = p.Error("", p.INTERNAL, f"unreadable message from the worker: {exc}")
             if isinstance(message, p.Ready):
                 self.ready = message
             messages.append(message)

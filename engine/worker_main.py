@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import dataclasses
 import gc
 import importlib
 import logging
@@ -91,8 +92,10 @@ class Server:
 
     # -- the channel ----------------------------------------------------------------------
     def send(self, message: Any) -> None:
+        """Send a reply, every field made plain (a numpy scalar would not unpickle there)."""
+        values = {f.name: p.plain(getattr(message, f.name)) for f in dataclasses.fields(message)}
         try:
-            self.conn.send_bytes(p.dumps(message))
+            self.conn.send_bytes(p.dumps(type(message)(**values)))
         except OSError:  # the engine is gone: nothing to report to, nobody to hold a GPU for
             os._exit(0)
 

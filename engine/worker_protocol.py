@@ -204,8 +204,11 @@ def model_key(kind: str, name: str, device: str, backend: str = "") -> str:
 
 def plain(value: Any) -> Any:
     """`value` as plain Python values: numpy scalars become int/float, lists stay lists."""
-    if value is None or isinstance(value, str | bool | int | float | bytes):
+    if value is None or type(value) in (str, bool, int, float, bytes):
         return value
+    for kind in (bool, int, float, str, bytes):  # subclasses: numpy.float64 is a float
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, tuple):
