@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # the engine and its control API
     "Engine": "runner",
-    "describe_unload": "runner",
+    "describe_unload": "models",
     "Where": "commands",
     "reorder": "queue",
     # events the engine publishes
@@ -111,9 +111,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         probe,
     )
     from .memory import CONTEXT_NOTE, device_problem
-    from .models import fmt_bytes
+    from .models import describe_unload, fmt_bytes
     from .queue import reorder
-    from .runner import Engine, describe_unload
+    from .runner import Engine
     from .settings import (
         BACKENDS,
         CLEANUP_POLICIES,

@@ -73,6 +73,25 @@ class StageProgressed(Event):
     eta: float | None = None
     elapsed: float = 0.0
 
+    @classmethod
+    def measure(
+        cls,
+        job_id: int,
+        stage: Stage,
+        fraction: float,
+        started: float,
+        audio_seconds: float | None,
+    ) -> StageProgressed:
+        """Progress with its speed and ETA, from the stage's start (`time.perf_counter`)."""
+        elapsed = time.perf_counter() - started
+        speed = eta = None
+        if audio_seconds and elapsed > 0 and fraction > 0:
+            speed = audio_seconds * fraction / elapsed
+            eta = elapsed * (1 - fraction) / fraction
+        return cls(
+            job_id=job_id, stage=stage, fraction=fraction, speed=speed, eta=eta, elapsed=elapsed
+        )
+
 
 @dataclass(frozen=True)
 class ModelLoaded(Event):

@@ -26,8 +26,8 @@ from .events import (
     StageProgressed,
 )
 from .jobs import Job, JobState
-from .models import fmt_bytes
-from .runner import Engine, describe_unload
+from .models import describe_unload, fmt_bytes
+from .runner import Engine
 from .settings import Settings
 
 

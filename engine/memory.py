@@ -69,6 +69,13 @@ def clean(device: str) -> None:
     malloc_trim()
 
 
+def is_oom(exc: BaseException) -> bool:
+    """Whether `exc` is PyTorch running out of device memory (torch is loaded by then)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
 def torch_reserved(device: str) -> int | None:
     if device.startswith("cuda") and cuda_available():
         import torch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from . import memory
 from .events import Event, LoadedModel, LogEmitted, ModelLoaded, ModelUnloaded
 
+log = logging.getLogger("subq.engine")
 WHISPER = "whisper"
 TRANSLATION = "translation"
 
@@ -62,6 +64,8 @@ class ModelManager:
         self._models: dict[tuple[str, str, str], Loaded] = {}
         self._snapshot: tuple[LoadedModel, ...] = ()
         self.load_counts: collections.Counter[str] = collections.Counter()
+        self.pending: set[str] = set()  # unloads asked for while a stage ran
+        self._keep_alive_deadline: float | None = None
 
     # -- queries ---------------------------------------------------------------------
     def loaded(self) -> list[Loaded]:
@@ -175,6 +179,45 @@ class ModelManager:
         raise NeedsMemory(needed, free or 0)
 
     # -- unloading -------------------------------------------------------------------
+    def request_unload(self, kind: str) -> None:
+        """Mark `kind` ("all" for both) to unload at the next `apply_pending`."""
+        self.pending |= {WHISPER, TRANSLATION} if kind == "all" else {kind}
+
+    def apply_pending(self) -> bool:
+        """Unload what was asked for; False when nothing was pending."""
+        if not self.pending:
+            return False
+        kinds, self.pending = self.pending, set()
+        freed: list[ModelUnloaded] = []
+        for kind in sorted(kinds):
+            freed += self.unload(kind, reason="requested")
+        if not freed:
+            message = "no model was loaded; nothing to unload"
+            log.info(message)
+            self._publish(LogEmitted(level="info", message=message))
+        return True
+
+    def keep_alive(self, idle: bool, keep: float) -> bool:
+        """Called while the engine idles: unload everything once `keep` seconds have passed
+        with nothing to do (never if `keep` < 0). True when it just unloaded."""
+        if not self._models or not idle:
+            self._keep_alive_deadline = None
+            return False
+        if keep < 0:
+            return False
+        now = time.monotonic()
+        if self._keep_alive_deadline is None:
+            self._keep_alive_deadline = now + keep
+        if now < self._keep_alive_deadline:
+            return False
+        self._keep_alive_deadline = None
+        self.unload("all", reason=f"keep-alive {keep:g} s expired")
+        return True
+
+    def busy(self) -> None:
+        """A job starts: the keep-alive countdown starts again when the queue next drains."""
+        self._keep_alive_deadline = None
+
     def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
         """Unload one kind (or all); returns what each unload gave back."""
         return [
@@ -261,3 +304,13 @@ def fmt_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def describe_unload(event: ModelUnloaded) -> str:
+    """One line for a log: what was unloaded and how much memory came back."""
+    where = "GPU" if event.device.startswith("cuda") else "RAM"
+    caveat = " (the CUDA context stays until subq exits)" if where == "GPU" else ""
+    return (
+        f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
+        f"{fmt_bytes(event.returned)} of {where} returned{caveat}"
+    )

@@ -61,6 +61,7 @@ class TranslateOptions:
     targets: tuple[str, ...] = ()
     model_template: str | None = None  # None: the default family for each pair
     batch_size: int = 32
+    source: str = "en"  # the transcript's language
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ class WriteOptions:
 
     formats: tuple[str, ...] = ("srt",)
     output_dir: str | None = None
+    languages: tuple[str, ...] = ()  # a `base.LANG.fmt` per translation, too
+
+    @classmethod
+    def of(cls, s: Settings) -> WriteOptions:
+        """Where outputs go needs no device: the queue asks before a job runs."""
+        return cls(formats=s.formats, output_dir=s.output_dir, languages=s.translate_to)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class StageOptions:
                 targets=s.translate_to,
                 model_template=s.translation_model,
                 batch_size=s.translation_batch_size,
+                source=s.language or "en",
             ),
-            write=WriteOptions(formats=s.formats, output_dir=s.output_dir),
+            write=WriteOptions.of(s),
         )

@@ -8,18 +8,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .options import WriteOptions
 from .settings import Settings
 from .store import DoneRecord
 
 
-def output_folder(input_path: Path, settings: Settings) -> Path:
-    if settings.output_dir:
-        return Path(os.path.abspath(os.path.expanduser(settings.output_dir)))
+def output_folder(input_path: Path, options: WriteOptions) -> Path:
+    if options.output_dir:
+        return Path(os.path.abspath(os.path.expanduser(options.output_dir)))
     return input_path.parent
 
 
 def choose_base(
-    input_path: Path, settings: Settings, taken: Iterable[str]
+    input_path: Path, options: WriteOptions, taken: Iterable[str]
 ) -> tuple[str, str | None]:
     """Pick the output base (path without extension) and, when it had to change, why.
 
@@ -28,9 +29,9 @@ def choose_base(
     mirror their parent folder (`b/talk.srt`). A number is the last resort.
     """
     taken = set(taken)
-    folder = output_folder(input_path, settings)
+    folder = output_folder(input_path, options)
     candidates = [folder / input_path.stem, folder / input_path.name]
-    if settings.output_dir:
+    if options.output_dir:
         candidates.append(folder / input_path.parent.name / input_path.stem)
     candidates += [folder / f"{input_path.stem} ({n})" for n in range(2, 1000)]
     for i, candidate in enumerate(candidates):
@@ -64,13 +65,13 @@ class OutputTarget:
     lang: str | None  # None: the transcript itself
 
 
-def output_targets(base: str, settings: Settings) -> list[OutputTarget]:
+def output_targets(base: str, options: WriteOptions) -> list[OutputTarget]:
     """`base.srt` for the transcript and `base.LANG.srt` per translation, per format."""
     targets = []
-    for fmt in settings.formats:
+    for fmt in options.formats:
         targets.append(OutputTarget(Path(f"{base}.{fmt}"), fmt, None))
         targets += [
-            OutputTarget(Path(f"{base}.{lang}.{fmt}"), fmt, lang) for lang in settings.translate_to
+            OutputTarget(Path(f"{base}.{lang}.{fmt}"), fmt, lang) for lang in options.languages
         ]
     return targets
 

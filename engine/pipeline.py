@@ -13,13 +13,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from . import asr, logfile, media, memory
-from .asr import Checkpoint, Segment, TranscribeOptions, TranscriptionStopped
 from .jobs import Job, JobState, Stage
-from .models import NeedsMemory, fmt_bytes
-from .options import StageOptions
+from .models import ModelManager, NeedsMemory, fmt_bytes
+from .options import StageOptions, TranscribeOptions
 from .outputs import (
     OutputTarget,
     content_fingerprint,
@@ -29,14 +30,63 @@ from .outputs import (
     text_sum,
 )
 from .settings import Settings
-from .store import DoneRecord, StateError
+from .store import DoneRecord, StateError, Store
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
 
-if TYPE_CHECKING:
-    from .runner import Engine
-
 log = logging.getLogger("subq.engine")
+
+
+class StopRequested(Exception):
+    """Raised at a safe point: the job stops here in `state` (paused, cancelled, interrupted)."""
+
+    def __init__(self, state: JobState, reason: str = "") -> None:
+        super().__init__(reason)
+        self.state = state
+
+
+class JobContext(Protocol):
+    """All a job's stages need from whoever runs them (the engine, or a test's stand-in).
+
+    The pipeline knows nothing else of the engine: it reads and writes the job's stored work
+    through `store`, loads models through `models`, and reports through the methods below.
+    """
+
+    store: Store
+    models: ModelManager
+
+    def safe_point(self, job: Job) -> None:
+        """Apply waiting orders; raise StopRequested if the job must stop here."""
+
+    def enter_stage(self, job: Job, stage: Stage) -> Job:
+        """A safe point, then the job as committed in `stage` with its progress at 0."""
+        ...
+
+    def progress(
+        self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
+    ) -> None: ...
+
+    def log(self, level: str, message: str, job_id: int | None = None) -> None: ...
+
+    def oom(self, job: Job, message: str) -> None:
+        """Note an out-of-memory retry (counted for the batch's summary)."""
+
+    def wait_for_memory(self, job: Job, error: NeedsMemory) -> bool:
+        """Wait a while for room; True once the user said start anyway."""
+        ...
+
+    def started_anyway(self, job_id: int) -> bool:
+        """Whether the user told this job to load its model without waiting for room."""
+        ...
+
+    def audio(self, job: Job) -> np.ndarray:
+        """The job's audio, 16 kHz mono float32 (the one audio handoff)."""
+        ...
+
+    def prefetch_next(self, job: Job) -> None:
+        """A hint: the job's model is loaded, the next job's audio may be prepared now."""
+
+    def nvml(self) -> memory.Nvml | None: ...
 
 
 @dataclass
@@ -46,14 +96,16 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, engine: Engine, job: Job) -> None:
-        self.engine = engine
+    def __init__(self, ctx: JobContext, job: Job) -> None:
+        self.ctx = ctx
         self.job = job
         self.times: dict[str, float] = dict(job.stage_times)
-        self.device = resolve_device(job.settings.device, engine)
+        self.device = resolve_device(job.settings.device, ctx.nvml())
         self.settings: Settings = effective_settings(job.settings, self.device)
+        self.options = StageOptions.build(self.settings, self.device)
         self.resume_from = job.resume_from
         self.fingerprint = ""
+        self._forced_flag = False
 
     @property
     def transcript_key(self) -> str:
@@ -61,15 +113,13 @@ class Pipeline:
         return transcript_key(self.settings, self.fingerprint)
 
     def run(self) -> Outcome:
-        from .runner import _Stop
-
         try:
             return self._run()
-        except _Stop as stop:
+        except StopRequested as stop:
             return self._stopped(stop.state, str(stop))
-        except TranscriptionStopped as stopped:
+        except asr.TranscriptionStopped as stopped:
             cause = stopped.cause
-            if isinstance(cause, _Stop):
+            if isinstance(cause, StopRequested):
                 return self._stopped(cause.state, str(cause))
             if isinstance(cause, StateError):
                 raise cause from None
@@ -81,7 +131,7 @@ class Pipeline:
         except OSError as exc:
             return self._failed(_os_error(exc, self.job.path))
         except Exception as exc:
-            if _is_oom(exc):
+            if memory.is_oom(exc):
                 return self._failed(self._oom_message(exc))
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(
@@ -92,7 +142,7 @@ class Pipeline:
     def _stopped(self, state: JobState, reason: str) -> Outcome:
         resume_from = self.resume_from
         if state == JobState.CANCELLED:
-            self.engine.store.set_checkpoint(self.job.id, "", None)
+            self.ctx.store.set_checkpoint(self.job.id, "", None)
             resume_from = 0.0
         return Outcome(
             state,
@@ -117,7 +167,7 @@ class Pipeline:
 
     # -- stages ------------------------------------------------------------------------
     def _run(self) -> Outcome:
-        job, store, s = self.job, self.engine.store, self.settings
+        job, store, s = self.job, self.ctx.store, self.settings
         path = Path(job.path)
         started = time.perf_counter()
         info = media.probe(path)
@@ -125,7 +175,7 @@ class Pipeline:
         self.times["probe"] = time.perf_counter() - started
         self.job = job = dataclasses.replace(job, duration=info.duration)
         base = job.output_base or str(path.with_suffix(""))
-        targets = output_targets(base, s)
+        targets = output_targets(base, self.options.write)
         key = done_key(job.settings, base)  # as requested: "auto" stays auto
         remove_stale_temps(targets[0].path.parent)
         if not s.force and outputs_current(
@@ -147,14 +197,14 @@ class Pipeline:
         # translation that cannot load or crashes must never take them with it.
         written = self._write(cues, [t for t in targets if t.lang is None])
         errors = []
-        for lang in s.translate_to:
+        for lang in self.options.translate.targets:
             try:
                 texts = self._translation(cues, lang)
             except (TranslationError, asr.ModelLoadError, GpuMemoryError) as exc:
                 errors.append(f"translation to {lang} failed: {exc}")
                 continue
             except Exception as exc:
-                if _is_stop(exc) or _is_oom(exc):
+                if isinstance(exc, StopRequested | asr.TranscriptionStopped) or memory.is_oom(exc):
                     raise
                 log.exception("translation to %s failed for %s", lang, job.path)
                 errors.append(f"translation to {lang} failed: {_first_line(exc)}")
@@ -201,7 +251,7 @@ class Pipeline:
         """Write each target atomically; returns path -> size:hash of what was written."""
         if not targets:
             return {}
-        self.job = self.engine.enter_stage(self.job, Stage.WRITE)
+        self.job = self.ctx.enter_stage(self.job, Stage.WRITE)
         t0 = time.perf_counter()
         targets[0].path.parent.mkdir(parents=True, exist_ok=True)
         sums = {}
@@ -216,21 +266,21 @@ class Pipeline:
         self.times["write"] = self.times.get("write", 0.0) + time.perf_counter() - t0
         return sums
 
-    def _transcript(self, duration: float | None) -> list[Segment]:
-        store, s, job = self.engine.store, self.settings, self.job
+    def _transcript(self, duration: float | None) -> list[asr.Segment]:
+        ctx, store, s, job = self.ctx, self.ctx.store, self.settings, self.job
         key = self.transcript_key
         stored = None if s.force else store.transcript(job.id, key)
         if stored is not None:
-            self.engine._log("info", f"{job.name}: reusing the stored transcript", job.id)
-            return [Segment.from_json(row) for row in stored[0]]
+            ctx.log("info", f"{job.name}: reusing the stored transcript", job.id)
+            return [asr.Segment.from_json(row) for row in stored[0]]
         resume = self._resume_point(key)
-        self.job = self.engine.enter_stage(job, Stage.DECODE)
+        self.job = ctx.enter_stage(job, Stage.DECODE)
         t0 = time.perf_counter()
-        audio = self.engine.take_audio(job.path)
+        audio = ctx.audio(job)
         self.times["decode"] = time.perf_counter() - t0
         audio_seconds = len(audio) / media.SAMPLE_RATE
         if resume:
-            self.engine._log(
+            ctx.log(
                 "info",
                 f"{job.name}: resuming at {resume.seek:.1f} s "
                 f"({len(resume.segments)} segments kept)",
@@ -238,28 +288,28 @@ class Pipeline:
             )
 
         model = self._load(
-            lambda: self.engine.models.whisper(
+            lambda: ctx.models.whisper(
                 s.model, self.device, backend=s.backend, ignore_budget=self._forced()
             )
         )
-        self.job = self.engine.enter_stage(self.job, Stage.TRANSCRIBE)
-        self.engine.prefetch_next(job)
+        self.job = ctx.enter_stage(self.job, Stage.TRANSCRIBE)
+        ctx.prefetch_next(job)
         t0 = time.perf_counter()
-        options = transcribe_options(s, self.device)
+        options = self.options.transcribe
 
         shown = 0.0  # word-timed segment ends can pass the next window's start a little
 
         def show(fraction: float) -> None:
             nonlocal shown
             shown = max(shown, fraction)
-            self.engine.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds)
+            ctx.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds)
 
-        def on_window(cp: Checkpoint, fraction: float) -> None:
+        def on_window(cp: asr.Checkpoint, fraction: float) -> None:
             if cp.seek > (resume.seek if resume else 0) or cp.segments:
                 store.set_checkpoint(job.id, key, cp.to_json())
                 self.resume_from = cp.seek
             show(fraction)
-            self.engine.checkpoint_safe_point(self.job)
+            ctx.safe_point(self.job)
 
         def on_segment(fraction: float) -> None:
             if fraction > shown:
@@ -276,12 +326,12 @@ class Pipeline:
                 on_segment=on_segment,
             )
         except Exception as exc:
-            if not _is_oom(exc):
+            if not memory.is_oom(exc):
                 raise
             result = self._transcribe_after_oom(audio, options, resume, on_window)
         finally:  # a stopped job's time counts too: the table shows the time spent
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
-        self.engine.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
+        ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
         store.set_transcript(
             job.id, key, [seg.to_json() for seg in result.segments], result.language
         )
@@ -291,10 +341,10 @@ class Pipeline:
             memory.clean(self.device)
         return list(result.segments)
 
-    def _resume_point(self, key: str) -> Checkpoint | None:
+    def _resume_point(self, key: str) -> asr.Checkpoint | None:
         """The saved checkpoint, if it can resume this transcription exactly; any other is
         dropped with one log line saying why, and the file starts from the beginning."""
-        store, name = self.engine.store, self.job.name
+        store, name = self.ctx.store, self.job.name
         held, data = store.saved_checkpoint(self.job.id)
         if data is None:
             return None
@@ -308,7 +358,7 @@ class Pipeline:
         else:
             why = "is from an older subq and cannot resume exactly"
         store.set_checkpoint(self.job.id, "", None)
-        self.engine._log(
+        self.ctx.log(
             "info",
             f"{name}: the saved checkpoint {why}; transcribing from the beginning",
             self.job.id,
@@ -316,34 +366,36 @@ class Pipeline:
         return None
 
     def _transcribe_after_oom(
-        self, audio: Any, options: TranscribeOptions, resume: Checkpoint | None, on_window: Any
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        resume: asr.Checkpoint | None,
+        on_window: Any,
     ) -> asr.Transcript:
         """Free, retry once lighter (beam 1; in batched mode, whose beam is 1 already, half
         the chunks per call), then fall back to the CPU if allowed."""
         half = max(1, options.batch_size // 2) if options.batch_size else 0
         how = f"{half} chunks per batch" if options.batch_size else "beam 1"
-        self.engine.oom(self.job, f"out of GPU memory in transcription; retrying with {how}")
+        self.ctx.oom(self.job, f"out of GPU memory in transcription; retrying with {how}")
         memory.clean(self.device)
         lighter = dataclasses.replace(options, beam_size=None, batch_size=half)
         try:
-            model = self.engine.models.whisper(
+            model = self.ctx.models.whisper(
                 self.settings.model, self.device, backend=self.settings.backend
             )
             return asr.run_backend(
                 self.settings.backend, model, audio, lighter, resume=resume, on_window=on_window
             )
         except Exception as exc:
-            if not _is_oom(exc):
+            if not memory.is_oom(exc):
                 raise
             if self.settings.oom_fallback != "cpu":
-                self.engine.oom(self.job, "out of GPU memory again; the job fails")
+                self.ctx.oom(self.job, "out of GPU memory again; the job fails")
                 raise GpuMemoryError(self._oom_message(exc)) from None
-        self.engine.oom(self.job, "out of GPU memory again; running this job on the CPU")
+        self.ctx.oom(self.job, "out of GPU memory again; running this job on the CPU")
         memory.clean(self.device)
         self.device = "cpu"
-        model = self.engine.models.whisper(
-            self.settings.model, "cpu", backend=self.settings.backend
-        )
+        model = self.ctx.models.whisper(self.settings.model, "cpu", backend=self.settings.backend)
         cpu_options = dataclasses.replace(lighter, fp16=False)
         return asr.run_backend(
             self.settings.backend, model, audio, cpu_options, resume=resume, on_window=on_window
@@ -352,43 +404,43 @@ class Pipeline:
     def _oom_message(self, exc: BaseException) -> str:
         match = re.search(r"Tried to allocate ([\d.]+ \w+)", str(exc))
         needed = match.group(1) if match else "more than was free"
-        free = memory.free_device_bytes(self.device, self.engine.sampler.nvml)
+        free = memory.free_device_bytes(self.device, self.ctx.nvml())
         return f"{self.job.name}: out of GPU memory (needed {needed}, free {fmt_bytes(free)})"
 
     def _translation(self, cues: list[Cue], lang: str) -> list[str]:
-        store, s, job = self.engine.store, self.settings, self.job
-        src = s.language or "en"
-        name = model_name_for(s.translation_model, src, lang)
+        ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
+        src = options.source
+        name = model_name_for(options.model_template, src, lang)
         key = f"{lang}|{name}|{self.transcript_key}"
         stored = store.translations(job.id).get(key)
         if stored is not None and len(stored) == len(cues):
             return stored
-        self.job = self.engine.enter_stage(self.job, Stage.TRANSLATE)
+        self.job = ctx.enter_stage(self.job, Stage.TRANSLATE)
         translator = self._load(
-            lambda: self.engine.models.translator(name, self.device, ignore_budget=self._forced())
+            lambda: ctx.models.translator(name, self.device, ignore_budget=self._forced())
         )
         t0 = time.perf_counter()
 
         def on_batch(done: int, total: int) -> None:
-            self.engine.progress(self.job, Stage.TRANSLATE, done / max(total, 1), t0, None)
-            self.engine.checkpoint_safe_point(self.job)
+            ctx.progress(self.job, Stage.TRANSLATE, done / max(total, 1), t0, None)
+            ctx.safe_point(self.job)
 
         def on_oom(batch: int) -> None:
-            self.engine.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
+            self.ctx.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
 
         try:
             texts = translator.translate(
                 [c.text for c in cues],
                 src,
                 lang,
-                s.translation_batch_size,
+                options.batch_size,
                 on_batch=on_batch,
                 on_oom=on_oom,
             )
         finally:
             self.times[f"translate:{lang}"] = time.perf_counter() - t0
         store.set_translation(job.id, key, texts)
-        if s.cleanup == "stage":
+        if self.settings.cleanup == "stage":
             memory.clean(self.device)
         return texts
 
@@ -397,11 +449,11 @@ class Pipeline:
             try:
                 return load()
             except NeedsMemory as need:
-                if self.engine.wait_for_memory(self.job, need):
+                if self.ctx.wait_for_memory(self.job, need):
                     self._forced_flag = True
 
     def _forced(self) -> bool:
-        return getattr(self, "_forced_flag", False) or self.job.id in self.engine._start_anyway
+        return self._forced_flag or self.ctx.started_anyway(self.job.id)
 
 
 class GpuMemoryError(Exception):
@@ -419,35 +471,19 @@ def effective_settings(settings: Settings, device: str) -> Settings:
     return dataclasses.replace(settings, backend=backend)
 
 
-def transcribe_options(s: Settings, device: str) -> TranscribeOptions:
-    return StageOptions.build(s, device).transcribe
-
-
-def resolve_device(device: str, engine: Engine) -> str:
+def resolve_device(device: str, nvml: memory.Nvml | None) -> str:
     if device != "auto":
         return device
-    return memory.pick_cuda_device(engine.sampler.nvml)
+    return memory.pick_cuda_device(nvml)
 
 
 def transcript_key(settings: Settings, fingerprint: str) -> str:
     return f"{settings.transcript_key()}:{fingerprint}"
 
 
-def _is_stop(exc: BaseException) -> bool:
-    from .runner import _Stop
-
-    return isinstance(exc, _Stop | TranscriptionStopped)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError)
 
 
 def _os_error(exc: OSError, job_path: str) -> str:

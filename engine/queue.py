@@ -1,8 +1,32 @@
-"""The job queue: its order, and the one rule for moving a job in it."""
+"""The job queue on top of the store: adding (and re-adding), order, cancel, retry, the
+next runnable job, and other workers' jobs; plus the one rule for moving a job."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import media
 from .commands import Where
+from .events import Event, JobChanged, JobRemoved, QueueReordered
+from .jobs import Job, JobState, Stage
+from .options import WriteOptions
+from .outputs import (
+    choose_base,
+    content_fingerprint,
+    done_key,
+    output_folder,
+    output_targets,
+    outputs_current,
+)
+from .settings import Settings
+from .store import Store
+
+Log = Callable[..., None]  # (level, message, job_id=None)
 
 
 def reorder(order: list[int], job_id: int, where: Where) -> list[int]:
@@ -24,3 +48,285 @@ def reorder(order: list[int], job_id: int, where: Where) -> list[int]:
     }[where]
     rest.insert(target, job_id)
     return rest
+
+
+class JobQueue:
+    """The jobs this worker sees, in queue order, on top of the shared store.
+
+    Only the engine thread changes it; `jobs()` and `job()` are safe from any thread. Every
+    change is committed to the store first, then published, so the store is the truth
+    after a crash. Jobs another worker runs are followed from the store (`refresh_foreign`).
+    """
+
+    def __init__(self, store: Store, publish: Callable[[Event], None], log: Log) -> None:
+        self.store = store
+        self._publish = publish
+        self._log = log
+        self._lock = threading.RLock()
+        self._jobs: dict[int, Job] = {}
+        self.running: int | None = None
+        self.cancel_requested = False  # the running job stops at its next safe point
+        self._last_refresh = 0.0
+
+    # -- reading (any thread) ------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: (j.position, j.id))
+
+    def job(self, job_id: int) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def has_work(self) -> bool:
+        return any(j.state.runnable for j in self.jobs())
+
+    def busy(self) -> bool:
+        return any(j.state == JobState.RUNNING or j.state.runnable for j in self.jobs())
+
+    # -- changes -------------------------------------------------------------------------
+    def load(self) -> None:
+        """Take the whole saved queue into view (a plain `subq run` sees only what it adds)."""
+        with self._lock:
+            self._jobs = {j.id: j for j in self.store.jobs()}
+
+    def change(self, job: Job, state: JobState, **changes: Any) -> Job:
+        """Commit first, then publish: the store is the truth after a crash."""
+        new = job.moved_to(state, **changes)
+        self.store.save(new)
+        self._put(new)
+        self._publish(JobChanged(job=new, previous=job.state))
+        return new
+
+    def change_current(self, job: Job, state: JobState, **changes: Any) -> Job:
+        """`change`, applied to the job as this queue holds it now (progress included)."""
+        return self.change(self.job(job.id) or job, state, **changes)
+
+    def set_progress(self, job_id: int, fraction: float, stage: Stage) -> None:
+        """In memory only: progress is published, and committed with the next change."""
+        with self._lock:
+            current = self._jobs.get(job_id)
+            if current is not None:
+                self._jobs[job_id] = dataclasses.replace(current, progress=fraction, stage=stage)
+
+    def _put(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        self._publish(JobRemoved(job_id=job_id))
+
+    # -- orders --------------------------------------------------------------------------
+    def add(self, paths: Sequence[str], settings: Settings) -> None:
+        settings = settings.validate()
+        seen: set[str] = set()
+        taken = self.store.output_bases()
+        new: list[tuple[str, str, tuple[str, ...]]] = []
+        for path in media.expand_paths(paths):
+            key = str(path)
+            if key in seen:
+                self._log("info", f"{key}: given twice; added once")
+                continue
+            seen.add(key)
+            existing = self._find(key)
+            if existing is not None:
+                self._readd(existing, settings)
+                continue
+            base, note = choose_base(path, WriteOptions.of(settings), taken)
+            taken.add(base)
+            new.append((key, base, (note,) if note else ()))
+        for job in self.store.add_jobs(new, settings):
+            for note in job.notes:
+                self._log("warning", note, job.id)
+            self._put(job)
+            self._publish(JobChanged(job=job))
+
+    def _find(self, path: str) -> Job | None:
+        for job in self.jobs():
+            if job.path == path:
+                return job
+        return self.store.latest_for_path(path)
+
+    def _readd(self, job: Job, settings: Settings) -> None:
+        """The same file again: resume, keep or redo it, never add a duplicate.
+
+        The new request's output folder, formats and languages win: a finished job whose
+        outputs are not all there as written (deleted, moved to another --output-dir, other
+        formats) is queued again, and its stored transcript writes them without transcribing.
+        """
+        in_view = self.job(job.id) is not None
+        base = self._base_for(job, settings)
+        if (
+            job.state in (JobState.DONE, JobState.SKIPPED)
+            and not settings.force
+            and self._outputs_current(job, settings, base)
+        ):
+            note = "already done"
+        elif job.state.runnable or job.state == JobState.RUNNING:
+            note = "already in the queue"
+            if job.state.runnable and (job.settings, job.output_base) != (settings, base):
+                job = dataclasses.replace(job, settings=settings, output_base=base)
+                self.store.save(job)
+        else:
+            note = "queued again"
+            job = job.moved_to(
+                JobState.QUEUED,
+                settings=settings,
+                output_base=base,
+                error=None,
+                progress=0.0,
+                stage=None,
+                stage_times=(),
+            )
+            self.store.save(job)
+        if in_view:
+            self._log("info", f"{job.path}: {note}", job.id)
+        elif note != "queued again":
+            self._log("info", f"{job.path}: {note} (from the saved queue)", job.id)
+        self._put(job)
+        self._publish(JobChanged(job=job))
+
+    def _base_for(self, job: Job, settings: Settings) -> str:
+        """The job's output base under `settings`: kept while the folder is the same."""
+        path = Path(job.path)
+        write = WriteOptions.of(settings)
+        folder = output_folder(path, write)
+        parent = Path(job.output_base or "").parent
+        if job.output_base and (
+            parent == folder or (settings.output_dir and parent.parent == folder)
+        ):
+            return job.output_base
+        taken = self.store.output_bases() - {job.output_base}
+        base, note = choose_base(path, write, taken)
+        if note:
+            self._log("warning", note, job.id)
+        return base
+
+    def _outputs_current(self, job: Job, settings: Settings, base: str) -> bool:
+        try:
+            fingerprint = content_fingerprint(Path(job.path))
+        except OSError:
+            return False  # the run will say what is wrong with the input
+        targets = output_targets(base, WriteOptions.of(settings))
+        return outputs_current(
+            self.store.done_record(job.id), fingerprint, done_key(settings, base), targets
+        )
+
+    def move(self, job_id: int, where: Where) -> None:
+        jobs = {j.id: j for j in self.jobs()}
+        if job_id not in jobs:
+            return
+        order = [jobs[i] for i in reorder(list(jobs), job_id, where)]
+        changed = [dataclasses.replace(j, position=float(i + 1)) for i, j in enumerate(order)]
+        self.store.save_positions(changed)
+        with self._lock:
+            for j in changed:
+                self._jobs[j.id] = j
+        self._publish(QueueReordered(order=tuple(j.id for j in changed)))
+
+    def cancel(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job is None or job.state.finished:
+            return
+        if job_id == self.running:
+            self.cancel_requested = True
+            self._log("info", f"{job.name}: cancelling at the next safe point", job_id)
+        else:
+            self.store.set_checkpoint(job_id, "", None)
+            self.change(job, JobState.CANCELLED, stage=None)
+
+    def remove(self, job_id: int) -> None:
+        if job_id == self.running:
+            self.cancel(job_id)
+            self._log("info", "a running job is cancelled first; remove it once it stops", job_id)
+            return
+        if self.job(job_id) is not None:
+            self.store.delete(job_id)
+            self._forget(job_id)
+
+    def retry(self, job_id: int) -> None:
+        job = self.job(job_id)
+        if job and job.state.finished:
+            force = job.state in (JobState.DONE, JobState.SKIPPED)
+            settings = dataclasses.replace(job.settings, force=force or job.settings.force)
+            self.change(
+                job,
+                JobState.QUEUED,
+                error=None,
+                progress=0.0,
+                stage=None,
+                stage_times=(),
+                settings=settings,
+            )
+
+    def clear_finished(self) -> None:
+        for job in self.jobs():
+            if job.state.finished:
+                self._forget(job.id)
+
+    def resume_paused(self) -> None:
+        for job in self.jobs():
+            if job.state == JobState.PAUSED and job.id != self.running:
+                self.change(job, JobState.QUEUED)
+
+    def update_settings(self, settings: Settings) -> None:
+        """New settings reach the jobs that have not started yet."""
+        for job in self.jobs():
+            if job.state == JobState.QUEUED and job.progress == 0 and not job.resume_from:
+                base = self._base_for(job, settings)
+                self.change(job, JobState.QUEUED, settings=settings, output_base=base)
+
+    # -- picking work and following other workers ------------------------------------------
+    def next_runnable(self) -> Job | None:
+        """The first runnable job this worker could claim, fresh from the store."""
+        self.refresh_foreign()  # a dead worker's job is taken up in queue order, first
+        for job in self.jobs():
+            if not job.state.runnable:
+                continue
+            holder = self.store.claim(job.id)
+            fresh = self.store.job(job.id)
+            if holder is not None or fresh is None or not fresh.state.runnable:
+                if holder is None:
+                    self.store.release(job.id)
+                self._sync(job.id, fresh)
+                continue
+            return fresh
+        return None
+
+    def _sync(self, job_id: int, fresh: Job | None) -> None:
+        with self._lock:
+            if fresh is None:
+                self._jobs.pop(job_id, None)
+            else:
+                self._jobs[job_id] = fresh
+        self._publish(JobChanged(job=fresh) if fresh else JobRemoved(job_id=job_id))
+
+    def refresh_foreign(self, every: float = 0.0) -> None:
+        """Jobs another worker runs: follow their state from the shared store, and free the
+        jobs of workers that are gone (a dead pid on this host, or a stale heartbeat)."""
+        now = time.monotonic()
+        if now - self._last_refresh < every:
+            return
+        self._last_refresh = now
+        for job in self.jobs():
+            if job.state == JobState.RUNNING and job.id != self.running:
+                fresh = self.store.job(job.id)
+                if fresh is None or fresh.state != job.state or fresh.stage != job.stage:
+                    self._sync(job.id, fresh)
+        for job_id in self.store.recover_stale():
+            if self.job(job_id) is not None:
+                self._sync(job_id, self.store.job(job_id))
+
+    # -- the running job -------------------------------------------------------------------
+    def start(self, job: Job) -> Job:
+        self.running = job.id
+        self.cancel_requested = False
+        return self.change(job, JobState.RUNNING, stage=Stage.PROBE, error=None)
+
+    def finish(self, job: Job, state: JobState, changes: dict[str, Any]) -> None:
+        try:
+            self.change_current(job, state, **changes)
+        finally:
+            self.store.release(job.id)
+            self.running = None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import DATA
 from subq.engine.jobs import JobState
+from subq.engine.options import WriteOptions
 from subq.engine.outputs import choose_base
 from subq.engine.settings import Settings
 
@@ -47,7 +48,7 @@ def test_same_name_from_two_folders_into_one_output_dir(make_engine, tmp_path):
 def test_output_paths_stay_inside_the_output_folder(tmp_path):
     settings = Settings(output_dir=str(tmp_path / "out"))
     for name in ("..", "-x.mp4", "concat:x.mp4", "a;b.mp4", "new\nline.mp4", "ü.mp4"):
-        base, _note = choose_base(Path("/videos") / name, settings, taken=())
+        base, _note = choose_base(Path("/videos") / name, WriteOptions.of(settings), taken=())
         assert Path(base).parent == tmp_path / "out", name
 
 
