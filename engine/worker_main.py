@@ -209,7 +209,9 @@ class Server:
         resume = asr.load_checkpoint(message.resume) if message.resume else None
         if message.resume and resume is None:
             raise BadRequest("the checkpoint cannot resume this transcription exactly")
-        audio = media.decode_audio(Path(message.path))
+        # Streamed (a window at a time) where media has it, else the whole file's samples.
+        opener = getattr(media, "open_audio", None) or media.decode_audio
+        audio = opener(Path(message.path))
         try:
             result = asr.run_backend(
                 load.backend,
