@@ -268,6 +268,8 @@ class WorkerProcess:
         return self.exited
 
     def _signal(self, sig: int) -> None:
+        if self.popen.returncode is not None:
+            return  # reaped: its pid (and group) may belong to another process by now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)  # its own session: the group is the worker (and children)
 

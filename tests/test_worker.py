@@ -158,7 +158,7 @@ def test_sigint_and_sighup_do_not_reach_the_worker() -> None:
     assert said["exit"] == "exit status 0"
 
 
-def test_stop_at_a_window_then_resume_in_a_new_worker() -> None:
+def test_stop_or_kill_at_a_window_then_resume_in_a_new_worker() -> None:
     clip, options = str(DATA / "long.mp3"), {"language": "en"}
     first = worker()
     try:
@@ -178,11 +178,29 @@ def test_stop_at_a_window_then_resume_in_a_new_worker() -> None:
     assert isinstance(stopped, p.Stopped) and stopped.reason == "pause"
     checkpoint = stopped.checkpoint
     assert checkpoint is not None and checkpoint["seek"] > 0 and checkpoint["segments"]
-    with worker() as second:
+    second = worker()
+    try:
         key = second.request(FW_TINY, timeout=60).key
         resumed = second.request(p.Transcribe("cut", key, clip, options, checkpoint), timeout=60)
-    assert isinstance(resumed, p.Done)
-    assert resumed.result["segments"] == clean.result["segments"]
+        assert isinstance(resumed, p.Done)
+        assert resumed.result["segments"] == clean.result["segments"]
+
+        # A worker killed mid-file costs one window: the last checkpoint resumes it exactly.
+        last: list[dict] = []
+
+        def kill_after_a_window(message: object) -> None:
+            if isinstance(message, p.Checkpointed) and message.checkpoint["seek"] > 0 and not last:
+                last.append(message.checkpoint)
+                os.kill(second.pid, signal.SIGKILL)
+
+        died = second.request(p.Transcribe("kill", key, clip, options), kill_after_a_window)
+    finally:
+        second.stop()
+    assert died == p.Exited(-9, "signal 9 (SIGKILL)") and last
+    with worker() as third:
+        key = third.request(FW_TINY, timeout=60).key
+        again = third.request(p.Transcribe("kill", key, clip, options, last[-1]), timeout=60)
+    assert again.result["segments"] == clean.result["segments"]
 
 
 def test_errors_cross_as_kind_and_message(tmp_path: Path) -> None:
@@ -211,3 +229,24 @@ def test_stop_escalates_when_the_worker_does_not_quit() -> None:
     started = time.monotonic()
     assert w.stop(timeout=0.5) == p.Exited(-15, "signal 15 (SIGTERM)")
     assert time.monotonic() - started < 5
+
+
+def test_translate_in_a_worker_matches_in_process_and_unload_gives_back(
+    tiny_marian: Path, references: dict[str, str]
+) -> None:
+    from subq.engine.translate import load_translator
+
+    lines = tuple(s.strip() + "." for s in references["story.mp3"].split(".")[:5])
+    here = load_translator(str(tiny_marian), "cpu").translate(list(lines), "en", "de", 2)
+    with worker() as w:
+        loaded = w.request(p.Load("translate", str(tiny_marian), "cpu"), timeout=120)
+        assert isinstance(loaded, p.Loaded) and loaded.bytes > 0
+        progress: list[object] = []
+        done = w.request(
+            p.Translate("t", loaded.key, lines, "en", "de", 2), progress.append, timeout=60
+        )
+        assert done.result["lines"] == here
+        assert [m.fraction for m in progress] == [0.4, 0.8, 1.0]  # type: ignore[attr-defined]
+        unloaded = w.request(p.Unload(), timeout=30)
+        assert unloaded.keys == (loaded.key,) and unloaded.rss > 0
+        assert w.request(p.GetStats(), timeout=10).models == ()
