@@ -202,6 +202,8 @@ class WorkerProcess:
         """Block until the worker's Ready (its imports done); WorkerError if it dies first."""
         while self.ready is None:
             reply = self._next(timeout)
+            if reply is None:
+                raise TimeoutError(f"the worker on {self.device} not ready in {timeout} s")
             if isinstance(reply, p.Exited):
                 raise WorkerError(f"the worker on {self.device} ended at start ({reply.how})")
         return self.ready
@@ -213,10 +215,10 @@ class WorkerProcess:
         timeout: float | None = None,
     ) -> Any:
         """Send `message` and return its final reply (or Exited), handing the others (Progress,
-        Checkpointed) to `on_message`. For one caller per worker; an engine serving several
-        workers sends and reads them all through `wait_any` instead."""
-        if not self.send(message) and self.exited is None:
-            self._reap()
+        Checkpointed) to `on_message`; TimeoutError after `timeout` s without any message.
+        For one caller per worker; an engine serving several workers sends and reads them
+        all through `wait_any` instead."""
+        self.send(message)  # if the worker is gone, _next reads its last words and Exited
         while True:
             reply = self._next(timeout)
             if reply is None:

@@ -250,3 +250,26 @@ def test_translate_in_a_worker_matches_in_process_and_unload_gives_back(
         unloaded = w.request(p.Unload(), timeout=30)
         assert unloaded.keys == (loaded.key,) and unloaded.rss > 0
         assert w.request(p.GetStats(), timeout=10).models == ()
+
+
+def test_wait_any_serves_several_workers_and_one_death_spares_the_others() -> None:
+    a, b = worker(), worker()
+    try:
+        for w in (a, b):
+            assert w.send(p.Call(f"job-{w.pid}", "worker_helpers:spin", {"windows": 20}))
+        final: dict[int, object] = {}
+        senders: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(final) < 2 and time.monotonic() < deadline:
+            for w, message in wait_any([a, b], 1.0):
+                senders.add(w.pid)
+                if isinstance(message, p.Checkpointed) and w is a and not a.exited:
+                    os.kill(a.pid, signal.SIGKILL)
+                if isinstance(message, p.Done | p.Exited):
+                    final[w.pid] = message
+        assert senders == {a.pid, b.pid}
+        assert final[a.pid] == p.Exited(-9, "signal 9 (SIGKILL)")
+        assert final[b.pid] == p.Done(f"job-{b.pid}", {"windows": 20})
+    finally:
+        a.stop()
+        b.stop()
