@@ -6,6 +6,9 @@ no caller (the UI thread above all) ever waits on a model.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,3 +99,39 @@ Command = (
     | UpdateSettings
     | Wake
 )
+
+
+class Inbox:
+    """Orders waiting for the engine thread, and the idle signal paired with them: an order
+    sent clears `idle` under the same lock the engine holds to set it, so none is missed."""
+
+    def __init__(self) -> None:
+        self._orders: queue.Queue[Command] = queue.Queue()
+        self._lock = threading.Lock()
+        self.idle = threading.Event()
+
+    def send(self, command: Command) -> None:
+        with self._lock:
+            self.idle.clear()
+            self._orders.put(command)
+
+    def wake(self) -> None:
+        self._orders.put(Wake())
+
+    def drain(self, apply: Callable[[Command], None], block: float | None = None) -> None:
+        """Apply every waiting order; with `block`, wait up to that long for the first."""
+        try:
+            first = self._orders.get(timeout=block) if block else self._orders.get_nowait()
+        except queue.Empty:
+            return
+        apply(first)
+        while True:
+            try:
+                apply(self._orders.get_nowait())
+            except queue.Empty:
+                return
+
+    def set_idle_if_empty(self) -> None:
+        with self._lock:
+            if self._orders.empty():
+                self.idle.set()

@@ -7,6 +7,7 @@ lease was lost; stages are committed as they start; progress is published with i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import memory
-from .events import Event, LogEmitted, StageProgressed
+from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage
 from .leases import Heartbeat
 from .models import ModelManager, NeedsMemory
@@ -23,6 +24,7 @@ from .pipeline import Pipeline, StopRequested
 from .prefetch import AudioPrefetch
 from .queue import JobQueue
 from .store import Store
+from .subtitles import remove_live_temps
 
 log = logging.getLogger("subq.engine")
 MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for room
@@ -34,6 +36,7 @@ class EngineContext:
         queue: JobQueue,
         models: ModelManager,
         publish: Callable[[Event], None],
+        log: Callable[..., None],
         *,
         drain: Callable[[], None],
         unload_pending: Callable[[], None],
@@ -45,6 +48,7 @@ class EngineContext:
         self.store: Store = queue.store
         self.models = models
         self._publish = publish
+        self.log = log  # (level, message, job_id=None)
         self._drain = drain
         self.unload_pending = unload_pending  # models' pending unloads, state republished
         self._paused = paused
@@ -65,6 +69,14 @@ class EngineContext:
         finally:
             self.queue.running = None
             self.start_anyway.discard(job.id)
+
+    def emergency_stop(self) -> None:
+        """From a signal handler, just before a hard exit: commit and remove temp files."""
+        remove_live_temps()
+        running = self.queue.running
+        if running is not None:
+            with contextlib.suppress(Exception):
+                self.store.mark_interrupted_now([running])
 
     # -- JobContext ------------------------------------------------------------------------
     def safe_point(self, job: Job) -> None:
@@ -91,10 +103,6 @@ class EngineContext:
     ) -> None:
         self.queue.set_progress(job.id, fraction, stage)
         self._publish(StageProgressed.measure(job.id, stage, fraction, started, audio_seconds))
-
-    def log(self, level: str, message: str, job_id: int | None = None) -> None:
-        getattr(log, "warning" if level == "warning" else "info")(message)
-        self._publish(LogEmitted(level=level, message=message, job_id=job_id))
 
     def oom(self, job: Job, message: str) -> None:
         self.oom_count += 1

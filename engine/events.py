@@ -7,13 +7,18 @@ Every event turns into one JSON object with a `type` for `subq run --events`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .jobs import Job, JobState, Stage
+
+log = logging.getLogger("subq.engine")
 
 
 @dataclass(frozen=True)
@@ -211,3 +216,29 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+class Subscribers:
+    """Who hears the events; a subscriber that raises is logged and the others still hear."""
+
+    def __init__(self) -> None:
+        self._fns: list[Callable[[Event], None]] = []
+
+    def add(self, fn: Callable[[Event], None]) -> None:
+        self._fns.append(fn)
+
+    def remove(self, fn: Callable[[Event], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._fns.remove(fn)
+
+    def log(self, level: str, message: str, job_id: int | None = None) -> None:
+        """A line for the user (and the log file): "info", "warning" or "error"."""
+        getattr(log, "warning" if level == "warning" else "info")(message)
+        self.publish(LogEmitted(level=level, message=message, job_id=job_id))
+
+    def publish(self, event: Event) -> None:
+        for fn in list(self._fns):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("event subscriber failed")

@@ -33,6 +33,11 @@ WHISPER_BYTES = {
 HEADROOM = 1.25  # activations, decoding caches and allocator slack on top of the weights
 
 
+def kinds_of(kind: str) -> set[str]:
+    """The model kinds an unload order names: one, or "all"."""
+    return {WHISPER, TRANSLATION} if kind == "all" else {kind}
+
+
 class NeedsMemory(Exception):
     def __init__(self, needed: int, free: int) -> None:
         super().__init__(
@@ -181,7 +186,7 @@ class ModelManager:
     # -- unloading -------------------------------------------------------------------
     def request_unload(self, kind: str) -> None:
         """Mark `kind` ("all" for both) to unload at the next `apply_pending`."""
-        self.pending |= {WHISPER, TRANSLATION} if kind == "all" else {kind}
+        self.pending |= kinds_of(kind)
 
     def apply_pending(self) -> bool:
         """Unload what was asked for; False when nothing was pending."""

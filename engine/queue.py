@@ -84,10 +84,23 @@ class JobQueue:
         return any(j.state == JobState.RUNNING or j.state.runnable for j in self.jobs())
 
     # -- changes -------------------------------------------------------------------------
-    def load(self) -> None:
-        """Take the whole saved queue into view (a plain `subq run` sees only what it adds)."""
-        with self._lock:
-            self._jobs = {j.id: j for j in self.store.jobs()}
+    def open(self, whole: bool) -> None:
+        """Say what opening the state file found; with `whole`, take the saved queue into
+        view (a plain `subq run` sees only what it adds)."""
+        store = self.store
+        if store.moved_aside:
+            self._log(
+                "warning",
+                f"state file was corrupt; moved aside to {store.moved_aside}"
+                " and started a new queue",
+            )
+        for note in store.migration_notes:
+            self._log("info", note)
+        for job_id in store.recover_stale():
+            self._log("info", f"job {job_id} was interrupted by a crash; it will resume")
+        if whole:
+            with self._lock:
+                self._jobs = {j.id: j for j in store.jobs()}
 
     def change(self, job: Job, state: JobState, **changes: Any) -> Job:
         """Commit first, then publish: the store is the truth after a crash."""

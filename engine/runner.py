@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -23,9 +22,9 @@ from pathlib import Path
 from . import commands as cmd
 from . import logfile, memory
 from .context import EngineContext
-from .events import EngineState, EngineStateChanged, Event, LoadedModel
+from .events import EngineState, EngineStateChanged, Event, LoadedModel, Subscribers
 from .jobs import Job
-from .models import TRANSLATION, WHISPER, ModelManager
+from .models import ModelManager, kinds_of
 from .queue import JobQueue
 from .settings import Settings, default_state_path
 from .store import StateError, Store
@@ -49,21 +48,22 @@ class Engine:
         self.settings = (settings or Settings()).validate()
         self.store = Store(state_path or default_state_path())
         self.whole_queue = whole_queue
-        self._commands: queue.Queue[cmd.Command] = queue.Queue()
-        self._subscribers: list[Callable[[Event], None]] = []
-        self._lock = threading.RLock()  # pairs an order with the idle check
+        self._inbox = cmd.Inbox()
+        self._subscribers = Subscribers()
+        self._publish = self._subscribers.publish
+        self.log = self._subscribers.log
         self.queue = JobQueue(self.store, self._publish, self.log)
         self.models = ModelManager(self._publish, lambda: self.sampler.nvml)
         self.sampler = memory.MemorySampler(self._publish, interval=memory_interval)
         self._sample_memory = sample_memory
         self._paused = paused
         self._stopping = threading.Event()
-        self._idle = threading.Event()
         self._thread: threading.Thread | None = None
         self.context = EngineContext(
             self.queue,
             self.models,
             self._publish,
+            self.log,
             drain=self._drain,
             unload_pending=self._unload_pending,
             paused=lambda: self._paused,
@@ -75,26 +75,14 @@ class Engine:
 
     # -- public API: lifecycle --------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> None:
-        self._subscribers.append(fn)
+        self._subscribers.add(fn)
 
     def unsubscribe(self, fn: Callable[[Event], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(fn)
+        self._subscribers.remove(fn)
 
     def start(self) -> None:
-        if self.store.moved_aside:
-            self.log(
-                "warning",
-                f"state file was corrupt; moved aside to {self.store.moved_aside}"
-                " and started a new queue",
-            )
         logfile.attach()
-        for note in self.store.migration_notes:
-            self.log("info", note)
-        for job_id in self.store.recover_stale():
-            self.log("info", f"job {job_id} was interrupted by a crash; it will resume")
-        if self.whole_queue:
-            self.queue.load()
+        self.queue.open(whole=self.whole_queue)
         if self._sample_memory:
             self.sampler.start()
         self._set_state(self.state, force=True)  # subscribers learn the state at once
@@ -105,7 +93,7 @@ class Engine:
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop at the next safe point: the running job keeps its checkpoint (interrupted)."""
         self._stopping.set()
-        self._commands.put(cmd.Wake())
+        self._inbox.wake()
         if self._thread:
             self._thread.join(timeout)
         self.sampler.stop()
@@ -113,17 +101,11 @@ class Engine:
 
     def emergency_stop(self) -> None:
         """From a signal handler, just before a hard exit: commit and remove temp files."""
-        from .subtitles import remove_live_temps
-
-        remove_live_temps()
-        running = self.queue.running
-        if running is not None:
-            with contextlib.suppress(Exception):
-                self.store.mark_interrupted_now([running])
+        self.context.emergency_stop()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing in this engine's view is runnable or running."""
-        return self._idle.wait(timeout)
+        return self._inbox.idle.wait(timeout)
 
     def close(self) -> None:
         """After shutdown: let go of the state file (the app must not reach into the store)."""
@@ -196,14 +178,12 @@ class Engine:
         """Show the request as pending at once; the engine applies it at its safe point."""
         if self.queue.running is None:
             return
-        kinds = tuple(sorted({WHISPER, TRANSLATION} if kind == "all" else {kind}))
+        kinds = tuple(sorted(kinds_of(kind)))
         self.log("info", f"unload of {', '.join(kinds)} pending: at the end of the current stage")
         self._announce(self.state, kinds)
 
     def _send(self, command: cmd.Command) -> None:
-        with self._lock:  # paired with the idle check, so an order is never missed
-            self._idle.clear()
-            self._commands.put(command)
+        self._inbox.send(command)
 
     # -- the engine thread -------------------------------------------------------------
     def _main(self) -> None:
@@ -237,7 +217,7 @@ class Engine:
             self.log("error", "engine thread crashed: " + last + logfile.details())
         finally:
             self._set_state("stopped")
-            self._idle.set()
+            self._inbox.idle.set()
 
     def _has_work(self) -> bool:
         return not self._paused and self.queue.has_work()
@@ -248,24 +228,13 @@ class Engine:
             self._set_state("paused")
         elif not self.queue.busy():
             self._set_state("idle")
-            with self._lock:
-                if self._commands.empty():
-                    self._idle.set()
+            self._inbox.set_idle_if_empty()
         idle = not self._paused and not self._has_work()
         if self.models.keep_alive(idle, self.settings.keep_alive):
             self._set_state(self.state, force=True)
 
     def _drain(self, block: float | None = None) -> None:
-        try:
-            first = self._commands.get(timeout=block) if block else self._commands.get_nowait()
-        except queue.Empty:
-            return
-        self._apply(first)
-        while True:
-            try:
-                self._apply(self._commands.get_nowait())
-            except queue.Empty:
-                return
+        self._inbox.drain(self._apply, block)
 
     def _apply(self, c: cmd.Command) -> None:
         match c:
@@ -322,17 +291,7 @@ class Engine:
             if self._paused:
                 self._set_state("paused")
 
-    def log(self, level: str, message: str, job_id: int | None = None) -> None:
-        self.context.log(level, message, job_id)
-
     # -- events ------------------------------------------------------------------------
-    def _publish(self, event: Event) -> None:
-        for fn in list(self._subscribers):
-            try:
-                fn(event)
-            except Exception:
-                log.exception("event subscriber failed")
-
     def _announce(self, state: str, pending: tuple[str, ...]) -> None:
         self._publish(EngineStateChanged(state=state, models=self.models.names(), pending=pending))
 
