@@ -121,9 +121,7 @@ class Probes:
 
 
 async def measure(tmp: Path, idle_s: float, busy_s: float) -> dict[str, Any]:
-    from subq.engine.jobs import JobState
-    from subq.engine.runner import Engine
-    from subq.engine.settings import Settings
+    from subq.engine import Engine, JobState, Settings
     from subq.tui.app import SubqApp
 
     media = tmp / "media"

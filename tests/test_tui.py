@@ -22,10 +22,18 @@ from typing import Any
 
 import pytest
 from conftest import DATA
-from subq.engine.events import JobChanged, LogEmitted, StageProgressed
-from subq.engine.jobs import Job, JobState, Stage
-from subq.engine.runner import Engine
-from subq.engine.settings import Settings, config_path, load_config
+from subq.engine import (
+    Engine,
+    Job,
+    JobChanged,
+    JobState,
+    LogEmitted,
+    Settings,
+    Stage,
+    StageProgressed,
+    config_path,
+    load_config,
+)
 from subq.tui.app import SubqApp
 from subq.tui.messages import EngineEvent
 from subq.tui.screens.details import DetailsScreen
@@ -373,7 +381,7 @@ async def test_release_gpu_while_running(make_engine, clips) -> None:
         )
         assert state_of(app, "long.mp3") == JobState.PAUSED
         assert "unloaded whisper model" in log_text(app)
-        assert engine.models.loaded() == []
+        assert engine.loaded_models == ()
 
 
 # -- quitting and coming back -----------------------------------------------------------

@@ -6,7 +6,7 @@ model is loaded. The checks read the table as drawn, line by line.
 
 from __future__ import annotations
 
-from subq.engine.jobs import JobState
+from subq.engine import JobState
 from subq.tui.app import SubqApp
 from subq.tui.widgets.job_table import JobTable
 from test_tui import async_test, started, state_of, table, wait_until

@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from subq.engine.events import Event, GpuProcess, GpuSample, MemorySampled, ModelLoaded
-from subq.engine.memory import CONTEXT_NOTE
-from subq.engine.runner import Engine
-from subq.engine.settings import Settings
+from subq.engine import CONTEXT_NOTE, Engine, Event, GpuSample, MemorySampled, ModelLoaded, Settings
+from subq.engine.events import GpuProcess  # only the fixed samples need it; the app never does
 from subq.tui.app import SubqApp
 from subq.tui.screens.details import DetailsScreen
 from subq.tui.screens.help import HelpScreen

@@ -15,11 +15,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from subq.engine.events import JobChanged, LogEmitted
-from subq.engine.headless import hard_exit
-from subq.engine.jobs import JobState
-from subq.engine.runner import Engine
-from subq.engine.settings import Settings, default_state_path
+from subq.engine import (
+    Engine,
+    EngineState,
+    JobChanged,
+    JobState,
+    LogEmitted,
+    Settings,
+    default_state_path,
+    hard_exit,
+    saved_work,
+)
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -168,7 +174,8 @@ class SubqApp(App[int]):
     def _stop_engine(self) -> None:
         try:
             self.engine.shutdown(timeout=QUIT_GRACE)
-            if self.engine.state != "stopped":  # a window outlived the timeout: commit now
+            # Read here, after the join: the engine thread has stopped or outlived the wait.
+            if self.engine.state != EngineState.STOPPED:  # a window outlived it: commit now
                 self.engine.emergency_stop()
         finally:  # whatever happened, the user asked to leave
             self.call_from_thread(self.exit, 0)
@@ -177,7 +184,7 @@ class SubqApp(App[int]):
 def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
     """`subq [PATHS]`: engine in its thread, the app in the main one, signals handled."""
     state_path = state or default_state_path()
-    paused = not paths and _saved_work(state_path)  # nothing starts by surprise
+    paused = not paths and saved_work(state_path)  # nothing starts by surprise
     engine = Engine(settings, state_path, whole_queue=True, paused=paused)
     app = SubqApp(engine, start_paths=paths)
     previous = {
@@ -192,20 +199,8 @@ def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
             signal.signal(sig, handler)
         # After quit the app has already waited; don't keep a closed terminal waiting again.
         engine.shutdown(timeout=0.1 if app.quitting else SHUTDOWN_TIMEOUT)
-        engine.store.close()
+        engine.close()
     return app.return_code or 0
-
-
-def _saved_work(state_path: Path) -> bool:
-    if not state_path.exists():
-        return False
-    from subq.engine.store import Store
-
-    store = Store(state_path)
-    try:
-        return any(j.state.runnable or j.state == JobState.RUNNING for j in store.jobs())
-    finally:
-        store.close()
 
 
 def _signal_handler(engine: Engine, app: SubqApp) -> Callable[[int, Any], None]:

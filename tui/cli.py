@@ -1,8 +1,8 @@
 """The `subq` command: `subq run`, `subq demo`, or (no subcommand) the TUI.
 
-Only argparse and the engine's light settings module load before a subcommand is chosen,
-so `subq --help` stays fast; torch, transformers and Textual load only on the path that
-needs them.
+Only argparse and the engine's light settings module load before a subcommand is chosen
+(`subq.engine` loads each name's module on first use), so `subq --help` stays fast;
+torch, transformers and Textual load only on the path that needs them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from subq.engine.settings import (
+from subq.engine import (
     BACKENDS,
     CLEANUP_POLICIES,
     Settings,
@@ -116,7 +116,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Flag > config file > default."""
     overrides = {k: getattr(args, k, None) for k in SETTING_KEYS}
     settings = load_config().merged(overrides).validate()
-    from subq.engine.memory import device_problem
+    from subq.engine import device_problem
 
     if problem := device_problem(settings.device):
         raise SettingsError(problem)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["run"]:
             args = build_run_parser().parse_args(argv[1:])
-            from subq.engine.headless import run_batch
+            from subq.engine import run_batch
 
             return run_batch(
                 args.paths,
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             add_settings_options(p)
             args = p.parse_args(argv[1:])
-            from subq.engine.headless import run_demo
+            from subq.engine import run_demo
 
             return run_demo(settings_from(args))
         args = build_main_parser().parse_args(argv)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _state_errors() -> tuple[type[Exception], ...]:
-    from subq.engine.store import StateError
+    from subq.engine import StateError
 
     return (StateError,)
 

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from subq.engine.events import Event, MemorySampled, StageProgressed
+from subq.engine import Event, MemorySampled, StageProgressed
 from textual.message import Message
 from textual.message_pump import MessagePump
 

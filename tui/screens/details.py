@@ -13,8 +13,7 @@ from typing import ClassVar
 
 import aiofiles
 from rich.text import Text
-from subq.engine.jobs import Job
-from subq.engine.settings import Settings
+from subq.engine import Job, Settings
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType

@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from subq.engine.settings import (
+from subq.engine import (
     BACKENDS,
     CLEANUP_POLICIES,
     FORMATS,
@@ -30,7 +30,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from ..widgets.formatting import display_path
 
 if TYPE_CHECKING:
-    from subq.engine.runner import Engine
+    from subq.engine import Engine
 
 FORMAT_CHOICES = (*((f,) for f in FORMATS), FORMATS)  # srt, vtt, srt,vtt
 TEXT_FIELDS = {

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from rich.style import Style
-from subq.engine.models import fmt_bytes
+from subq.engine import fmt_bytes
 
 __all__ = [
     "bar",

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from rich.style import Style
 from rich.text import Text
-from subq.engine.events import StageProgressed
-from subq.engine.jobs import Job, JobState, Stage
+from subq.engine import Job, JobState, Stage, StageProgressed
 
 from .formatting import bar, short_duration, theme_style
 

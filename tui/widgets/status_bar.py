@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from subq.engine.jobs import Job, JobState
+from subq.engine import Job, JobState
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
