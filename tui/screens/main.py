@@ -2,51 +2,50 @@
 
 Keys act on the engine through its non-blocking control calls and show their effect at
 once (the row moves, the header says "pausing…", a cell says "cancelling…"); the engine's
-events then confirm or correct what is shown.
+events then confirm or correct what is shown. What each key does is in job_actions.py;
+this screen holds the widgets, the bindings and the engine's events.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from subq.engine import media
-from subq.engine.events import (
+from subq.engine import (
+    EngineState,
     EngineStateChanged,
     Event,
     JobChanged,
     JobRemoved,
+    JobState,
     LogEmitted,
+    MediaError,
     ModelLoaded,
     ModelUnloaded,
     QueueReordered,
+    describe_unload,
+    probe,
 )
-from subq.engine.jobs import JobState
-from subq.engine.runner import describe_unload
 from textual import on, work
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer
 
 from ..messages import Pending
 from ..widgets.job_table import JobTable
 from ..widgets.log_strip import LogStrip
-from ..widgets.memory_panel import MemoryPanel, ModelInfo
+from ..widgets.memory_panel import MemoryPanel
 from ..widgets.status_bar import StatusBar
+from .job_actions import JobActions
 
 if TYPE_CHECKING:
-    from subq.engine.runner import Engine
-
-    from ..app import SubqApp
+    from subq.engine import Engine
 
 JOB_LOG_LINES = 500
 COMPACT_BELOW = 120  # columns; below this the memory panel folds to a few lines
@@ -69,7 +68,7 @@ GROUPS = {
 }
 
 
-class MainScreen(Screen[None]):
+class MainScreen(JobActions):
     """The queue at a glance; owns the per-job log lines the details screen shows."""
 
     paused: reactive[bool] = reactive(False, bindings=True)
@@ -180,10 +179,6 @@ class MainScreen(Screen[None]):
         self.memory = MemoryPanel(id="memory")
         self.log_strip = LogStrip(id="log")
 
-    @property
-    def subq(self) -> SubqApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
         yield self.status
         with Container(id="body"):
@@ -207,9 +202,8 @@ class MainScreen(Screen[None]):
         for job in self.engine.jobs():
             self.table.upsert(job, 0.0, now)
         self.table.draw(now)
-        loaded = [ModelInfo(m.kind, m.name, m.device, m.bytes) for m in self.engine.models.loaded()]
-        self.memory.set_models(loaded)
-        self.status.show_engine(self.engine.state, self.engine.models.names(), ())
+        self.memory.set_models(self.engine.loaded_models)
+        self.status.show_engine(self.engine.state, self.memory.names(), ())
         self._probe_soon()
         self._refresh_counts()
 
@@ -248,12 +242,12 @@ class MainScreen(Screen[None]):
                 self.notify(text, title="Memory returned")
             case EngineStateChanged(state=state, models=models, pending=pending):
                 self.memory.keep_models(models)
-                if self.subq.quitting and state != "stopped":
+                if self.subq.quitting and state != EngineState.STOPPED:
                     return  # keep saying "stopping…" until it has
                 if event.at < self._asked_at:
                     self.status.show_engine(self.status.state, models)
                     return
-                self.paused = state in ("paused", "pausing")
+                self.paused = state in (EngineState.PAUSED, EngineState.PAUSING)
                 self.status.show_engine(state, models, pending)
                 self._counts_dirty = True
             case LogEmitted(level=level, message=message, job_id=job_id):
@@ -285,16 +279,16 @@ class MainScreen(Screen[None]):
     def _start_probe(self) -> None:
         self._probe_timer = None
         if self.table.unprobed():
-            self.probe(self.table.unprobed())
+            self.probe_durations(self.table.unprobed())
 
     @work(thread=True, group="probe")
-    def probe(self, jobs: list[tuple[int, str]]) -> None:
+    def probe_durations(self, jobs: list[tuple[int, str]]) -> None:
         """Read durations of queued files off the UI thread (the engine probes only on run)."""
         durations: dict[int, float | None] = {}
         for job_id, path in jobs:
             try:
-                durations[job_id] = media.probe(Path(path)).duration
-            except (media.MediaError, OSError):
+                durations[job_id] = probe(Path(path)).duration
+            except (MediaError, OSError):
                 durations[job_id] = None
             if len(durations) >= 50:
                 self.post_message(self.Probed(durations))
@@ -306,10 +300,8 @@ class MainScreen(Screen[None]):
         self.table.set_probed(message.durations)
 
     def _model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
-        panel = self.memory
-        panel.model_event(event)
-        status = self.status
-        status.show_engine(status.state, [f"{m.kind}:{m.name}" for m in panel.models.values()])
+        self.memory.model_event(event)
+        self.status.show_engine(self.status.state, self.memory.names())
 
     def flush(self, pending: Pending, now: float) -> None:
         """The ~4 Hz redraw of the coalesced high-rate events."""
@@ -321,10 +313,6 @@ class MainScreen(Screen[None]):
             self._show_toasts()
         if self._counts_dirty:
             self._refresh_counts()
-
-    def _refresh_counts(self) -> None:
-        self._counts_dirty = False
-        self.status.show_counts(self.table.jobs(), self.paused)
 
     def _log(self, level: str, message: str, now: float, job_id: int | None = None) -> None:
         self.log_strip.add(level, message, now)
@@ -338,22 +326,6 @@ class MainScreen(Screen[None]):
             f"{clock_time(now)} {line}"
         )
 
-    # -- actions --------------------------------------------------------------------
-    def _selected(self, verb: str) -> int | None:
-        self.table.draw_now(self.subq.clock())
-        job_id = self.table.selected_id
-        if job_id is None:
-            self.notify(
-                f"No job to {verb}: the queue is empty (press a to add files)", severity="warning"
-            )
-        return job_id
-
-    def _asked(self, state: str | None = None, pending: tuple[str, ...] | None = None) -> None:
-        self._asked_at = time.time()
-        status = self.status
-        status.show_engine(state or status.state, None, pending)
-        self._refresh_counts()
-
     def stopping(self) -> None:
         """Quit was chosen: say what is happening while the engine reaches a safe point."""
         self.status.show_engine("stopping")
@@ -362,144 +334,6 @@ class MainScreen(Screen[None]):
             "stopping: the running job keeps its checkpoint; the queue is kept",
             self.subq.clock(),
         )
-
-    def _job_running(self) -> bool:
-        return any(j.state == JobState.RUNNING for j in self.table.jobs())
-
-    def action_add(self) -> None:
-        """Open the picker; the files it answers with are handed to the engine."""
-        from .picker import PickerScreen
-
-        def added(paths: list[str] | None) -> None:
-            if paths:
-                self.engine.add(paths)
-                self.notify(f"Adding {len(paths)} item{'s' if len(paths) > 1 else ''}")
-
-        self.app.push_screen(PickerScreen(), added)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """p shows as Pause or Resume, whichever applies."""
-        if action == "pause":
-            return not self.paused
-        if action == "resume":
-            return self.paused
-        return True
-
-    def action_pause(self) -> None:
-        """p while running (skipped when paused, so the resume binding gets the key)."""
-        if self.paused:
-            raise SkipAction()
-        self.action_toggle_pause()
-
-    def action_resume(self) -> None:
-        """p while paused (skipped when running, so the pause binding gets the key)."""
-        if not self.paused:
-            raise SkipAction()
-        self.action_toggle_pause()
-
-    def action_toggle_pause(self) -> None:
-        """Ask the engine, and show the state asked for at once (it confirms later)."""
-        if self.paused:
-            self.engine.resume()
-            self.paused = False
-            busy = any(j.state.runnable for j in self.table.jobs())
-            self._asked("running" if busy else "idle")
-        else:
-            self.engine.pause()
-            self.paused = True
-            self._asked("pausing" if self._job_running() else "paused")
-
-    def action_move(self, where: str) -> None:
-        """Move the selected job; the row moves now, the engine's order follows."""
-        job_id = self._selected("move")
-        if job_id is not None:
-            self.engine.move(job_id, where)  # type: ignore[arg-type]
-            self.table.local_move(job_id, where)
-
-    def action_cancel_job(self) -> None:
-        """Cancel the selected job (a running one stops at its next safe point)."""
-        job_id = self._selected("cancel")
-        job = self.table.job(job_id) if job_id is not None else None
-        if job is None:
-            return
-        if job.state.finished:
-            self.notify(f"{job.name} is already {job.state.value}", severity="warning")
-            return
-        self.engine.cancel(job.id)
-        self.table.mark(job.id, "cancelling…")
-
-    def action_remove_job(self) -> None:
-        """Remove the selected job (the engine cancels a running one first)."""
-        job_id = self._selected("remove")
-        if job_id is not None:
-            self.engine.remove(job_id)
-            self.table.mark(job_id, "removing…")
-
-    def action_retry(self) -> None:
-        """Queue a finished job again; the engine forces a redo of done ones."""
-        job_id = self._selected("retry")
-        job = self.table.job(job_id) if job_id is not None else None
-        if job is None:
-            return
-        if not job.state.finished:
-            self.notify(
-                f"{job.name} is {job.state.value}; only finished jobs can be retried",
-                severity="warning",
-            )
-            return
-        self.engine.retry(job.id)
-        self.table.mark(job.id, "retrying…")
-
-    def action_clear_finished(self) -> None:
-        """Drop finished jobs from the list (their outputs stay on disk)."""
-        self.engine.clear_finished()
-
-    def action_unload(self) -> None:
-        """Ask which model to unload; pending until the running stage ends."""
-        from .dialogs import UnloadScreen
-
-        def chosen(kind: str | None) -> None:
-            if not kind:
-                return
-            self.engine.unload(kind)
-            kinds = ("translation", "whisper") if kind == "all" else (kind,)
-            self._asked(pending=kinds if self._job_running() else ())
-
-        self.app.push_screen(UnloadScreen(), chosen)
-
-    def action_release_gpu(self) -> None:
-        """Pause, unload every model, clean the allocator; bytes are reported as they come back."""
-        self.engine.release_gpu()
-        self.paused = True
-        running = self._job_running()
-        self._asked(
-            "pausing" if running else "paused", ("translation", "whisper") if running else ()
-        )
-        on_gpu = bool(self.memory.latest and self.memory.latest.gpus)
-        self.notify(
-            "Pausing and unloading every model"
-            + ("; the CUDA context stays until subq exits" if on_gpu else ""),
-            title="Release GPU",
-        )
-
-    def action_settings(self) -> None:
-        """Edit the settings that apply to jobs not started yet."""
-        from .settings import SettingsScreen
-
-        self.app.push_screen(SettingsScreen(self.engine))
-
-    def action_details(self) -> None:
-        """Open the selected job's details."""
-        job_id = self._selected("show")
-        job = self.table.job(job_id) if job_id is not None else None
-        if job is not None:
-            from .details import DetailsScreen
-
-            self.app.push_screen(
-                DetailsScreen(
-                    job, list(self.job_logs.get(job.id, ())), self.table.probed.get(job.id)
-                )
-            )
 
     @on(DataTable.RowSelected, "#jobs")
     def _row_selected(self) -> None:

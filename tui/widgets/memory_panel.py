@@ -9,11 +9,17 @@ history per series (GPU used memory, or process RSS without a GPU) for the spark
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from rich.text import Text
-from subq.engine.events import GpuSample, MemorySampled, ModelLoaded, ModelUnloaded
-from subq.engine.memory import CONTEXT_NOTE
+from subq.engine import (
+    CONTEXT_NOTE,
+    GpuSample,
+    LoadedModel,
+    MemorySampled,
+    ModelLoaded,
+    ModelUnloaded,
+)
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
@@ -22,16 +28,6 @@ from textual.widgets import Sparkline, Static
 from .formatting import bar, fmt_bytes, mem_pair, short_duration
 
 HISTORY = 1200  # samples: ten minutes at the engine's 0.5 s interval
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A loaded model as the panel lists it."""
-
-    kind: str
-    name: str
-    device: str
-    bytes: int
 
 
 class Series(Vertical):
@@ -57,7 +53,7 @@ class MemoryPanel(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.latest: MemorySampled | None = None
-        self.models: dict[tuple[str, str, str], ModelInfo] = {}
+        self.models: dict[tuple[str, str, str], LoadedModel] = {}
         self.history: dict[str, deque[tuple[float, float]]] = {}
         # Held, not queried: samples may still arrive while the app tears down.
         self.note = Static("waiting for the first memory sample…", id="memory-note")
@@ -71,7 +67,7 @@ class MemoryPanel(Vertical):
         yield self.models_text
 
     # -- inputs ---------------------------------------------------------------------
-    def set_models(self, loaded: list[ModelInfo]) -> None:
+    def set_models(self, loaded: Iterable[LoadedModel]) -> None:
         """The models loaded when the app starts (events keep it current after that)."""
         self.models = {(m.kind, m.name, m.device): m for m in loaded}
         self._render_models()
@@ -80,7 +76,7 @@ class MemoryPanel(Vertical):
         """A model came or went: list it with its footprint, or drop it."""
         key = (event.kind, event.name, event.device)
         if isinstance(event, ModelLoaded):
-            self.models[key] = ModelInfo(event.kind, event.name, event.device, event.bytes)
+            self.models[key] = LoadedModel(event.kind, event.name, event.device, event.bytes)
         else:
             self.models.pop(key, None)
         self._render_models()
@@ -92,6 +88,15 @@ class MemoryPanel(Vertical):
             del self.models[key]
         if gone:
             self._render_models()
+
+    def names(self) -> list[str]:
+        """The loaded models as the header lists them ("kind:name")."""
+        return [f"{m.kind}:{m.name}" for m in self.models.values()]
+
+    @property
+    def on_gpu(self) -> bool:
+        """The newest sample saw a GPU (so a CUDA context stays after Release GPU)."""
+        return bool(self.latest and self.latest.gpus)
 
     def samples(self, samples: list[MemorySampled]) -> None:
         """New samples since the last flush: extend the history, draw the newest."""
