@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from subq.engine import media
+from subq.engine import MediaError, expand_path, is_media, probe
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -65,28 +65,14 @@ def complete_path(value: str) -> str | None:
 
 
 def resolve(items: Iterable[str], cancelled: Callable[[], bool] = lambda: False) -> list[Path]:
-    """Files as given, folders and globs as the media files they hold; missing ones dropped."""
+    """The files the items name, by the engine's rules (`expand_path`: a file as given, the
+    media files in a folder or glob, links followed once); a missing path names none, and
+    a file named twice is listed once. A cancel stops between folders (a partial list)."""
     out: dict[Path, None] = {}
     for item in items:
-        expanded = os.path.expanduser(item)
-        path = Path(expanded)
-        if path.is_file():
-            out[media.absolute(path)] = None
-        elif path.is_dir():
-            found = []
-            for candidate in path.rglob("*"):  # walked lazily, so a cancel stops it early
-                if cancelled():
-                    return list(out)
-                if media.is_media(candidate) and candidate.is_file():
-                    found.append(candidate)
-            out.update((media.absolute(f), None) for f in sorted(found))
-        elif glob.has_magic(expanded):
-            for match in sorted(glob.iglob(expanded, recursive=True)):
-                if cancelled():
-                    return list(out)
-                found = Path(match)
-                if media.is_media(found) and found.is_file():
-                    out[media.absolute(found)] = None
+        if cancelled():
+            break
+        out.update(dict.fromkeys(expand_path(item, cancelled)))
     return list(out)
 
 
@@ -142,9 +128,7 @@ class MediaTree(DirectoryTree):
         if self.show_all:
             return list(paths)
         return [
-            p
-            for p in paths
-            if not p.name.startswith(".") and (media.is_media(p) or self._safe_is_dir(p))
+            p for p in paths if not p.name.startswith(".") and (is_media(p) or self._safe_is_dir(p))
         ]
 
     def render_label(self, node: TreeNode, base_style: Style, style: Style) -> Text:  # type: ignore[override]
@@ -317,8 +301,8 @@ class PickerScreen(Screen[list[str] | None]):
             return None
         if key not in self._durations:
             try:
-                self._durations[key] = media.probe(path).duration
-            except media.MediaError:
+                self._durations[key] = probe(path).duration
+            except MediaError:
                 self._durations[key] = None
         return self._durations[key]
 
