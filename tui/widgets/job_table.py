@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from rich.text import Text
-from subq.engine.events import StageProgressed
-from subq.engine.jobs import Job, JobState
+from subq.engine import Job, JobState, StageProgressed, Where, reorder
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
@@ -240,21 +239,9 @@ class JobTable(DataTable[object]):
         if selected is not None:
             self.move_cursor(row=index[selected], animate=False)
 
-    def local_move(self, job_id: int, where: str) -> None:
-        """Move a row at once, the way the engine will, so the key press shows immediately."""
-        if job_id not in self.order:
-            return
-        order = list(self.order)
-        i = order.index(job_id)
-        order.pop(i)
-        target = {
-            "up": max(0, i - 1),
-            "down": min(len(order), i + 1),
-            "top": 0,
-            "bottom": len(order),
-        }[where]
-        order.insert(target, job_id)
-        self.reorder(order)
+    def local_move(self, job_id: int, where: Where) -> None:
+        """Move a row at once by the engine's own rule, so the key press shows immediately."""
+        self.reorder(reorder(self.order, job_id, where))
 
     def _write(self, row: RowState, cells: list[Text], only: tuple[str, ...] = ()) -> None:
         key = str(row.job.id)
