@@ -18,7 +18,6 @@ import numpy as np
 from . import memory
 from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage
-from .leases import Heartbeat
 from .models import ModelManager, NeedsMemory
 from .pipeline import Pipeline, StopRequested
 from .prefetch import AudioPrefetch
@@ -27,6 +26,7 @@ from .store import Store
 from .subtitles import remove_live_temps
 
 log = logging.getLogger("subq.engine")
+HEARTBEAT = 3.0  # seconds between lease renewals; a lease is stale after LEASE_TIMEOUT
 MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for room
 
 
@@ -134,3 +134,34 @@ class EngineContext:
 
     def nvml(self) -> memory.Nvml | None:
         return self._nvml()
+
+
+class Heartbeat:
+    """Keeps the running job's lease fresh. Without it another worker may take the job, so
+    a lease that cannot be renewed (or was taken) is noted in `lost`, and the job stops at
+    its next safe point."""
+
+    def __init__(
+        self, store: Store, running: Callable[[], int | None], stopping: threading.Event
+    ) -> None:
+        self._store = store
+        self._running = running
+        self._stopping = stopping
+        self.lost: str | None = None  # why the running job's lease is gone, if it is
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="subq-heartbeat", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(HEARTBEAT):
+            running = self._running()
+            if running is None:
+                continue
+            try:
+                held = self._store.heartbeat([running])
+            except Exception as exc:
+                held, reason = [], f"cannot renew its lease: {exc}"
+            else:
+                reason = "its lease was taken by another worker"
+            if running not in held and self._running() == running:
+                self.lost = f"{reason}; it stops here and resumes later"

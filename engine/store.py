@@ -1,17 +1,13 @@
 """The queue's durable state in SQLite (WAL): order, states, settings, transcripts, leases.
 
 Every change is committed before the engine acts on it. Several workers (processes) may
-share one file: a running job carries a lease (pid, host, heartbeat); a lease whose process
-is gone or whose heartbeat is stale frees the job for anyone. The schema version lives in
-`PRAGMA user_version`; older files are migrated, newer ones refused untouched, and a corrupt
-file is moved aside so a new queue can start.
+share one file: a running job carries a lease (leases.py). The schema, its migrations and
+opening the file (a corrupt one is moved aside) are in store_schema.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import threading
 import time
@@ -21,68 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import leases
 from .jobs import Job, JobState, Stage
 from .settings import Settings
-
-SCHEMA_VERSION = 3
-LEASE_TIMEOUT = 30.0  # seconds without a heartbeat before another worker may take the job
-HOST = socket.gethostname()
-
-_V1 = """
-CREATE TABLE jobs (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    position REAL NOT NULL,
-    state TEXT NOT NULL,
-    stage TEXT,
-    error TEXT,
-    settings TEXT NOT NULL,
-    duration REAL,
-    outputs TEXT NOT NULL DEFAULT '[]',
-    stage_times TEXT NOT NULL DEFAULT '[]',
-    input_sig TEXT,
-    done_key TEXT,
-    transcript TEXT,
-    transcript_key TEXT,
-    language TEXT,
-    translations TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX jobs_path ON jobs(path);
-"""
-
-_V2 = """
-ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
-ALTER TABLE jobs ADD COLUMN resume_from REAL NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
-ALTER TABLE jobs ADD COLUMN output_base TEXT;
-ALTER TABLE jobs ADD COLUMN lease_pid INTEGER;
-ALTER TABLE jobs ADD COLUMN lease_host TEXT;
-ALTER TABLE jobs ADD COLUMN lease_started REAL;
-ALTER TABLE jobs ADD COLUMN lease_heartbeat REAL;
-CREATE TABLE history (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    worker TEXT NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT
-);
-"""
-
-# v3: a job is done only while the outputs it wrote are there unchanged (their sums), and
-# stored work is tied to the input's content. Checkpoints of v2 kept the decoder's prompt as
-# text, which changes what a resumed window decodes; they cannot be resumed identically, so
-# they are dropped (the engine logs each file that restarts). Stored transcripts are dropped
-# too: their keys hold no content fingerprint, so no new key could ever match them.
-_V3 = """
-ALTER TABLE jobs ADD COLUMN output_sums TEXT;
-UPDATE jobs SET transcript_key = NULL, transcript = NULL, translations = '{}';
-UPDATE jobs SET checkpoint = NULL, resume_from = 0 WHERE checkpoint IS NOT NULL
-"""
-
-MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}  # version N is reached by running MIGRATIONS[N]
+from .store_schema import StateError, open_db
 
 
 @dataclass(frozen=True)
@@ -95,84 +33,20 @@ class DoneRecord:
     sums: dict[str, str]
 
 
-class StateError(Exception):
-    """The state file cannot be used as is; str() is the one-line message."""
-
-
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.moved_aside: Path | None = None
         self.migration_notes: list[str] = []  # for the engine to log once it runs
-        self.worker = f"{os.getpid()}@{HOST}"
+        self.worker = leases.WORKER
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
-    # -- opening, migrating, recovering -------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        try:
-            db = self._connect()
-            self._migrate(db)
-            return db
-        except sqlite3.DatabaseError as exc:
-            reason = str(exc)
-            corrupt = not isinstance(exc, sqlite3.OperationalError) or any(
-                word in reason for word in ("malformed", "not a database", "quick_check")
-            )
-            if not corrupt:
-                raise StateError(f"{self.path}: cannot open the state file: {reason}") from None
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-            for suffix in ("-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
-            os.replace(self.path, aside)
-            self.moved_aside = aside
-            db = self._connect()
-            self._migrate(db)
-            return db
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=15, check_same_thread=False, isolation_level=None)
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:  # refuse before writing anything, even the WAL flag
-            db.close()
-            raise StateError(
-                f"{self.path}: state file is from a newer subq (schema {version}, this subq "
-                f"knows {SCHEMA_VERSION}); upgrade subq or use --state with another file"
-            )
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=15000")
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            db.close()
-            raise sqlite3.DatabaseError("quick_check failed")
+        db, self.moved_aside, notes = open_db(self.path)
+        self.migration_notes += notes
         return db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if 2 <= version < 3:
-                dropped = db.execute(
-                    "SELECT path FROM jobs WHERE checkpoint IS NOT NULL ORDER BY id"
-                ).fetchall()
-                self.migration_notes += [
-                    f"{row[0]}: checkpoint from an older subq dropped; the file restarts"
-                    for row in dropped
-                ]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in filter(None, (s.strip() for s in MIGRATIONS[target].split(";"))):
-                    db.execute(stmt)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         with self._lock:
@@ -389,83 +263,30 @@ class Store:
             output_sums=json.dumps(record.sums),
         )
 
-    # -- leases ----------------------------------------------------------------------
+    # -- leases (leases.py), each in one transaction ---------------------------------
     def claim(self, job_id: int) -> str | None:
         """Take the job's lease; returns None on success, or the holder's "pid@host"."""
-        now = time.time()
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT lease_pid, lease_host, lease_heartbeat FROM jobs WHERE id=?", (job_id,)
-            ).fetchone()
-            if row is None:
-                return "deleted"
-            pid, host, beat = row
-            if (
-                pid is not None
-                and not _lease_stale(pid, host, beat, now)
-                and (f"{pid}@{host}" != self.worker)
-            ):
-                return f"{pid}@{host}"
-            db.execute(
-                "UPDATE jobs SET lease_pid=?, lease_host=?, lease_started=?, lease_heartbeat=? "
-                "WHERE id=?",
-                (os.getpid(), HOST, now, now, job_id),
-            )
-        return None
+            return leases.claim(db, job_id, self.worker)
 
     def heartbeat(self, job_ids: list[int]) -> list[int]:
         """Renew this worker's leases; returns the jobs whose lease it still holds."""
-        held = []
         with self.transaction() as db:
-            for i in job_ids:
-                cur = db.execute(
-                    "UPDATE jobs SET lease_heartbeat=? WHERE id=? AND lease_pid=? AND lease_host=?",
-                    (time.time(), i, os.getpid(), HOST),
-                )
-                if cur.rowcount:
-                    held.append(i)
-        return held
+            return leases.renew(db, job_ids)
 
     def release(self, job_id: int) -> None:
         with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET lease_pid=NULL, lease_host=NULL, lease_started=NULL, "
-                "lease_heartbeat=NULL WHERE id=? AND lease_pid=? AND lease_host=?",
-                (job_id, os.getpid(), HOST),
-            )
+            leases.release(db, job_id)
 
     def recover_stale(self) -> list[int]:
         """Jobs left running by a dead worker become interrupted (resumable)."""
-        now = time.time()
-        freed = []
         with self.transaction() as db:
-            for job_id, pid, host, beat in db.execute(
-                "SELECT id, lease_pid, lease_host, lease_heartbeat FROM jobs WHERE state=?",
-                (JobState.RUNNING.value,),
-            ).fetchall():
-                if pid is None or _lease_stale(pid, host, beat, now):
-                    gone = f"worker {pid}@{host} gone" if pid is not None else "worker gone"
-                    db.execute(
-                        "UPDATE jobs SET state=?, error=?, lease_pid=NULL, lease_host=NULL, "
-                        "lease_heartbeat=NULL, updated=? WHERE id=?",
-                        (
-                            JobState.INTERRUPTED.value,
-                            f"{gone}; resumes from its checkpoint",
-                            now,
-                            job_id,
-                        ),
-                    )
-                    freed.append(job_id)
-        return freed
+            return leases.recover_stale(db)
 
     def mark_interrupted_now(self, job_ids: list[int]) -> None:
         """For signal handlers: a last, quick write before the process exits."""
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE jobs SET state=?, lease_pid=NULL, lease_host=NULL, lease_heartbeat=NULL "
-                "WHERE id=? AND state=?",
-                [(JobState.INTERRUPTED.value, i, JobState.RUNNING.value) for i in job_ids],
-            )
+            leases.mark_interrupted(db, job_ids)
 
 
 def saved_work(path: Path) -> bool:
@@ -477,19 +298,6 @@ def saved_work(path: Path) -> bool:
         return any(j.state.runnable or j.state == JobState.RUNNING for j in store.jobs())
     finally:
         store.close()
-
-
-def _lease_stale(pid: int, host: str | None, beat: float | None, now: float) -> bool:
-    if beat is None or now - beat > LEASE_TIMEOUT:
-        return True
-    if host == HOST:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
 
 
 def _job_from_row(row: dict[str, Any]) -> Job:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import faults
+from . import faults, procs
 
 MAX_LINE = 42
 MAX_LINES = 2
@@ -188,23 +188,13 @@ def remove_stale_temps(folder: Path) -> int:
             if not (name.startswith(TEMP_PREFIX) and name.endswith(".tmp")):
                 continue
             pid = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-            if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            if pid.isdigit() and procs.alive(int(pid)) and int(pid) != os.getpid():
                 continue  # another live worker is writing it
             _remove_quietly(str(entry))
             count += 1
     except OSError:
         pass
     return count
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_quietly(path: str) -> None:

@@ -17,7 +17,8 @@ import pytest
 from conftest import CLIPS, DATA, wait_for
 from subq.engine.jobs import JobState
 from subq.engine.settings import Settings
-from subq.engine.store import SCHEMA_VERSION, StateError, Store
+from subq.engine.store import StateError, Store
+from subq.engine.store_schema import SCHEMA_VERSION
 
 
 def subq_run(args: list[str], events: Path, **popen: object) -> subprocess.Popen:
@@ -171,7 +172,7 @@ def test_subq_run_runs_only_its_files(clips, tmp_path):
 
 
 def test_previous_schema_version_is_migrated(tmp_path):
-    from subq.engine.store import MIGRATIONS
+    from subq.engine.store_schema import MIGRATIONS
 
     path = tmp_path / "v1.sqlite3"
     db = sqlite3.connect(path)
@@ -195,7 +196,7 @@ def test_previous_schema_version_is_migrated(tmp_path):
 def test_a_v2_text_prompt_checkpoint_is_dropped_with_a_log_line_and_the_file_restarts(
     make_engine, clips, tmp_path
 ):
-    from subq.engine.store import MIGRATIONS
+    from subq.engine.store_schema import MIGRATIONS
 
     path = tmp_path / "v2.sqlite3"
     db = sqlite3.connect(path)

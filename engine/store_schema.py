@@ -1,0 +1,143 @@
+"""The state file's schema: its versions, the migrations between them, and opening it.
+
+The version lives in `PRAGMA user_version`. Older files are migrated in one transaction,
+newer ones refused untouched (before even the WAL flag is written), and a corrupt file is
+moved aside so a new queue can start.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA_VERSION = 3
+
+_V1 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    position REAL NOT NULL,
+    state TEXT NOT NULL,
+    stage TEXT,
+    error TEXT,
+    settings TEXT NOT NULL,
+    duration REAL,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    stage_times TEXT NOT NULL DEFAULT '[]',
+    input_sig TEXT,
+    done_key TEXT,
+    transcript TEXT,
+    transcript_key TEXT,
+    language TEXT,
+    translations TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX jobs_path ON jobs(path);
+"""
+
+_V2 = """
+ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
+ALTER TABLE jobs ADD COLUMN resume_from REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE jobs ADD COLUMN output_base TEXT;
+ALTER TABLE jobs ADD COLUMN lease_pid INTEGER;
+ALTER TABLE jobs ADD COLUMN lease_host TEXT;
+ALTER TABLE jobs ADD COLUMN lease_started REAL;
+ALTER TABLE jobs ADD COLUMN lease_heartbeat REAL;
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    worker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT
+);
+"""
+
+# v3: a job is done only while the outputs it wrote are there unchanged (their sums), and
+# stored work is tied to the input's content. Checkpoints of v2 kept the decoder's prompt as
+# text, which changes what a resumed window decodes; they cannot be resumed identically, so
+# they are dropped (the engine logs each file that restarts). Stored transcripts are dropped
+# too: their keys hold no content fingerprint, so no new key could ever match them.
+_V3 = """
+ALTER TABLE jobs ADD COLUMN output_sums TEXT;
+UPDATE jobs SET transcript_key = NULL, transcript = NULL, translations = '{}';
+UPDATE jobs SET checkpoint = NULL, resume_from = 0 WHERE checkpoint IS NOT NULL
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}  # version N is reached by running MIGRATIONS[N]
+
+
+class StateError(Exception):
+    """The state file cannot be used as is; str() is the one-line message."""
+
+
+def open_db(path: Path) -> tuple[sqlite3.Connection, Path | None, list[str]]:
+    """The connection, where a corrupt file was moved aside (or None), and what the
+    migration has to say (checkpoints it dropped), for the engine to log once it runs."""
+    notes: list[str] = []
+    try:
+        db = _connect(path)
+        notes += _migrate(db)
+        return db, None, notes
+    except sqlite3.DatabaseError as exc:
+        reason = str(exc)
+        corrupt = not isinstance(exc, sqlite3.OperationalError) or any(
+            word in reason for word in ("malformed", "not a database", "quick_check")
+        )
+        if not corrupt:
+            raise StateError(f"{path}: cannot open the state file: {reason}") from None
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        os.replace(path, aside)
+        db = _connect(path)
+        return db, aside, _migrate(db)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=15, check_same_thread=False, isolation_level=None)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:  # refuse before writing anything, even the WAL flag
+        db.close()
+        raise StateError(
+            f"{path}: state file is from a newer subq (schema {version}, this subq "
+            f"knows {SCHEMA_VERSION}); upgrade subq or use --state with another file"
+        )
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=15000")
+    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        db.close()
+        raise sqlite3.DatabaseError("quick_check failed")
+    return db
+
+
+def _migrate(db: sqlite3.Connection) -> list[str]:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return []
+    notes: list[str] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if 2 <= version < 3:
+            dropped = db.execute(
+                "SELECT path FROM jobs WHERE checkpoint IS NOT NULL ORDER BY id"
+            ).fetchall()
+            notes += [
+                f"{row[0]}: checkpoint from an older subq dropped; the file restarts"
+                for row in dropped
+            ]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for stmt in filter(None, (s.strip() for s in MIGRATIONS[target].split(";"))):
+                db.execute(stmt)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return notes
