@@ -150,10 +150,6 @@ def default_state_path() -> Path:
     return Path(platformdirs.user_data_dir(APP)) / "queue.sqlite3"
 
 
-def cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir(APP))
-
-
 def log_path() -> Path:
     return Path(platformdirs.user_state_dir(APP)) / "subq.log"
 
