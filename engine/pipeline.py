@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from . import asr, logfile, media, memory
+from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState, Stage
-from .models import ModelManager, NeedsMemory, fmt_bytes
-from .options import StageOptions, TranscribeOptions
+from .models import NeedsMemory
+from .options import StageOptions
 from .outputs import (
     OutputTarget,
     content_fingerprint,
@@ -29,64 +27,15 @@ from .outputs import (
     outputs_current,
     text_sum,
 )
+from .recovery import GpuMemoryError, oom_message, resume_point, transcribe_after_oom
 from .settings import Settings
-from .store import DoneRecord, StateError, Store
+from .store import DoneRecord, StateError
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
 
+__all__ = ["JobContext", "Outcome", "Pipeline", "StopRequested"]
+
 log = logging.getLogger("subq.engine")
-
-
-class StopRequested(Exception):
-    """Raised at a safe point: the job stops here in `state` (paused, cancelled, interrupted)."""
-
-    def __init__(self, state: JobState, reason: str = "") -> None:
-        super().__init__(reason)
-        self.state = state
-
-
-class JobContext(Protocol):
-    """All a job's stages need from whoever runs them (the engine, or a test's stand-in).
-
-    The pipeline knows nothing else of the engine: it reads and writes the job's stored work
-    through `store`, loads models through `models`, and reports through the methods below.
-    """
-
-    store: Store
-    models: ModelManager
-
-    def safe_point(self, job: Job) -> None:
-        """Apply waiting orders; raise StopRequested if the job must stop here."""
-
-    def enter_stage(self, job: Job, stage: Stage) -> Job:
-        """A safe point, then the job as committed in `stage` with its progress at 0."""
-        ...
-
-    def progress(
-        self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
-    ) -> None: ...
-
-    def log(self, level: str, message: str, job_id: int | None = None) -> None: ...
-
-    def oom(self, job: Job, message: str) -> None:
-        """Note an out-of-memory retry (counted for the batch's summary)."""
-
-    def wait_for_memory(self, job: Job, error: NeedsMemory) -> bool:
-        """Wait a while for room; True once the user said start anyway."""
-        ...
-
-    def started_anyway(self, job_id: int) -> bool:
-        """Whether the user told this job to load its model without waiting for room."""
-        ...
-
-    def audio(self, job: Job) -> np.ndarray:
-        """The job's audio, 16 kHz mono float32 (the one audio handoff)."""
-        ...
-
-    def prefetch_next(self, job: Job) -> None:
-        """A hint: the job's model is loaded, the next job's audio may be prepared now."""
-
-    def nvml(self) -> memory.Nvml | None: ...
 
 
 @dataclass
@@ -132,7 +81,7 @@ class Pipeline:
             return self._failed(_os_error(exc, self.job.path))
         except Exception as exc:
             if memory.is_oom(exc):
-                return self._failed(self._oom_message(exc))
+                return self._failed(oom_message(self.ctx, self.job, self.device, exc))
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(
                 f"{self.job.name}: internal error: {_first_line(exc)}"
@@ -273,7 +222,7 @@ class Pipeline:
         if stored is not None:
             ctx.log("info", f"{job.name}: reusing the stored transcript", job.id)
             return [asr.Segment.from_json(row) for row in stored[0]]
-        resume = self._resume_point(key)
+        resume = resume_point(ctx, job, key)
         self.job = ctx.enter_stage(job, Stage.DECODE)
         t0 = time.perf_counter()
         audio = ctx.audio(job)
@@ -328,7 +277,9 @@ class Pipeline:
         except Exception as exc:
             if not memory.is_oom(exc):
                 raise
-            result = self._transcribe_after_oom(audio, options, resume, on_window)
+            result, self.device = transcribe_after_oom(
+                ctx, self.job, s, self.device, audio, options, resume, on_window
+            )
         finally:  # a stopped job's time counts too: the table shows the time spent
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
@@ -340,72 +291,6 @@ class Pipeline:
         if s.cleanup == "stage":
             memory.clean(self.device)
         return list(result.segments)
-
-    def _resume_point(self, key: str) -> asr.Checkpoint | None:
-        """The saved checkpoint, if it can resume this transcription exactly; any other is
-        dropped with one log line saying why, and the file starts from the beginning."""
-        store, name = self.ctx.store, self.job.name
-        held, data = store.saved_checkpoint(self.job.id)
-        if data is None:
-            return None
-        if held != key:
-            same_settings = (held or "").split(":", 1)[0] == key.split(":", 1)[0]
-            why = "belongs to " + (
-                "another version of this file" if same_settings else "other settings"
-            )
-        elif (resume := asr.load_checkpoint(data)) is not None:
-            return resume
-        else:
-            why = "is from an older subq and cannot resume exactly"
-        store.set_checkpoint(self.job.id, "", None)
-        self.ctx.log(
-            "info",
-            f"{name}: the saved checkpoint {why}; transcribing from the beginning",
-            self.job.id,
-        )
-        return None
-
-    def _transcribe_after_oom(
-        self,
-        audio: Any,
-        options: TranscribeOptions,
-        resume: asr.Checkpoint | None,
-        on_window: Any,
-    ) -> asr.Transcript:
-        """Free, retry once lighter (beam 1; in batched mode, whose beam is 1 already, half
-        the chunks per call), then fall back to the CPU if allowed."""
-        half = max(1, options.batch_size // 2) if options.batch_size else 0
-        how = f"{half} chunks per batch" if options.batch_size else "beam 1"
-        self.ctx.oom(self.job, f"out of GPU memory in transcription; retrying with {how}")
-        memory.clean(self.device)
-        lighter = dataclasses.replace(options, beam_size=None, batch_size=half)
-        try:
-            model = self.ctx.models.whisper(
-                self.settings.model, self.device, backend=self.settings.backend
-            )
-            return asr.run_backend(
-                self.settings.backend, model, audio, lighter, resume=resume, on_window=on_window
-            )
-        except Exception as exc:
-            if not memory.is_oom(exc):
-                raise
-            if self.settings.oom_fallback != "cpu":
-                self.ctx.oom(self.job, "out of GPU memory again; the job fails")
-                raise GpuMemoryError(self._oom_message(exc)) from None
-        self.ctx.oom(self.job, "out of GPU memory again; running this job on the CPU")
-        memory.clean(self.device)
-        self.device = "cpu"
-        model = self.ctx.models.whisper(self.settings.model, "cpu", backend=self.settings.backend)
-        cpu_options = dataclasses.replace(lighter, fp16=False)
-        return asr.run_backend(
-            self.settings.backend, model, audio, cpu_options, resume=resume, on_window=on_window
-        )
-
-    def _oom_message(self, exc: BaseException) -> str:
-        match = re.search(r"Tried to allocate ([\d.]+ \w+)", str(exc))
-        needed = match.group(1) if match else "more than was free"
-        free = memory.free_device_bytes(self.device, self.ctx.nvml())
-        return f"{self.job.name}: out of GPU memory (needed {needed}, free {fmt_bytes(free)})"
 
     def _translation(self, cues: list[Cue], lang: str) -> list[str]:
         ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
@@ -454,10 +339,6 @@ class Pipeline:
 
     def _forced(self) -> bool:
         return self._forced_flag or self.ctx.started_anyway(self.job.id)
-
-
-class GpuMemoryError(Exception):
-    """Out of GPU memory after the lighter retry; str() is the one-line message."""
 
 
 def effective_settings(settings: Settings, device: str) -> Settings:

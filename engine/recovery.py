@@ -1,0 +1,90 @@
+"""When a job cannot simply go on: resuming from a saved checkpoint, and transcribing again
+after running out of GPU memory (lighter, then on the CPU if allowed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from . import asr, memory
+from .job_context import JobContext
+from .jobs import Job
+from .models import fmt_bytes
+from .options import TranscribeOptions
+from .settings import Settings
+
+
+class GpuMemoryError(Exception):
+    """Out of GPU memory after the lighter retry; str() is the one-line message."""
+
+
+def resume_point(ctx: JobContext, job: Job, key: str) -> asr.Checkpoint | None:
+    """The saved checkpoint, if it can resume this transcription exactly; any other is
+    dropped with one log line saying why, and the file starts from the beginning."""
+    store, name = ctx.store, job.name
+    held, data = store.saved_checkpoint(job.id)
+    if data is None:
+        return None
+    if held != key:
+        same_settings = (held or "").split(":", 1)[0] == key.split(":", 1)[0]
+        why = "belongs to " + (
+            "another version of this file" if same_settings else "other settings"
+        )
+    elif (resume := asr.load_checkpoint(data)) is not None:
+        return resume
+    else:
+        why = "is from an older subq and cannot resume exactly"
+    store.set_checkpoint(job.id, "", None)
+    ctx.log(
+        "info",
+        f"{name}: the saved checkpoint {why}; transcribing from the beginning",
+        job.id,
+    )
+    return None
+
+
+def transcribe_after_oom(
+    ctx: JobContext,
+    job: Job,
+    settings: Settings,
+    device: str,
+    audio: Any,
+    options: TranscribeOptions,
+    resume: asr.Checkpoint | None,
+    on_window: Any,
+) -> tuple[asr.Transcript, str]:
+    """Free, retry once lighter (beam 1; in batched mode, whose beam is 1 already, half
+    the chunks per call), then fall back to the CPU if allowed."""
+    half = max(1, options.batch_size // 2) if options.batch_size else 0
+    how = f"{half} chunks per batch" if options.batch_size else "beam 1"
+    ctx.oom(job, f"out of GPU memory in transcription; retrying with {how}")
+    memory.clean(device)
+    lighter = dataclasses.replace(options, beam_size=None, batch_size=half)
+    try:
+        model = ctx.models.whisper(settings.model, device, backend=settings.backend)
+        result = asr.run_backend(
+            settings.backend, model, audio, lighter, resume=resume, on_window=on_window
+        )
+        return result, device
+    except Exception as exc:
+        if not memory.is_oom(exc):
+            raise
+        if settings.oom_fallback != "cpu":
+            ctx.oom(job, "out of GPU memory again; the job fails")
+            raise GpuMemoryError(oom_message(ctx, job, device, exc)) from None
+    ctx.oom(job, "out of GPU memory again; running this job on the CPU")
+    memory.clean(device)
+    model = ctx.models.whisper(settings.model, "cpu", backend=settings.backend)
+    cpu_options = dataclasses.replace(lighter, fp16=False)
+    result = asr.run_backend(
+        settings.backend, model, audio, cpu_options, resume=resume, on_window=on_window
+    )
+    return result, "cpu"
+
+
+def oom_message(ctx: JobContext, job: Job, device: str, exc: BaseException) -> str:
+    match = re.search(r"Tried to allocate ([\d.]+ \w+)", str(exc))
+    needed = match.group(1) if match else "more than was free"
+    free = memory.free_device_bytes(device, ctx.nvml())
+    return f"{job.name}: out of GPU memory (needed {needed}, free {fmt_bytes(free)})"
