@@ -1,15 +1,22 @@
-"""Figure 8, peak memory on long files: peak RSS of one `subq run` at 5, 30 and 120 minutes.
+"""Figure 8, peak memory on long files: peak RSS of one transcription at 5, 30 and 120 minutes.
 
-Each measured run is a fresh `subq run` process on a fresh empty state file (`--state`),
-one input made by looping long.mp3's packets (PyAV remux, no re-encode: 120 minutes in a
-second), tiny.en on the CPU, one run per backend and length. The process tree's RSS (sum
-over subq and any children) is sampled every 50 ms; the kernel's own peak of the largest
-process (wait4's ru_maxrss) is reported beside it, since a sampler can miss a short spike.
+Each measured run is a fresh process, one input made by looping long.mp3's packets (PyAV
+remux, no re-encode: 120 minutes in a second), tiny.en on the CPU, one run per backend and
+length. The process tree's RSS (sum over the process and any children) is sampled every
+50 ms; the kernel's own peak of the largest process (wait4's ru_maxrss) is reported beside
+it, since a sampler can miss a short spike.
 
-The whole-file spike comes before the first progress (decoding, then the libraries' log-mel
-of the whole file), so by default a run is stopped with SIGTERM (subq checkpoints and exits)
-once transcription has passed `--windows` windows of 30 s: the peak covers decoding, feature
-extraction and the first windows, not the rest of the file. `--full` runs to the end.
+Two ways to drive it (`--via`):
+- `direct` (default): a fresh Python process loads the backend (`asr.load_backend`), opens
+  the file with `media.open_audio` (decoded forward as it is read) and calls
+  `asr.run_backend` on that source: the path the pipeline takes once it passes a source.
+- `run`: a fresh `subq run` on a fresh empty state file (`--state`): whatever the pipeline
+  does today (it decoded whole files into an array when this was written).
+
+Before streaming, the whole-file spike came before the first progress (decoding, then the
+libraries' log-mel of the whole file), so by default a run stops once transcription has
+passed `--windows` windows of 30 s (`direct`: the window hook raises; `run`: SIGTERM, subq
+checkpoints and exits). `--full` runs to the end.
 
     python benchmarks/bench_long_memory.py --quick     # 5 and 10 minutes, both backends
     python benchmarks/bench_long_memory.py             # 5, 30 and 120 minutes, both backends
@@ -20,6 +27,7 @@ To measure another commit, put its tree where `import subq` finds it first:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,28 +99,19 @@ def measure(
     folder = Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=tmp))
     events = folder / "events.jsonl"
     events.touch()
-    cmd = [
-        c.bin_path("subq"),
-        "run",
-        str(file),
-        "--backend",
-        backend,
-        "--device",
-        "cpu",
-        "--state",
-        str(folder / "state.db"),
-        "--output-dir",
-        str(folder),
-        "--events",
-        str(events),
-        "-q",
-    ]
+    if args.via == "direct":
+        windows = "0" if args.full else str(args.windows)
+        cmd = [sys.executable, __file__, "--child", backend, str(file), str(events), windows]
+    else:
+        cmd = [c.bin_path("subq"), "run", str(file), "--backend", backend, "--device", "cpu"]
+        cmd += ["--state", str(folder / "state.db"), "--output-dir", str(folder)]
+        cmd += ["--events", str(events), "-q"]
     run = Run(backend, seconds / 60)
     started = time.perf_counter()
     log = open(folder / "output.txt", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     watched = psutil.Process(proc.pid)
-    stop_at = None if args.full else args.windows * WINDOW
+    stop_at = None if args.full or args.via == "direct" else args.windows * WINDOW
     usage: list[Any] = []
 
     def reap() -> None:
@@ -144,6 +143,10 @@ def measure(
     run.returncode, rusage = usage
     run.peak_kernel = rusage.ru_maxrss * 1024
     run.finished = not stopping and run.returncode == 0
+    if args.via == "direct" and run.finished:
+        done, _seen = transcribed(events, seconds, 0)
+        run.finished = args.full
+        run.stopped_at_audio = None if args.full else done
     if not stopping and run.returncode != 0:
         raise SystemExit(
             f"{backend} {file.name} failed:\n{(folder / 'output.txt').read_text()[-2000:]}"
@@ -151,7 +154,34 @@ def measure(
     return run
 
 
+def child(backend: str, file: str, events: str, windows: int) -> int:
+    """`--via direct`: transcribe `file` from a streamed source, writing progress events
+    like `subq run --events`; stop at the start of window `windows` + 1 (0: never)."""
+    from subq.engine import asr, media
+
+    model = asr.load_backend(backend, "tiny.en", "cpu")
+    source = media.open_audio(Path(file))
+    seen = 0
+
+    def on_window(_checkpoint: asr.Checkpoint, fraction: float) -> None:
+        nonlocal seen
+        with open(events, "a") as f:
+            f.write(json.dumps({"type": "progress", "stage": "transcribe", "fraction": fraction}))
+            f.write("\n")
+        seen += 1
+        if windows and seen > windows:
+            raise RuntimeError("enough windows")
+
+    options = asr.TranscribeOptions(language="en")
+    with contextlib.suppress(asr.TranscriptionStopped):
+        asr.run_backend(backend, model, source, options, on_window=on_window)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return child(argv[1], argv[2], argv[3], int(argv[4]))
     p = c.base_parser(__doc__)
     p.add_argument("--minutes", help="comma-separated lengths (default: quick 5,10; full 5,30,120)")
     p.add_argument("--backends", default="faster-whisper,whisper", help="comma-separated")
@@ -159,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "--windows", type=int, default=3, help="stop a run after this many 30 s windows (default 3)"
     )
     p.add_argument("--full", action="store_true", help="run every file to the end")
+    p.add_argument("--via", choices=("direct", "run"), default="direct", help="see the docstring")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     args = p.parse_args(argv)
     minutes = [
@@ -185,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--backends {args.backends}" if args.backends != p.get_default("backends") else "",
             f"--windows {args.windows}" if args.windows != 3 else "",
             "--full" if args.full else "",
+            "--via run" if args.via == "run" else "",
         )
         if x
     )
@@ -194,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [asdict(r) for r in runs],
         "command": c.command_line("bench_long_memory.py", args, extra),
         "windows": None if args.full else args.windows,
+        "via": args.via,
         "pythonpath": os.environ.get("PYTHONPATH"),
     }
     result["elapsed"] = time.perf_counter() - started
@@ -227,12 +260,16 @@ def markdown(r: dict[str, Any]) -> str:
     scope = (
         "each run to the end"
         if r["windows"] is None
-        else f"each run stopped after {r['windows']} windows of 30 s (decode, features and "
-        "the first windows; the spike is before the first progress)"
+        else f"each run stopped after {r['windows']} windows of 30 s"
+    )
+    how = (
+        "`subq run`"
+        if r.get("via") == "run"
+        else "process (`asr.run_backend` on `media.open_audio(FILE)`)"
     )
     return "\n".join(
         [
-            f"One fresh `subq run` per row, tiny.en on the CPU, {scope}. Peak RSS: the kernel's "
+            f"One fresh {how} per row, tiny.en on the CPU, {scope}. Peak RSS: the kernel's "
             "(ru_maxrss of the largest process) and the process tree's, sampled every 50 ms.",
             "",
             c.table(

@@ -36,6 +36,7 @@ from .asr_ct2 import CT2Model, raise_as_torch_oom
 from .asr_types import (
     FRAMES_PER_SECOND,
     SAMPLE_RATE,
+    Audio,
     Checkpoint,
     Segment,
     SegmentHook,
@@ -43,14 +44,16 @@ from .asr_types import (
     Transcript,
     WindowHook,
     announce,
+    as_audio,
     drop_invented,
 )
+from .vad import VadOptions, speech_regions
 from .word_cues import pieces
 
 
 def transcribe_batched(
     model: CT2Model,
-    audio: np.ndarray,
+    audio: np.ndarray | Audio,
     options: TranscribeOptions,
     *,
     resume: Checkpoint | None = None,
@@ -65,7 +68,7 @@ def transcribe_batched(
     `options` asks for fewer chunks per call (the pipeline's out-of-memory retry).
     """
     try:
-        return _run(model, audio, options, resume, on_window, on_segment)
+        return _run(model, as_audio(audio), options, resume, on_window, on_segment)
     except RuntimeError as exc:
         raise_as_torch_oom(exc)
         raise
@@ -73,7 +76,7 @@ def transcribe_batched(
 
 def _run(
     model: CT2Model,
-    audio: np.ndarray,
+    audio: Audio,
     options: TranscribeOptions,
     resume: Checkpoint | None,
     on_window: WindowHook | None,
@@ -83,19 +86,18 @@ def _run(
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import restore_speech_timestamps
-    from faster_whisper.vad import collect_chunks
 
     from .ct2_loop import library_options
 
     fw = model.model
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    total = len(audio) / SAMPLE_RATE
+    total = audio.duration
     speech = _speech(audio, resume)
-    chunks, meta = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS) if speech else ([], [])
+    plan = _chunk_plan(speech) if speech else []
+    meta = [m for _regions, m in plan]
     batch = options.batch_size
     if resume is not None and resume.batch_size:
         batch = min(resume.batch_size, batch)
-    language = (resume.language if resume else None) or _language(fw, options, chunks)
+    language = (resume.language if resume else None) or _language(fw, options, audio, plan)
     tokenizer = Tokenizer(
         fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=language
     )
@@ -130,9 +132,8 @@ def _run(
         batches += 1
         faults.maybe_fail("transcribe")
         announce(checkpoint, total, on_window)
-        features = np.stack(
-            [pad_or_trim(fw.feature_extractor(c)[..., :-1]) for c in chunks[i : i + batch]]
-        )
+        chunks = [_chunk_audio(audio, regions) for regions, _m in plan[i : i + batch]]
+        features = np.stack([pad_or_trim(fw.feature_extractor(c)[..., :-1]) for c in chunks])
         outputs = pipeline.forward(features, tokenizer, meta[i : i + batch], opts)
         segments = [_fw_segment(s, opts.temperatures[0]) for out in outputs for s in out]
         for s in restore_speech_timestamps(segments, speech, SAMPLE_RATE):
@@ -145,26 +146,61 @@ def _run(
     )
 
 
-def _speech(audio: np.ndarray, resume: Checkpoint | None) -> list[dict]:
+def _speech(audio: Audio, resume: Checkpoint | None) -> list[dict]:
     """The whole file's speech regions (samples): the checkpoint's, or Silero VAD's with the
-    pipeline's own settings (VAD costs ~0.2 % of the audio's duration on the CPU)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
+    library's batched settings (engine/vad.py: the same model and rules as
+    `faster_whisper.vad.get_speech_timestamps`, over a second pass that reads the file
+    forward, so it is never held whole; VAD costs ~0.2 % of the audio's duration)."""
     if resume is not None and resume.speech is not None:
         return [{"start": a, "end": b} for a, b in resume.speech]
-    if len(audio) < SAMPLE_RATE // 10:  # VAD needs some audio
+    if audio.length_within(SAMPLE_RATE // 10) < SAMPLE_RATE // 10:  # VAD needs some audio
         return []
-    vad = VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
-    return get_speech_timestamps(audio, vad)
+    options = VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
+    return [{"start": a, "end": b} for a, b in speech_regions(audio.reopen(), options)]
 
 
-def _language(fw: Any, options: TranscribeOptions, chunks: list[np.ndarray]) -> str:
-    """As the library's batched transcribe decides it: over every chunk's features."""
+def _chunk_plan(speech: list[dict]) -> list[tuple[list[tuple[int, int]], dict]]:
+    """`faster_whisper.vad.collect_chunks` as a plan: per chunk, the speech regions whose
+    samples it joins and the library's metadata for it (its quirks kept: a region that
+    starts a new chunk is not in that chunk's "segments"). The samples are read later."""
+    limit = CHUNK_SECONDS * SAMPLE_RATE
+    plan: list[tuple[list[tuple[int, int]], dict]] = []
+    regions: list[tuple[int, int]] = []
+    segments: list[dict] = []
+    length = before = 0
+    for region in speech:
+        size = region["end"] - region["start"]
+        if length + size > limit:
+            meta = {"offset": before / SAMPLE_RATE, "duration": length / SAMPLE_RATE}
+            plan.append((regions, {**meta, "segments": segments}))
+            before += length
+            regions, segments, length = [], [], 0
+        else:
+            segments.append(region)
+        regions.append((region["start"], region["end"]))
+        length += size
+    meta = {"offset": before / SAMPLE_RATE, "duration": length / SAMPLE_RATE}
+    plan.append((regions, {**meta, "segments": segments}))
+    return plan
+
+
+def _chunk_audio(audio: Audio, regions: list[tuple[int, int]]) -> np.ndarray:
+    parts = [audio.read(a, b - a) for a, b in regions]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _language(fw: Any, options: TranscribeOptions, audio: Audio, plan: list) -> str:
+    """As the library's batched transcribe decides it: over the chunks' features, of which
+    it looks at the first 30 s (read here on a pass of their own)."""
     if not fw.model.is_multilingual:
         return "en"
     if options.language:
         return options.language
-    features = [fw.feature_extractor(c)[..., :-1] for c in chunks]
+    first, features = audio.reopen(), []
+    for regions, _meta in plan:
+        features.append(fw.feature_extractor(_chunk_audio(first, regions))[..., :-1])
+        if sum(f.shape[-1] for f in features) >= fw.feature_extractor.nb_max_frames:
+            break
     dummy = np.full((fw.model.n_mels, 1), -1.5, dtype="float32")  # empty audio
     language, _probability, _all = fw.detect_language(
         features=np.concatenate([*features, dummy], axis=1)

@@ -23,12 +23,14 @@ import numpy as np
 
 from . import faults
 from .asr_types import (
+    Audio,
     Checkpoint,
     ModelLoadError,
     SegmentHook,
     TranscribeOptions,
     Transcript,
     WindowHook,
+    as_audio,
     drop_invented,
     model_path,
 )
@@ -229,7 +231,7 @@ def _weights_estimate(target: str, compute: str) -> int:
 
 def transcribe_ct2(
     model: CT2Model,
-    audio: np.ndarray,
+    audio: np.ndarray | Audio,
     options: TranscribeOptions,
     *,
     resume: Checkpoint | None = None,
@@ -250,7 +252,7 @@ def transcribe_ct2(
     try:
         loop = Ct2Loop(
             model.model,
-            np.ascontiguousarray(audio, dtype=np.float32),
+            as_audio(audio),
             options,
             resume,
             new_replica=lambda: _replica(model),

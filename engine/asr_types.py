@@ -18,7 +18,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from .options import TranscribeOptions
 
@@ -157,10 +159,11 @@ def announce(checkpoint: Checkpoint, total: float, on_window: WindowHook | None)
         raise TranscriptionStopped(checkpoint, exc) from exc
 
 
-def window_seed(samples: int, frame: int, temperature: float) -> int:
-    """The sampler's seed for one window's temperature fallback: the same file (by length)
-    at the same window and temperature always samples the same, clean run or resumed."""
-    return zlib.crc32(f"{samples}:{frame}:{temperature:.3f}".encode())
+def window_seed(frame: int, temperature: float) -> int:
+    """The sampler's seed for one window's temperature fallback: the same window at the same
+    temperature always samples the same, clean run or resumed. (It once included the file's
+    length, which a file decoded as it is read does not know until its end.)"""
+    return zlib.crc32(f"{frame}:{temperature:.3f}".encode())
 
 
 def drop_invented(segments: tuple[Segment, ...], options: TranscribeOptions) -> tuple[Segment, ...]:
@@ -191,3 +194,59 @@ def model_path(name: str) -> Path | None:
         return path if path.exists() else None
     except (OSError, RuntimeError, ValueError):
         return None
+
+
+N_FFT = 400  # both libraries' STFT window (25 ms)
+
+
+class Audio(Protocol):
+    """What the transcribe loops read: `media.AudioSource` (a file decoded forward as it
+    is read) or `ArrayAudio` (samples already in memory). Reads only move forward."""
+
+    @property
+    def duration(self) -> float: ...
+
+    def read(self, start: int, count: int) -> np.ndarray: ...
+
+    def length_within(self, limit: int) -> int: ...
+
+    def reopen(self) -> Audio: ...
+
+
+class ArrayAudio:
+    """Samples in memory as an `Audio` (zeros past the end, like a file's source)."""
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+        self.duration = len(self.samples) / SAMPLE_RATE
+        self.path: Path | None = None
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.float32)
+        piece = self.samples[start : start + count]
+        out[: len(piece)] = piece
+        return out
+
+    def length_within(self, limit: int) -> int:
+        return min(len(self.samples), limit)
+
+    def reopen(self) -> ArrayAudio:
+        return self
+
+
+def as_audio(audio: np.ndarray | Audio) -> Audio:
+    return ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+
+
+def stft_input(audio: Audio, frame: int, frames: int) -> np.ndarray:
+    """The samples that mel frames [frame, frame + frames) see in both libraries' centred
+    STFT (hop 160, window 400): 200 before the first frame's centre to 200 after the
+    last's, reflected at the file's start as their "reflect" padding does, zeros past its
+    end as their zero padding does. So a window's features need only its own samples."""
+    half = N_FFT // 2
+    start = frame * HOP_LENGTH - half
+    count = (frames - 1) * HOP_LENGTH + N_FFT
+    if start >= 0:
+        return audio.read(start, count)
+    body = audio.read(0, count + start)
+    return np.concatenate([body[-start:0:-1], body])

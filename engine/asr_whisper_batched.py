@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from . import faults
-from .asr import (
+from .asr_types import (
     FRAMES_PER_SECOND,
     SAMPLE_RATE,
+    Audio,
     Checkpoint,
     Segment,
     SegmentHook,
@@ -44,6 +45,7 @@ from .asr import (
     Transcript,
     WindowHook,
     announce,
+    as_audio,
     drop_invented,
 )
 from .vad import chunk_spans, speech_regions
@@ -54,7 +56,7 @@ CHUNK_SECONDS = 30.0
 
 def transcribe_whisper_batched(
     model: Any,
-    audio: np.ndarray,
+    audio: np.ndarray | Audio,
     options: TranscribeOptions,
     *,
     resume: Checkpoint | None = None,
@@ -72,7 +74,8 @@ def transcribe_whisper_batched(
     """
     import torch
 
-    total = len(audio) / SAMPLE_RATE
+    source = as_audio(audio)
+    total = source.duration
     if resume is not None and resume.speech is not None:
         spans = list(resume.speech)
         # the checkpoint's size gives identical output; a smaller one asked for (the
@@ -83,7 +86,7 @@ def transcribe_whisper_batched(
         previous = resume.segments
         language = resume.language or options.language
     else:  # a fresh file, or a checkpoint of another backend (no spans): start over
-        spans = _spans(audio)
+        spans = _spans(source)
         batch_size = max(1, options.batch_size)
         next_chunk = 0
         previous = ()
@@ -108,7 +111,7 @@ def transcribe_whisper_batched(
             faults.maybe_fail("transcribe")
             announce(checkpoint, total, on_window)
             batch = spans[next_chunk : next_chunk + batch_size]
-            for segments, lang in decoder.decode([audio[a:b] for a, b in batch], batch):
+            for segments, lang in decoder.decode([source.read(a, b - a) for a, b in batch], batch):
                 done.extend(segments)
                 language = language or lang
             next_chunk += len(batch)
@@ -121,11 +124,12 @@ def transcribe_whisper_batched(
     )
 
 
-def _spans(audio: np.ndarray) -> list[tuple[int, int]]:
-    """The whole file's chunks, (start, end) in samples; none for audio too short for VAD."""
-    if len(audio) < SAMPLE_RATE // 10:
+def _spans(audio: Audio) -> list[tuple[int, int]]:
+    """The whole file's chunks, (start, end) in samples; none for audio too short for VAD.
+    The VAD reads the file on a pass of its own, forward, never holding it whole."""
+    if audio.length_within(SAMPLE_RATE // 10) < SAMPLE_RATE // 10:
         return []
-    return chunk_spans(speech_regions(audio), CHUNK_SECONDS)
+    return chunk_spans(speech_regions(audio.reopen()), CHUNK_SECONDS)
 
 
 class _BatchDecoder:

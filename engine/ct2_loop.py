@@ -10,8 +10,9 @@ again at the resume point. Here the state is a value taken at each window's star
 The per-window pieces stay the library's own methods (`encode`, `get_prompt`,
 `_split_segments_by_timestamps`, `add_word_timestamps`, the feature extractor), checked
 against faster-whisper 1.2.1; tests/test_resume_identity.py compares a clean run with the
-library's `transcribe` so a change there shows. Features are computed for the whole file, as
-the library does: their dynamic range is clamped to the file's own maximum.
+library's `transcribe` so a change there shows. Features are computed per window from that
+window's samples, read forward from an `Audio` (never the whole file: issue 14.5), with the
+dynamic range clamped to the window's own maximum, not the file's (why: whisper_loop.py).
 
 Fallback sampling is seeded per window. CTranslate2 has no per-call seed, and
 `ctranslate2.set_random_seed` only seeds a worker thread's generator the first time that
@@ -31,14 +32,16 @@ from typing import Any
 import numpy as np
 
 from .asr_types import (
+    HOP_LENGTH,
     PROMPT_TOKENS,
-    SAMPLE_RATE,
+    Audio,
     Checkpoint,
     Segment,
     SegmentHook,
     TranscribeOptions,
     WindowHook,
     announce,
+    stft_input,
     window_seed,
 )
 
@@ -78,13 +81,27 @@ def library_options(tokenizer: Any, options: TranscribeOptions, **overrides: Any
     return TranscriptionOptions(**fields)
 
 
+def features(fe: Any, samples: np.ndarray) -> np.ndarray:
+    """faster-whisper's `FeatureExtractor.__call__` for one window: `samples` from
+    `stft_input` (so no centre padding here), the dynamic range clamped to this window's
+    maximum, not the whole file's (see the module's docstring)."""
+    window = np.hanning(fe.n_fft + 1)[:-1].astype("float32")
+    stft = fe.stft(
+        samples, fe.n_fft, fe.hop_length, window=window, center=False, return_complex=True
+    ).astype("complex64")
+    mel_spec = fe.mel_filters @ (np.abs(stft) ** 2)
+    log_spec = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
 class Ct2Loop:
     """One file's sequential decoding: the state, and a window at a time."""
 
     def __init__(
         self,
         fw: Any,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         resume: Checkpoint | None,
         new_replica: Callable[[], Any],
@@ -94,9 +111,7 @@ class Ct2Loop:
         self.fw = fw  # faster_whisper.WhisperModel
         self.new_replica = new_replica  # a fresh ctranslate2 Whisper of the same weights
         self.options = options
-        self.samples = len(audio)
-        self.features = fw.feature_extractor(audio)
-        self.content_frames = self.features.shape[-1] - 1
+        self.audio = audio
         self.frame = resume.frame if resume else 0
         self.prompt: list[int] = list(resume.prompt) if resume else []
         self.last_speech = resume.last_speech if resume else 0.0
@@ -113,7 +128,10 @@ class Ct2Loop:
             return "en"
         if self.options.language:
             return self.options.language
-        language, _probability, _all = self.fw.detect_language(features=self.features)
+        fe = self.fw.feature_extractor  # the library looks at the first 30 s
+        size = min(fe.nb_max_frames, self.audio.length_within(fe.n_samples) // fe.hop_length + 1)
+        first = features(fe, stft_input(self.audio, 0, size))
+        language, _probability, _all = self.fw.detect_language(features=first)
         return str(language)
 
     def checkpoint(self) -> Checkpoint:
@@ -134,8 +152,8 @@ class Ct2Loop:
         keep: Callable[[float, float], bool],
     ) -> None:
         """Every window to the end; `keep(temperature, avg_logprob)` filters segments."""
-        total = self.samples / SAMPLE_RATE
-        while self.frame < self.content_frames:
+        total = self.audio.duration
+        while self._size() > 0:
             at_window()
             announce(self.checkpoint(), total, on_window)
             self.windows += 1
@@ -143,6 +161,12 @@ class Ct2Loop:
                 self.segments.append(segment)
                 if on_segment is not None and total:
                     on_segment(min(1.0, segment.end / total))
+
+    def _size(self) -> int:
+        """Frames in the window at `self.frame` (the whole file has L // 160)."""
+        most = self.fw.feature_extractor.nb_max_frames
+        content = self.audio.length_within((self.frame + most + 1) * HOP_LENGTH) // HOP_LENGTH
+        return min(most, content - self.frame)
 
     def window(self, keep: Callable[[float, float], bool]) -> list[Segment]:
         """Decode the window at `self.frame` and move the state past it, as the library does."""
@@ -153,9 +177,10 @@ class Ct2Loop:
         per_frame = fw.feature_extractor.time_per_frame
         seek = self.frame
         time_offset = seek * per_frame
-        size = min(fw.feature_extractor.nb_max_frames, self.content_frames - seek)
+        size = self._size()
         duration = size * per_frame
-        encoder_output = fw.encode(pad_or_trim(self.features[:, seek : seek + size]))
+        window = features(fw.feature_extractor, stft_input(self.audio, seek, size))
+        encoder_output = fw.encode(pad_or_trim(window))
         prompt = fw.get_prompt(tokenizer, self.prompt, without_timestamps=opts.without_timestamps)
         result, avg_logprob, temperature, _ratio = self._generate(encoder_output, prompt)
         if opts.no_speech_threshold is not None:
@@ -285,5 +310,5 @@ class Ct2Loop:
         """A fresh replica whose worker thread's generator starts from this window's seed."""
         import ctranslate2
 
-        ctranslate2.set_random_seed(window_seed(self.samples, self.frame, temperature))
+        ctranslate2.set_random_seed(window_seed(self.frame, temperature))
         return self.new_replica()

@@ -11,6 +11,7 @@ import errno
 import fnmatch
 import glob
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,35 +22,13 @@ import numpy as np
 from . import faults
 
 SAMPLE_RATE = 16_000
-MEDIA_EXTENSIONS = frozenset(
-    [
-        ".mp4",
-        ".mkv",
-        ".mov",
-        ".avi",
-        ".webm",
-        ".m4v",
-        ".mpg",
-        ".mpeg",
-        ".ts",
-        ".mts",
-        ".flv",
-        ".wmv",
-        ".3gp",
-        ".mp3",
-        ".wav",
-        ".flac",
-        ".m4a",
-        ".aac",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".wma",
-        ".aiff",
-        ".aif",
-        ".amr",
-    ]
-)
+# fmt: off
+MEDIA_EXTENSIONS = frozenset([
+    ".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv",
+    ".wmv", ".3gp", ".mp3", ".wav", ".flac", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma",
+    ".aiff", ".aif", ".amr",
+])
+# fmt: on
 
 
 class MediaError(Exception):
@@ -258,59 +237,120 @@ def _ffmpeg_reason(exc: Exception) -> str:
 
 
 def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The first audio stream as mono float32 at `sample_rate`, the array whisper expects.
+    """The first audio stream as mono float32 at `sample_rate`, the whole array at once."""
+    return AudioSource(Path(path), sample_rate).read_all()
 
-    The samples go straight into one buffer (`_Samples`), so the peak is about the samples
-    themselves (3.84 MB a minute at 16 kHz) whatever the length. A list of frames joined at
-    the end cost 2.2x that at the peak and left the frames' small blocks in the heap after
-    (+242 MiB RSS for 30 minutes, of which 234 stayed; issue 14.5).
+
+def open_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> AudioSource:
+    """`path`'s audio as an `AudioSource`, its first 30 s decoded already, so a file that is
+    no media, has no audio or an empty stream fails here, as `decode_audio` would."""
+    source = AudioSource(Path(path), sample_rate)
+    source.read(0, 30 * sample_rate)
+    return source
+
+
+class AudioSource:
+    """A file's first audio stream as 16 kHz mono float32, decoded forward as it is read.
+
+    Why: a whole file's samples cost 3.66 MiB a minute (440 MiB for two hours), more than
+    issue 14.5 allows a long file over a short one. The transcribe loops read one window at
+    a time from here. `read(start, n)` gives samples [start, start + n), zeros past the end,
+    and lets go of everything before `start`: reads only move forward (a read behind the
+    last one raises ValueError), and what is held is the latest read plus one decoded frame.
+    A second pass (the VAD's, before the windows) is another source: `reopen()`.
     """
-    samples: _Samples | None = None
 
-    def opened(duration: float | None) -> None:
-        nonlocal samples
-        samples = _Samples(duration, sample_rate)
+    def __init__(self, path: Path, sample_rate: int = SAMPLE_RATE) -> None:
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.claimed = probe(self.path).duration  # the header's, until the end is decoded
+        self._frames: Iterator[np.ndarray] | None = _frames(self.path, sample_rate)
+        self._buf = np.empty(0, dtype=np.float32)
+        self._base = 0  # the file's sample index of _buf[0]
+        self._fill = 0  # samples in _buf
+        self._decoded = 0  # samples the decoder has given (== _base + _fill while _fill > 0)
+        self._length: int | None = None
 
-    for chunk in _frames(Path(path), sample_rate, opened):
-        assert samples is not None
-        samples.append(chunk)
-    if samples is None or samples.size < sample_rate // 100:
-        raise MediaError(f"{path}: the audio stream is empty (zero length)")
-    return samples.take()
+    @property
+    def length(self) -> int | None:
+        """Samples in the file, once decoding reached its end; None before."""
+        return self._length
+
+    @property
+    def duration(self) -> float:
+        """Seconds: exact once the end was decoded, the header's claim before."""
+        if self._length is not None:
+            return self._length / self.sample_rate
+        return self.claimed or 0.0
+
+    def length_within(self, limit: int) -> int:
+        """min(the file's length, `limit`), decoding up to `limit` to know."""
+        self._decode_to(limit)
+        return limit if self._length is None else min(self._length, limit)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        if start < self._base:
+            raise ValueError(f"read at {start} behind {self._base}: an AudioSource reads forward")
+        self._drop_before(start)
+        self._decode_to(start + count)
+        out = np.zeros(count, dtype=np.float32)
+        have = max(0, min(count, self._base + self._fill - start))
+        out[:have] = self._buf[start - self._base : start - self._base + have]
+        return out
+
+    def read_all(self) -> np.ndarray:
+        """Every sample, decoded into one buffer grown in place (sized from the header's
+        duration plus a second; `ndarray.resize` is realloc, which remaps a big array's pages
+        rather than copying them), so the peak is the samples themselves. A list of frames
+        joined at the end cost 2.2x that and left its blocks in the heap (issue 14.5)."""
+        if self._base or self._fill:
+            raise ValueError("read_all on a source already read")
+        if self.claimed and self.claimed > 0:
+            self._buf.resize(int((self.claimed + 1) * self.sample_rate), refcheck=False)
+        self._decode_to(sys.maxsize)
+        data, self._buf = self._buf, np.empty(0, dtype=np.float32)
+        data.resize(self._fill, refcheck=False)
+        return data
+
+    def reopen(self) -> AudioSource:
+        return AudioSource(self.path, self.sample_rate)
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # type: ignore[attr-defined]
+            self._frames = None
+        self._buf = np.empty(0, dtype=np.float32)
+
+    def _drop_before(self, start: int) -> None:
+        drop = min(start - self._base, self._fill)
+        if drop > 0:
+            rest = self._fill - drop
+            self._buf[:rest] = self._buf[drop : self._fill].copy()
+            self._base, self._fill = self._base + drop, rest
+        if self._fill == 0:
+            self._base = start  # samples before it are skipped as they are decoded
+
+    def _decode_to(self, end: int) -> None:
+        while self._base + self._fill < end and self._frames is not None:
+            chunk = next(self._frames, None)
+            if chunk is None:
+                self._frames, self._length = None, self._decoded
+                if self._length < self.sample_rate // 100:
+                    raise MediaError(f"{self.path}: the audio stream is empty (zero length)")
+                break
+            chunk = chunk.reshape(-1)
+            skip = min(chunk.size, max(0, self._base - self._decoded))  # read past already
+            self._decoded += chunk.size
+            end_fill = self._fill + chunk.size - skip
+            if end_fill > self._buf.size:
+                self._buf.resize(max(end_fill, self._buf.size * 3 // 2), refcheck=False)
+            self._buf[self._fill : end_fill] = chunk[skip:]
+            self._fill = end_fill
 
 
-def stream_audio(
-    path: Path, chunk_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE
-) -> Iterator[np.ndarray]:
-    """The same samples as `decode_audio`, as consecutive chunks of `chunk_seconds` (the last
-    shorter), decoded as they are asked for: memory stays that of one chunk however long the
-    file. Why: holding a whole file's samples costs 3.66 MiB a minute (440 MiB for two
-    hours), more than issue 14.5 allows a long file over a short one; a loop that reads its
-    30 s windows from here (a first pass for the features' whole-file maximum, a second for
-    the windows) holds none of it. Concatenated, the chunks equal `decode_audio` exactly.
-    """
-    size = max(1, round(chunk_seconds * sample_rate))
-    buf, fill, total = np.empty(size, dtype=np.float32), 0, 0
-    for chunk in _frames(Path(path), sample_rate, lambda _duration: None):
-        while chunk.size:
-            take = min(size - fill, chunk.size)
-            buf[fill : fill + take] = chunk[:take]
-            fill, total, chunk = fill + take, total + take, chunk[take:]
-            if fill == size:
-                yield buf
-                buf, fill = np.empty(size, dtype=np.float32), 0
-    if total < sample_rate // 100:
-        raise MediaError(f"{path}: the audio stream is empty (zero length)")
-    if fill:
-        yield buf[:fill].copy()
-
-
-def _frames(
-    path: Path, sample_rate: int, opened: Callable[[float | None], None]
-) -> Iterator[np.ndarray]:
+def _frames(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
     """The first audio stream's frames as mono float32 views, every failure a `MediaError`.
 
-    `opened` gets the stream's duration (a header's claim, or None) before the first frame.
     Each view is valid until the next one is asked for (it is the resampler's own buffer).
     """
     import av
@@ -322,7 +362,6 @@ def _frames(
                     raise MediaError(f"{path}: no audio stream (nothing to transcribe)")
                 stream = container.streams.audio[0]
                 stream.thread_type = "AUTO"
-                opened(_duration(container, stream))
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
                 decoded = False
                 try:
@@ -346,32 +385,3 @@ def _frames(
             if exc.errno == errno.EACCES:
                 raise MediaError(f"{path}: permission denied (cannot read the file)") from None
             raise MediaError(f"{path}: read error: {exc.strerror or exc}") from None
-
-
-class _Samples:
-    """A growing float32 buffer filled in place: one whole-file array, never two.
-
-    Sized from the stream's duration plus a second (pages never written cost no memory), or
-    ten minutes when it is unknown; it grows by half again when the duration was short, and
-    is trimmed at the end. Both go through `ndarray.resize`, i.e. realloc, which for an array
-    this big remaps its pages (mremap) instead of copying them, so neither doubles the peak.
-    """
-
-    def __init__(self, duration: float | None, sample_rate: int) -> None:
-        seconds = duration + 1 if duration and duration > 0 else 600
-        self._data = np.empty(int(seconds * sample_rate), dtype=np.float32)
-        self.size = 0
-
-    def append(self, chunk: np.ndarray) -> None:
-        chunk = chunk.reshape(-1)  # PyAV's (channels, samples), or a plane's flat view
-        end = self.size + chunk.size
-        if end > self._data.size:
-            self._data.resize(max(end, self._data.size * 3 // 2), refcheck=False)
-        self._data[self.size : end] = chunk
-        self.size = end
-
-    def take(self) -> np.ndarray:
-        """The samples, trimmed in place; the buffer is handed over, not copied."""
-        data, self._data = self._data, np.empty(0, dtype=np.float32)
-        data.resize(self.size, refcheck=False)
-        return data

@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from .asr_types import Audio, as_audio
+
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 512  # what Silero v5/v6 takes at 16 kHz
 CONTEXT_SAMPLES = 64  # samples of the previous window prepended to each one
+BLOCK_WINDOWS = 10_000  # windows per model call (faster-whisper's encoder_batch_size)
 ENV_PATH = "SUBQ_SILERO_VAD"
 
 
@@ -79,29 +82,49 @@ def _session() -> Any:
     )
 
 
-def speech_probabilities(audio: np.ndarray) -> np.ndarray:
-    """One speech probability per 512-sample window (the audio is zero-padded to whole
-    windows); each window sees the last 64 samples of the one before, as Silero expects."""
-    audio = np.asarray(audio, dtype=np.float32)
-    padded = np.pad(audio, (0, WINDOW_SAMPLES - audio.shape[0] % WINDOW_SAMPLES))
-    windows = padded.reshape(-1, WINDOW_SAMPLES)
-    context = windows[:, -CONTEXT_SAMPLES:].copy()
-    context[-1] = 0
-    context = np.roll(context, 1, 0)
-    batch = np.concatenate([context, windows], 1)
+def speech_probabilities(audio: np.ndarray | Audio) -> tuple[np.ndarray, int]:
+    """One speech probability per 512-sample window, and the audio's length in samples.
+
+    The audio is zero-padded to whole windows (a whole window more where it ends on one, as
+    faster-whisper pads); each window sees the last 64 samples of the one before, as Silero
+    expects. The model runs on 10,000 windows a call, as faster-whisper runs it, carrying
+    its state between calls; each call's windows are read from `audio` as they are needed,
+    so a file is never held whole (20 MiB of samples at a time).
+    """
+    source = as_audio(audio)
+    block = BLOCK_WINDOWS * WINDOW_SAMPLES
     h = np.zeros((1, 1, 128), dtype=np.float32)
     c = np.zeros((1, 1, 128), dtype=np.float32)
+    context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
     outputs = []
     session = _session()
-    for i in range(0, batch.shape[0], 10_000):
-        out, h, c = session.run(None, {"input": batch[i : i + 10_000], "h": h, "c": c})
-        outputs.append(out)
-    return np.concatenate(outputs, axis=0).reshape(-1)
+    start = 0
+    while True:
+        have = source.length_within(start + block)
+        windows = BLOCK_WINDOWS if have == start + block else have // WINDOW_SAMPLES + 1
+        windows -= start // WINDOW_SAMPLES if have < start + block else 0
+        if windows <= 0:
+            break
+        samples = source.read(start, windows * WINDOW_SAMPLES).reshape(windows, WINDOW_SAMPLES)
+        before = np.concatenate([context[None], samples[:-1, -CONTEXT_SAMPLES:]])
+        context = samples[-1, -CONTEXT_SAMPLES:].copy()
+        out, h, c = session.run(
+            None, {"input": np.concatenate([before, samples], 1), "h": h, "c": c}
+        )
+        outputs.append(out.reshape(-1))
+        if have < start + block:
+            break
+        start += block
+    probs = np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+    return probs, source.length_within(start + block)
 
 
-def speech_regions(audio: np.ndarray, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
+def speech_regions(
+    audio: np.ndarray | Audio, options: VadOptions = VadOptions()
+) -> list[tuple[int, int]]:
     """(start, end) sample ranges of speech, padded, none longer than the maximum."""
-    return regions_from_probabilities(speech_probabilities(audio), len(audio), options)
+    probs, length = speech_probabilities(audio)
+    return regions_from_probabilities(probs, length, options)
 
 
 def regions_from_probabilities(

@@ -9,13 +9,19 @@ the prompt from text without its timestamp tokens (tiny.en then stopped emitting
 timestamps) and started `last_speech_timestamp` at 0. Here the state is a value, taken at
 the start of every window (the safe point) and given back on resume.
 
-Kept as the library does it, so a clean run equals `whisper.transcribe` with the same
-options (tests/test_resume_identity.py checks it): the log-mel of the whole file (its
-dynamic range is clamped to the file's own maximum, so per-window features would differ),
-the temperature fallback, timestamp splitting, word timing and the seek after the last word.
+Kept as the library does it: the temperature fallback, timestamp splitting, word timing
+and the seek after the last word. Changed: the log-mel is computed per window from that
+window's samples only (`log_mel`, read forward from an `Audio`: a file is never held whole,
+issue 14.5), and its dynamic range is clamped to the window's own maximum instead of the
+whole file's (`max(log, max - 8)`). Whisper was trained on 30 s clips clamped per clip, so
+this is what it knows; only frames 80 dB below their window's loudest differ, and a resume
+needs no pass over the file to find its maximum. Where a window is quieter than the file's
+loudest, times move by up to 0.1 s and, on the hard story.mp3, a few words change
+(docs/benchmarks.md figure 8 gives the WER both ways).
+
 Left out, because subq never uses them: `initial_prompt`, `carry_initial_prompt`,
 `clip_timestamps`, `hallucination_silence_threshold`, verbose printing. Changed: a window
-that falls back to sampling seeds torch's generator from the file, the window and the
+that falls back to sampling seeds torch's generator from the window and the
 temperature (`window_seed`), so fallback is reproducible; the library's run is unseeded.
 """
 
@@ -32,13 +38,16 @@ from .asr_types import (
     HOP_LENGTH,
     PROMPT_TOKENS,
     SAMPLE_RATE,
+    Audio,
     Checkpoint,
     Segment,
     TranscribeOptions,
     Transcript,
     WindowHook,
     announce,
+    as_audio,
     drop_invented,
+    stft_input,
     window_seed,
 )
 
@@ -49,7 +58,7 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 def transcribe_whisper(
     model: Any,
-    audio: np.ndarray,
+    audio: np.ndarray | Audio,
     options: TranscribeOptions,
     *,
     resume: Checkpoint | None = None,
@@ -59,47 +68,68 @@ def transcribe_whisper(
     """Transcribe `audio` window by window from `resume` (or the start); `on_window` runs at
     the start of every window with the checkpoint of everything before it."""
     import torch
-    from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+    from whisper.audio import N_FRAMES, pad_or_trim
     from whisper.tokenizer import get_tokenizer
 
+    source = as_audio(audio)
+    n_mels = model.dims.n_mels
     dtype = torch.float16 if options.fp16 and model.device.type != "cpu" else torch.float32
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # triton notices are not news
-        mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
-        content_frames = mel.shape[-1] - N_FRAMES
         language = (resume.language if resume else None) or options.language
         if language is None:
-            language = _detect_language(model, pad_or_trim(mel, N_FRAMES).to(model.device), dtype)
+            first = log_mel(stft_input(source, 0, N_FRAMES), n_mels)
+            language = _detect_language(model, first.to(model.device), dtype)
         tokenizer = get_tokenizer(
             model.is_multilingual,
             num_languages=model.num_languages,
             language=language,
             task="transcribe",
         )
-        state = _State(resume, len(audio))
-        total = len(audio) / SAMPLE_RATE
-        while state.frame < content_frames:
+        state = _State(resume)
+        total = source.duration
+        while True:
+            # the file's frames, as far as this window can see (the whole file's are L // 160)
+            content = source.length_within((state.frame + N_FRAMES + 1) * HOP_LENGTH)
+            size = min(N_FRAMES, content // HOP_LENGTH - state.frame)
+            if size <= 0:
+                break
             if at_window is not None:
                 at_window()
             announce(state.checkpoint(language), total, on_window)
             state.windows += 1
-            size = min(N_FRAMES, content_frames - state.frame)
-            window = mel[:, state.frame : state.frame + size]
+            window = log_mel(stft_input(source, state.frame, size), n_mels)
             window = pad_or_trim(window, N_FRAMES).to(model.device).to(dtype)
             _one_window(model, tokenizer, window, size, state, options, language, dtype)
     segments = drop_invented(tuple(state.segments), options)
     return Transcript(segments=segments, language=language, windows=state.windows)
 
 
+def log_mel(samples: np.ndarray, n_mels: int) -> Any:
+    """openai-whisper's `log_mel_spectrogram` of one window: `samples` from `stft_input`
+    (so no centre padding here), and the dynamic range clamped to this window's maximum,
+    not the whole file's (see the module's docstring)."""
+    import torch
+    from whisper.audio import HOP_LENGTH as HOP
+    from whisper.audio import N_FFT as FFT
+    from whisper.audio import mel_filters
+
+    x = torch.from_numpy(samples)
+    stft = torch.stft(x, FFT, HOP, window=torch.hann_window(FFT), center=False, return_complex=True)
+    mel_spec = mel_filters(x.device, n_mels) @ (stft.abs() ** 2)
+    log_spec = torch.clamp(mel_spec, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
 class _State:
     """What the next window depends on; a checkpoint is a copy of it."""
 
-    def __init__(self, resume: Checkpoint | None, samples: int) -> None:
+    def __init__(self, resume: Checkpoint | None) -> None:
         self.frame = resume.frame if resume else 0
         self.prompt: list[int] = list(resume.prompt) if resume else []
         self.last_speech = resume.last_speech if resume else 0.0
         self.segments: list[Segment] = list(resume.segments) if resume else []
-        self.samples = samples
         self.windows = 0
 
     def checkpoint(self, language: str | None) -> Checkpoint:
@@ -145,7 +175,7 @@ def _decode_with_fallback(
         decoding = DecodingOptions(**kwargs, temperature=t)
         if t > 0:
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(window_seed(state.samples, state.frame, t))
+                torch.manual_seed(window_seed(state.frame, t))
                 result = decode(model, window, decoding)
         else:
             result = decode(model, window, decoding)

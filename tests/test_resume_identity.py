@@ -23,6 +23,7 @@ from conftest import DATA
 from subq.engine import asr, media
 from subq.engine.asr_batched import transcribe_batched
 from subq.engine.asr_ct2 import CT2Model, load_ct2, transcribe_ct2
+from subq.engine.asr_types import ArrayAudio, stft_input
 
 Run = Callable[..., asr.Transcript]
 RATE = 16000
@@ -89,6 +90,12 @@ def assert_same_segments(got, want) -> None:
         assert a.text == b.text, (i, a, b)
         assert a.start == pytest.approx(b.start, abs=1e-6), (i, a, b)
         assert a.end == pytest.approx(b.end, abs=1e-6), (i, a, b)
+
+
+def assert_close_segments(got, want, seconds: float = 0.1) -> None:
+    assert [a.text for a in got] == [b.text for b in want]
+    for a, b in zip(got, want, strict=True):
+        assert abs(a.start - b.start) <= seconds and abs(a.end - b.end) <= seconds, (a, b)
 
 
 def assert_same_checkpoint(got: asr.Checkpoint, want: asr.Checkpoint) -> None:
@@ -172,7 +179,9 @@ def test_faster_whisper_stopped_twice_equals_one_clean_run(ct2_model, story, ct2
     assert len(full.segments) >= 30
 
 
-def test_faster_whisper_clean_run_equals_the_library_and_itself(ct2_model, long_clip):
+def test_faster_whisper_clean_run_matches_the_library_and_equals_itself(ct2_model, long_clip):
+    """The library clamps the features' range to the whole file's maximum, we to each
+    window's (ct2_loop.py says why): the same segments and words, times within 0.1 s."""
     full = transcribe_ct2(ct2_model, long_clip, options())
     generator, _info = ct2_model.model.transcribe(
         long_clip,
@@ -187,9 +196,32 @@ def test_faster_whisper_clean_run_equals_the_library_and_itself(ct2_model, long_
         asr.Segment(s.start, s.end, s.text.strip(), s.no_speech_prob, s.avg_logprob)
         for s in generator
     )
-    assert_same_segments(full.segments, asr.drop_invented(library, options()))
+    assert_close_segments(full.segments, asr.drop_invented(library, options()))
     again = transcribe_ct2(ct2_model, long_clip, options())
     assert again.segments == full.segments
+
+
+def test_window_features_are_the_librarys_with_the_windows_own_range(long_clip):
+    """Both loops' features of a window equal the library's whole-file features once
+    clamped to the file's floor: only the floor differs (none where the window holds the
+    file's maximum)."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+    from subq.engine.ct2_loop import features
+    from subq.engine.whisper_loop import log_mel
+    from whisper.audio import N_SAMPLES, log_mel_spectrogram
+
+    fe, source = FeatureExtractor(), ArrayAudio(long_clip)
+    whole = {"fw": fe(long_clip), "whisper": log_mel_spectrogram(long_clip, padding=N_SAMPLES)}
+    frames = len(long_clip) // 160
+    for frame, size in ((0, 3000), (2760, 3000), (5000, frames - 5000)):
+        window = stft_input(source, frame, size)
+        ours = {"fw": features(fe, window), "whisper": log_mel(window, 80).numpy()}
+        for name, theirs in whole.items():
+            theirs = np.asarray(theirs)
+            floor = theirs.max() - 2.0  # (max - 8 + 4) / 4
+            got = np.maximum(ours[name], floor)
+            np.testing.assert_allclose(got, theirs[:, frame : frame + size], atol=1e-6)
+            assert ours[name].min() <= theirs[:, frame : frame + size].min() + 1e-6
 
 
 def test_faster_whisper_fallback_sampling_is_reproducible(ct2_model, long_clip):
