@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ModelUnloaded": "events",
     "QueueReordered": "events",
     "StageProgressed": "events",
+    "WorkerChanged": "events",
     # jobs as the app sees them
     "Job": "jobs",
     "JobState": "jobs",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         ModelUnloaded,
         QueueReordered,
         StageProgressed,
+        WorkerChanged,
     )
     from .headless import hard_exit, run_batch, run_demo
     from .jobs import Job, JobState, Stage

@@ -77,6 +77,7 @@ class StageProgressed(Event):
     speed: float | None = None
     eta: float | None = None
     elapsed: float = 0.0
+    device: str | None = None  # the worker's device entry ("cuda:1", "cpu#2") running it
 
     @classmethod
     def measure(
@@ -96,6 +97,26 @@ class StageProgressed(Event):
         return cls(
             job_id=job_id, stage=stage, fraction=fraction, speed=speed, eta=eta, elapsed=elapsed
         )
+
+
+@dataclass(frozen=True)
+class WorkerChanged(Event):
+    """A worker process (one per device entry) started, got busy, went idle, ended or died.
+
+    The memory panel keeps one row per `device`; `rss_bytes` is the worker's process tree
+    and `gpu_bytes` what NVML lists for its pid (None where NVML cannot tell). `note` says
+    what happened in words ("died (signal 9) at 1:52; resumed", "released: 512 MB back").
+    """
+
+    type: ClassVar[str] = "worker"
+    device: str
+    state: str  # "starting", "idle", "busy", "stopped", "died"
+    pid: int | None = None
+    job_id: int | None = None
+    models: tuple[str, ...] = ()
+    rss_bytes: int = 0
+    gpu_bytes: int | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
