@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     c.isolate(tmp)
     import numpy as np
     from subq.engine import asr, media
-    from subq.engine.asr_ct2 import load_ct2
+    from subq.engine.asr.faster_whisper import load_ct2
 
     started = time.perf_counter()
     c.bundled_checkpoint()

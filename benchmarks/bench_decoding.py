@@ -1,7 +1,7 @@
 """Figure 4b, decoding options per backend: compute type, beam, word timestamps.
 
 In this process, each backend's model loaded once (after a warm-up), the same ~50 s clips
-transcribed through subq's own code (asr.transcribe / asr_ct2.transcribe_ct2) with one option
+transcribed through subq's own code (asr.transcribe / asr.faster_whisper.transcribe_ct2), one option
 changed at a time from subq's defaults (greedy, word timestamps on; int8 for CTranslate2 on
 the CPU). Variants are interleaved round by round; medians. This is what the "Defaults
 chosen" section reads for compute type and beam.
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="subq-bench-decoding-"))
     c.isolate(tmp)
     from subq.engine import asr, media
-    from subq.engine.asr_ct2 import load_ct2, transcribe_ct2
+    from subq.engine.asr.faster_whisper import load_ct2, transcribe_ct2
 
     started = time.perf_counter()
     c.bundled_checkpoint()

@@ -1,4 +1,4 @@
-"""Figure 4d, batched openai-whisper (engine/asr_whisper_batched.py) vs sequential openai-whisper.
+"""Figure 4d, batched openai-whisper (engine/asr/whisper_batched.py) vs sequential openai-whisper.
 
 tests/data/story.mp3 (about 3 minutes of distinct sentences in paragraphs with pauses) is
 transcribed with the bundled tiny.en on the CPU, the model loaded once after a warm-up:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = c.rounds(args, quick=1, full=2)
     c.isolate(Path(tempfile.mkdtemp(prefix="subq-bench-wbatched-")))
     from subq.engine import asr, media
-    from subq.engine.asr_whisper_batched import transcribe_whisper_batched
+    from subq.engine.asr.whisper_batched import transcribe_whisper_batched
 
     started = time.perf_counter()
     c.bundled_checkpoint()

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import faults
+from .options import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 # fmt: off
 MEDIA_EXTENSIONS = frozenset([
     ".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv",

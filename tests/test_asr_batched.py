@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import CLIPS, DATA, non_speech, subq_env, wait_for
 from subq.engine import asr, media
-from subq.engine.asr_batched import transcribe_batched
-from subq.engine.asr_ct2 import CT2Model, load_ct2
+from subq.engine.asr.batched import transcribe_batched
+from subq.engine.asr.faster_whisper import CT2Model, load_ct2
 from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState, Stage
 from subq.engine.settings import Settings, SettingsError

@@ -11,7 +11,7 @@ pytest.importorskip("faster_whisper")
 
 from conftest import CLIPS, DATA, NON_SPEECH, non_speech, wait_for
 from subq.engine import asr, media
-from subq.engine.asr_ct2 import CT2Model, load_ct2, parse_device, transcribe_ct2
+from subq.engine.asr.faster_whisper import CT2Model, load_ct2, parse_device, transcribe_ct2
 from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState, Stage
 from subq.engine.models import WHISPER

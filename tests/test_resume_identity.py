@@ -21,9 +21,9 @@ pytest.importorskip("faster_whisper")
 
 from conftest import DATA
 from subq.engine import asr, media
-from subq.engine.asr_batched import transcribe_batched
-from subq.engine.asr_ct2 import CT2Model, load_ct2, transcribe_ct2
-from subq.engine.asr_types import ArrayAudio, stft_input
+from subq.engine.asr.base import ArrayAudio, stft_input
+from subq.engine.asr.batched import transcribe_batched
+from subq.engine.asr.faster_whisper import CT2Model, load_ct2, transcribe_ct2
 
 Run = Callable[..., asr.Transcript]
 RATE = 16000
@@ -181,7 +181,7 @@ def test_faster_whisper_stopped_twice_equals_one_clean_run(ct2_model, story, ct2
 
 def test_faster_whisper_clean_run_matches_the_library_and_equals_itself(ct2_model, long_clip):
     """The library clamps the features' range to the whole file's maximum, we to each
-    window's (ct2_loop.py says why): the same segments and words, times within 0.1 s."""
+    window's (faster_whisper_loop.py says why): the same segments and words, times within 0.1 s."""
     full = transcribe_ct2(ct2_model, long_clip, options())
     generator, _info = ct2_model.model.transcribe(
         long_clip,
@@ -206,8 +206,8 @@ def test_window_features_are_the_librarys_with_the_windows_own_range(long_clip):
     clamped to the file's floor: only the floor differs (none where the window holds the
     file's maximum)."""
     from faster_whisper.feature_extractor import FeatureExtractor
-    from subq.engine.ct2_loop import features
-    from subq.engine.whisper_loop import log_mel
+    from subq.engine.asr.faster_whisper_loop import features
+    from subq.engine.asr.whisper_loop import log_mel
     from whisper.audio import N_SAMPLES, log_mel_spectrogram
 
     fe, source = FeatureExtractor(), ArrayAudio(long_clip)

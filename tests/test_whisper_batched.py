@@ -1,6 +1,6 @@
 """Batched openai-whisper (`--backend whisper --asr-batch-size N`), with the real tiny.en.
 
-The VAD here is engine/vad.py (onnxruntime only), which must cut exactly where
+The VAD here is engine/asr/vad.py (onnxruntime only), which must cut exactly where
 faster-whisper's does, so both batched modes hear the same speech.
 """
 
@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import DATA, non_speech
-from subq.engine import asr, media, vad
-from subq.engine.asr_whisper_batched import transcribe_whisper_batched
+from subq.engine import asr, media
+from subq.engine.asr import vad
+from subq.engine.asr.whisper_batched import transcribe_whisper_batched
 from test_pipeline import wer
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .asr_types import (
+from .base import (
     FRAMES_PER_SECOND,
     HOP_LENGTH,
     PROMPT_TOKENS,

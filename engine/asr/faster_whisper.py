@@ -1,6 +1,6 @@
 """Transcription with faster-whisper (CTranslate2), stoppable between 30 s windows.
 
-The decoding loop is our copy of the library's (ct2_loop.py, which says why): it calls
+The decoding loop is our copy of the library's (faster_whisper_loop.py, which says why): it calls
 `on_window` at the start of every window, silent ones included, with a checkpoint of every
 finished segment and the decoder's state, and raising there stops the stage without
 losing a finished window; a resume from that checkpoint continues exactly as the clean run.
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import faults
-from .asr_types import (
+from .. import faults
+from .base import (
     Audio,
     Checkpoint,
     ModelLoadError,
@@ -76,7 +76,7 @@ def parse_device(device: str) -> tuple[str, int]:
 
 def resolve_model(name: str) -> str:
     """The folder (or downloadable name) faster-whisper should load for `name`."""
-    from .bundled import bundled_model_dir
+    from ..bundled import bundled_model_dir
 
     if name == "tiny.en" and (folder := bundled_model_dir()) is not None:
         return str(folder)
@@ -162,7 +162,7 @@ class _Meter:
     """What loading cost: RSS on the CPU, this process's NVML bytes on CUDA."""
 
     def __init__(self, kind: str) -> None:
-        from . import memory
+        from .. import memory
 
         self.kind = kind
         self._memory = memory
@@ -244,7 +244,7 @@ def transcribe_ct2(
     (every segment before that window and the decoder state at its start), so nothing
     finished is lost and a resume continues exactly as the clean run would have.
     """
-    from .ct2_loop import Ct2Loop
+    from .faster_whisper_loop import Ct2Loop
 
     def keep(temperature: float, avg_logprob: float) -> bool:
         return not _every_fallback_failed(temperature, avg_logprob, options)
@@ -267,7 +267,7 @@ def transcribe_ct2(
 
 def _replica(model: CT2Model) -> Any:
     """A second ctranslate2 model of the same weights (its own worker thread, so its own
-    freshly seeded sampler; see ct2_loop)."""
+    freshly seeded sampler; see faster_whisper_loop)."""
     import ctranslate2
 
     kind, index = parse_device(model.device)

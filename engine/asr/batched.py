@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from . import faults
-from .asr_ct2 import CT2Model, raise_as_torch_oom
-from .asr_types import (
+from .. import faults
+from .base import (
     FRAMES_PER_SECOND,
     SAMPLE_RATE,
     Audio,
@@ -47,6 +46,7 @@ from .asr_types import (
     as_audio,
     drop_invented,
 )
+from .faster_whisper import CT2Model, raise_as_torch_oom
 from .vad import VadOptions, speech_regions
 from .word_cues import pieces
 
@@ -87,7 +87,7 @@ def _run(
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import restore_speech_timestamps
 
-    from .ct2_loop import library_options
+    from .faster_whisper_loop import library_options
 
     fw = model.model
     total = audio.duration
@@ -148,7 +148,7 @@ def _run(
 
 def _speech(audio: Audio, resume: Checkpoint | None) -> list[dict]:
     """The whole file's speech regions (samples): the checkpoint's, or Silero VAD's with the
-    library's batched settings (engine/vad.py: the same model and rules as
+    library's batched settings (vad.py: the same model and rules as
     `faster_whisper.vad.get_speech_timestamps`, over a second pass that reads the file
     forward, so it is never held whole; VAD costs ~0.2 % of the audio's duration)."""
     if resume is not None and resume.speech is not None:

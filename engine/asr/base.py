@@ -1,8 +1,8 @@
-"""What every transcription backend shares: segments, options, checkpoints, safe points.
+"""What every transcription backend shares: segments, checkpoints, safe points, the audio
+a loop reads, and the `Recognizer` protocol each backend meets.
 
-This module imports nothing of its own package, so asr.py and the backend and loop modules
-(asr_ct2, asr_batched, whisper_loop, ct2_loop) all import from here and never from each
-other's privates: no import cycle among them.
+This module imports nothing of its own package, so the backends and their loops all import
+from here and never from each other's privates: no import cycle among them.
 
 A checkpoint holds everything the next decoding window depends on, so that a resumed file
 comes out exactly as if it had never stopped: the prompt as token ids (timestamp tokens
@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .options import TranscribeOptions
+from ..options import SAMPLE_RATE, TranscribeOptions
 
-SAMPLE_RATE = 16_000
 HOP_LENGTH = 160
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH
 WINDOW_SECONDS = 30.0
@@ -138,6 +137,28 @@ class TranscriptionStopped(Exception):
         super().__init__(str(cause))
         self.checkpoint = checkpoint
         self.cause = cause
+
+
+class Recognizer(Protocol):
+    """One backend as the engine drives it (asr/__init__.py has one per library): load a
+    model, transcribe with the safe-point hooks, say what the model holds, let it go."""
+
+    def load(self, name: str, device: str) -> Any: ...
+
+    def transcribe(
+        self,
+        model: Any,
+        audio: np.ndarray | Audio,
+        options: TranscribeOptions,
+        *,
+        resume: Checkpoint | None = None,
+        on_window: WindowHook | None = None,
+        on_segment: SegmentHook | None = None,
+    ) -> Transcript: ...
+
+    def footprint(self, model: Any) -> int: ...
+
+    def unload(self, model: Any) -> None: ...
 
 
 class ModelLoadError(Exception):

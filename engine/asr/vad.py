@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .asr_types import Audio, as_audio
+from .base import SAMPLE_RATE, Audio, as_audio
 
-SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 512  # what Silero v5/v6 takes at 16 kHz
 CONTEXT_SAMPLES = 64  # samples of the previous window prepended to each one
 BLOCK_WINDOWS = 10_000  # windows per model call (faster-whisper's encoder_batch_size)

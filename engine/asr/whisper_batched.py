@@ -2,19 +2,19 @@
 
 Why: sequential whisper decodes one 30 s window after another, each waiting for the text of
 the one before (its prompt), which leaves a GPU mostly idle; faster-whisper's batched mode
-(engine/asr_batched.py) fixes that but needs CTranslate2, whose CUDA 12 wheels do not load
+(batched.py) fixes that but needs CTranslate2, whose CUDA 12 wheels do not load
 on a CUDA 13 machine. openai-whisper's `DecodingTask` already decodes a batch of mels, so:
 
-* the Silero VAD (engine/vad.py, onnxruntime only) finds speech and joins it into spans of
+* the Silero VAD (vad.py, onnxruntime only) finds speech and joins it into spans of
   at most 30 s of the original audio that start and end at silences;
 * `batch_size` spans at a time: log-mel of each (on the model's device), one
   `whisper.decode` call on the stacked mels, text only (no timestamp tokens: asking for
-  segment timestamps inside a chunk lost words, see asr_batched.py), greedy at the first
+  segment timestamps inside a chunk lost words, see batched.py), greedy at the first
   temperature, fp16 on CUDA, no prompt between chunks and no temperature fallback;
 * word times per chunk from whisper's own `add_word_timestamps`, fed the encoder output the
   decode call returned (a stand-in model whose forward runs only the decoder), so alignment
   costs a decoder pass, not a second encoder pass; the words are cut into segments at
-  sentence ends and pauses (engine/word_cues.py).
+  sentence ends and pauses (word_cues.py).
 
 Control: before each batch the checkpoint (every finished segment, the spans of the whole
 file, the spans done, the batch size) goes to `on_window` through `asr.announce`; if the
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from . import faults
-from .asr_types import (
+from .. import faults
+from .base import (
     FRAMES_PER_SECOND,
     SAMPLE_RATE,
     Audio,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .asr_types import (
+from .base import (
     HOP_LENGTH,
     PROMPT_TOKENS,
     Audio,

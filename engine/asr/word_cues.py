@@ -2,15 +2,15 @@
 
 Both batched modes decode each VAD chunk as text only and get one block of words with
 times; a 30 s block is no subtitle. The rule is written over plain (word, start, end)
-triples, so faster-whisper's word objects (engine/asr_batched.py) and openai-whisper's word
-dicts (engine/asr_whisper_batched.py) both use it.
+triples, so faster-whisper's word objects (batched.py) and openai-whisper's word
+dicts (whisper_batched.py) both use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .asr_types import Segment
+from .base import Segment
 
 SENTENCE_END = (".", "?", "!", "…")
 MAX_PIECE_SECONDS = 7.0
