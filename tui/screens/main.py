@@ -24,6 +24,7 @@ from subq.engine import (
     ModelLoaded,
     ModelUnloaded,
     QueueReordered,
+    WorkerChanged,
     describe_unload,
     probe,
 )
@@ -173,6 +174,7 @@ class MainScreen(JobActions):
         self._counts_dirty = True
         self._probe_timer: Timer | None = None
         self._toasts: list[tuple[str, str, SeverityLevel]] = []
+        self._deaths: deque[str] = deque(maxlen=16)  # worker deaths told, so each is told once
         # Made here, not looked up per event: hundreds of events a second must stay cheap.
         self.status = StatusBar(id="status")
         self.table = JobTable(id="jobs")
@@ -250,10 +252,24 @@ class MainScreen(JobActions):
                 self.paused = state in (EngineState.PAUSED, EngineState.PAUSING)
                 self.status.show_engine(state, models, pending)
                 self._counts_dirty = True
+            case WorkerChanged(state=state, note=note, job_id=job_id):
+                self.table.worker(event)
+                self.memory.worker(event)
+                if state == "died":
+                    self._tell("warning", note or f"worker on {event.device} died", now, job_id)
             case LogEmitted(level=level, message=message, job_id=job_id):
-                self._log(level, message, now, job_id)
-                if level in ("warning", "error"):
-                    self._toast(level, message, "error" if level == "error" else "warning")
+                self._tell(level, message, now, job_id)
+
+    def _tell(self, level: str, message: str, now: float, job_id: int | None) -> None:
+        """A log line (and a toast for warnings); a worker's death only once, though the
+        engine may report it both as its row's note and as a log line."""
+        if "died" in message:
+            if any(message in told or told in message for told in self._deaths):
+                return
+            self._deaths.append(message)
+        self._log(level, message, now, job_id)
+        if level in ("warning", "error"):
+            self._toast(level, message, "error" if level == "error" else "warning")
 
     def _toast(self, title: str, message: str, severity: SeverityLevel) -> None:
         """Queue a notification; the flush shows a few and sums up the rest (no toast storm

@@ -56,6 +56,8 @@ class RowState:
     progress: StageProgressed | None = None  # newest report for the current stage
     progress_at: float = 0.0  # UI clock when that report arrived
     mark: str | None = None  # an order sent but not yet applied ("cancelling…")
+    device: str | None = None  # the worker's device entry running it ("cuda:1", "cpu#2")
+    worker_note: str = ""  # what happened to its worker ("worker on cpu died …; resumed")
 
 
 def cells(
@@ -89,7 +91,7 @@ def cells(
         pad(progress),
         Text(speed(job, event), justify="right"),
         pad(Text(time_text(row, now), no_wrap=True, overflow="ellipsis")),
-        pad(output(job, theme_style(palette, "text-error"))),
+        pad(output(job, theme_style(palette, "text-error"), row)),
     ]
 
 
@@ -145,10 +147,20 @@ def time_text(row: RowState, now: float) -> str:
     return short_duration(spent) if spent else ""
 
 
-def output(job: Job, error_style: Style) -> Text:
+def output(job: Job, error_style: Style, row: RowState | None = None) -> Text:
     """Outputs, or why there are none: the error without the file's path in front (the row
-    already names the file, and a long path would leave no room for the reason)."""
+    already names the file, and a long path would leave no room for the reason).
+
+    A running job has no outputs yet: its cell names the device running it ("on cuda:1"),
+    so the table needs no extra column at 80 columns; a worker that died on it says so.
+    """
     error = reason(job)
+    note = row.worker_note if row else ""
+    if job.state == JobState.RUNNING and row is not None and (row.device or note):
+        text = Text(f"on {row.device}" if row.device else "", no_wrap=True, overflow="ellipsis")
+        if note:
+            text.append(" · " if row.device else "").append(note, style="italic")
+        return text
     if job.state == JobState.FAILED and error:
         return Text(error, style=error_style, no_wrap=True, overflow="ellipsis")
     if job.state == JobState.SKIPPED and error:
@@ -157,7 +169,11 @@ def output(job: Job, error_style: Style) -> Text:
         text = Text(", ".join(Path(o).name for o in job.outputs), no_wrap=True, overflow="ellipsis")
         if error and job.state.finished:  # finished with outputs and an error: show both
             text.append(" · ").append(error, style=error_style)
+        elif note:
+            text.append(" · ").append(note, style="italic")
         return text
+    if note:  # back in the queue after its worker died
+        return Text(note, style="italic", no_wrap=True, overflow="ellipsis")
     if job.resume_from:
         return Text(f"resumes at {short_duration(job.resume_from)}")
     return Text("")

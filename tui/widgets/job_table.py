@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from rich.text import Text
-from subq.engine import Job, JobState, StageProgressed, Where, reorder
+from subq.engine import Job, JobState, StageProgressed, Where, WorkerChanged, reorder
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist
@@ -158,6 +158,10 @@ class JobTable(DataTable[object]):
             row.progress = None
         if job.state != row.job.state:
             row.mark = None  # the engine has acted on the order
+        if job.state != JobState.RUNNING:
+            row.device = None  # its worker is free again (or gone)
+        if row.job.state.finished and not job.state.finished:
+            row.worker_note = ""  # queued again: a new run
         row.job, row.changed_at = job, at
         self._dirty.add(job.id)
 
@@ -169,7 +173,23 @@ class JobTable(DataTable[object]):
         if row.job.stage not in (event.stage, None):
             return
         row.progress, row.progress_at = event, now
+        if event.device:
+            row.device = event.device
         self._dirty.add(event.job_id)
+
+    def worker(self, event: WorkerChanged) -> None:
+        """A worker took a job (its row names the device) or died on it (the row says so)."""
+        row = self.rows_by_id.get(event.job_id) if event.job_id is not None else None
+        if row is None:
+            return
+        if event.state == "busy":  # shown while the job runs (it may start just after)
+            row.device = event.device
+        elif event.state == "died":
+            row.device = None
+            row.worker_note = event.note or f"worker on {event.device} died"
+        else:
+            return
+        self._dirty.add(row.job.id)
 
     def set_probed(self, durations: dict[int, float | None]) -> None:
         """Durations the UI read itself; shown until the engine probes the job."""

@@ -1,5 +1,8 @@
 """The memory panel: what each GPU holds and who else is on it, or RAM when there is no GPU.
 
+Below the memory, a row per worker process (device, state, models, memory, last note;
+workers.py), once the engine reports any.
+
 Like nvitop's panels it only renders the newest sample it was handed (the sampler thread
 takes them); a field the driver could not read shows as "n/a". The panel keeps its own
 history per series (GPU used memory, or process RSS without a GPU) for the sparkline.
@@ -19,6 +22,7 @@ from subq.engine import (
     MemorySampled,
     ModelLoaded,
     ModelUnloaded,
+    WorkerChanged,
 )
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -26,6 +30,7 @@ from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from .formatting import bar, fmt_bytes, mem_pair, short_duration
+from .workers import WorkerRow, updated, worker_lines
 
 HISTORY = 1200  # samples: ten minutes at the engine's 0.5 s interval
 
@@ -59,11 +64,15 @@ class MemoryPanel(Vertical):
         self.note = Static("waiting for the first memory sample…", id="memory-note")
         self.series = Vertical(id="memory-series")
         self.models_text = Static(id="memory-models")
+        self.worker_rows: dict[str, WorkerRow] = {}
+        self.workers_text = Static(id="memory-workers")
+        self.workers_text.display = False  # until a worker is reported
         self.blocks: list[Series] = []
 
     def compose(self) -> ComposeResult:
         yield self.note
         yield self.series
+        yield self.workers_text
         yield self.models_text
 
     # -- inputs ---------------------------------------------------------------------
@@ -89,6 +98,11 @@ class MemoryPanel(Vertical):
         if gone:
             self._render_models()
 
+    def worker(self, event: WorkerChanged) -> None:
+        """A worker process started, changed, ended or died: its row says so."""
+        updated(self.worker_rows, event)
+        self._render_workers()
+
     def names(self) -> list[str]:
         """The loaded models as the header lists them ("kind:name")."""
         return [f"{m.kind}:{m.name}" for m in self.models.values()]
@@ -112,6 +126,7 @@ class MemoryPanel(Vertical):
         self.set_class(compact, "-compact")
         self._render_sample()
         self._render_models()
+        self._render_workers()
 
     # -- rendering ------------------------------------------------------------------
     def _render_sample(self) -> None:
@@ -137,6 +152,12 @@ class MemoryPanel(Vertical):
             )
             block.text.update(text)
             block.spark.data = [v for _t, v in history]
+
+    def _render_workers(self) -> None:
+        if not self.is_mounted or not self.worker_rows:
+            return
+        self.workers_text.display = True
+        self.workers_text.update(worker_lines(self.worker_rows, self.compact))
 
     def _render_models(self) -> None:
         if not self.is_mounted:

@@ -1,0 +1,75 @@
+"""The memory panel's worker rows: one per device entry, as its WorkerChanged events say.
+
+Models live in worker processes (one per device entry: "cuda:0", "cpu#2"); each row says
+what the worker is doing, which models it holds, its memory, and the last thing that
+happened to it. A stopped worker keeps its row, saying it is gone and what came back
+("cpu: no worker (released: 480 MB back)"), so Release visibly gave the memory back.
+Pure text, no Textual: the panel draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from subq.engine import WorkerChanged
+
+from .formatting import fmt_bytes
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """The newest event of one worker, and the last note any of its events carried."""
+
+    event: WorkerChanged
+    note: str = ""
+
+
+def updated(rows: dict[str, WorkerRow], event: WorkerChanged) -> None:
+    """Record `event` in `rows` (keyed by device); an event without a note keeps the last."""
+    old = rows.get(event.device)
+    if old is not None and event.at < old.event.at:
+        return  # an older report than the one shown
+    rows[event.device] = WorkerRow(event, event.note or (old.note if old else ""))
+
+
+def memory_text(event: WorkerChanged) -> str:
+    """ "480 MB" on the CPU; "RSS 480 MB · GPU 1.2 GB" on a GPU (n/a where NVML can't tell)."""
+    rss = fmt_bytes(event.rss_bytes)
+    if event.gpu_bytes is None and not event.device.startswith("cuda"):
+        return rss
+    return f"RSS {rss} · GPU {fmt_bytes(event.gpu_bytes)}"
+
+
+def state_text(event: WorkerChanged) -> str:
+    if event.state == "busy" and event.job_id is not None:
+        return f"busy #{event.job_id}"
+    return event.state
+
+
+def worker_lines(rows: dict[str, WorkerRow], compact: bool) -> Text:
+    """Every worker, sorted by device. Wide: the device, state and memory on one line, its
+    models and last note under it. Compact: one line each, cut at the edge."""
+    lines: list[Text] = [] if compact else [Text("workers:")]
+    lead = "" if compact else " "
+    for device in sorted(rows):
+        row = rows[device]
+        event = row.event
+        if event.state == "stopped":
+            gone = f"{device}: no worker" + (f" ({row.note})" if row.note else "")
+            lines.append(Text(lead + gone, style="dim"))
+            continue
+        style = "bold" if event.state == "died" else ""
+        parts = [state_text(event), memory_text(event)]
+        models = ", ".join(event.models)
+        if models and compact:
+            parts.append(models)
+        line = Text.assemble(lead, (f"{device} ", "bold"), (" · ".join(parts), style))
+        if models and not compact:  # its own line: a side panel is ~42 columns wide
+            line.append(f"\n   {models}")
+        if row.note:
+            line.append(" · " if compact else "\n   ").append(row.note, style="italic")
+        lines.append(line)
+    text = Text("\n").join(lines)
+    text.no_wrap, text.overflow = compact, "ellipsis"
+    return text
