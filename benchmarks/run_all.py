@@ -273,14 +273,14 @@ def defaults(d: dict[str, dict[str, Any]]) -> str:
 
 def code_defaults() -> str:
     """What the code does today, so a pick that is not wired in yet is visible as such."""
-    from subq.engine import asr_ct2
+    from subq.engine.asr import faster_whisper as asr_ct2
     from subq.engine.settings import Settings
 
     s = Settings()
     beam = "greedy" if not s.beam_size or s.beam_size == 1 else f"beam {s.beam_size}"
     return (
         f'The code\'s defaults when this was written: `Settings.backend = "{s.backend}"` '
-        "(auto: faster-whisper on the CPU, openai-whisper on CUDA; engine/asr.py "
+        "(auto: faster-whisper on the CPU, openai-whisper on CUDA; engine/asr/__init__.py "
         f"resolve_backend), ASR batch size {s.asr_batch_size or 'off'}, faster-whisper "
         f"compute type {asr_ct2.CPU_COMPUTE_TYPE} on the CPU "
         f"and {asr_ct2.CUDA_COMPUTE_TYPE} on CUDA, {beam}, `Settings.cleanup = "

@@ -139,7 +139,7 @@ def part_asr(rec: Recorder, smoke: bool) -> None:
     """Sequential fp16 vs batched at 8/16/32, word timestamps apart, memory at each step."""
     import whisper
     from subq.engine import asr, memory
-    from subq.engine.asr_whisper_batched import transcribe_whisper_batched
+    from subq.engine.asr.whisper_batched import transcribe_whisper_batched
 
     dev = device()
     fp16 = dev.startswith("cuda")
