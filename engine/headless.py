@@ -1,13 +1,17 @@
 """What `subq run` and `subq demo` print: one line per step, a summary, JSON events.
 
 The printer is an ordinary engine subscriber, like the TUI. On a terminal the running
-stage's progress bar redraws in place; in a log file only whole lines are written.
+stage's progress bar redraws in place; in a log file only whole lines are written. With
+several workers (`--device cpu,cpu`), several jobs run at once: the progress line then
+names each running job and its device, lines about a job name the job, and a worker's
+death is one line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -24,6 +28,7 @@ from .events import (
     ModelLoaded,
     ModelUnloaded,
     StageProgressed,
+    WorkerChanged,
 )
 from .jobs import Job, JobState
 from .models import describe_unload, fmt_bytes
@@ -42,6 +47,13 @@ class ConsolePrinter:
         self._gpu_note: str | None = None
         self._noted_gpu = False
         self._lock = threading.Lock()
+        self._seen: set[int] = set()  # jobs that started in this run
+        self._running: dict[int, str] = {}  # running job id -> name
+        self._progress: dict[int, StageProgressed] = {}  # newest report per running job
+        self._devices: dict[int, str] = {}  # running job id -> its worker's device entry
+        self._workers: set[str] = set()  # device entries that had a worker
+        self._several = False  # two workers or two jobs at once: lines name their job
+        self._deaths: list[str] = []  # worker deaths told (the engine may also log them)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -57,20 +69,23 @@ class ConsolePrinter:
         self.out.flush()
 
     def _handle(self, event: Event) -> None:
+        if isinstance(event, WorkerChanged):
+            self._workers.add(event.device)
+            self._several = self._several or len(self._workers) > 1
         match event:
             case JobChanged(job=job, previous=previous):
                 self._job(job, previous)
-            case StageProgressed() if self.tty and not self.quiet:
-                width = 24
-                filled = int(event.fraction * width)
-                speed = f" {event.speed:.1f}x" if event.speed else ""
-                eta = f" ETA {event.eta:.0f}s" if event.eta is not None else ""
-                self.out.write(
-                    f"\r\033[K  {event.stage.value:<10} [{'#' * filled}"
-                    f"{'.' * (width - filled)}] {event.fraction:4.0%}{speed}{eta}"
-                )
-                self.out.flush()
-                self._bar = True
+            case StageProgressed(job_id=job_id, device=device):
+                if device:
+                    self._devices[job_id] = device
+                if job_id in self._running:
+                    self._progress[job_id] = event
+                if self.tty and not self.quiet:
+                    self._draw_progress()
+            case WorkerChanged(state="busy", job_id=int(job_id), device=device):
+                self._devices[job_id] = device
+            case WorkerChanged(state="died", device=device, note=note):
+                self._death(note or f"worker on {device} died")
             case ModelLoaded(kind=kind, name=name, device=device, seconds=sec, bytes=size):
                 self._line(
                     f"Loaded {kind} model {name} on {device} in {sec:.1f} s ({fmt_bytes(size)})"
@@ -79,7 +94,11 @@ class ConsolePrinter:
                 self._gpu_note = note  # said once, before the first job, if one runs
             case ModelUnloaded():
                 self._line(describe_unload(event) + f" [{event.reason}]")
+            case LogEmitted(message=message) if "died" in message and self._told(message):
+                pass
             case LogEmitted(level=level, message=message):
+                if "died" in message:
+                    self._deaths.append(message)
                 if level in ("warning", "error"):
                     self._line(f"{level}: {message}", always=True)
                 else:
@@ -90,24 +109,39 @@ class ConsolePrinter:
             if job.state.runnable:
                 self.to_process.add(job.id)
             return
+        if job.state == JobState.RUNNING:
+            self._running[job.id] = job.name
+            self._several = self._several or len(self._running) > 1
+        else:
+            self._running.pop(job.id, None)
+            self._progress.pop(job.id, None)
+            self._devices.pop(job.id, None)
+        who = f"  {job.name}: " if self._several else "  "
         if job.state == JobState.RUNNING and previous != JobState.RUNNING:
             if not self._noted_gpu and self._gpu_note and self._gpu_note.startswith("no GPU"):
                 self._line(f"{self._gpu_note}; running on the CPU")
             self._noted_gpu = True
+            device = self._devices.get(job.id)
+            on = f" on {device}" if device and self._several else ""
+            if job.id in self._seen:  # again, after its worker died: not one more file
+                at = f" at {job.resume_from:.1f} s" if job.resume_from else ""
+                self._line(f"Resuming {job.name}{at}{on}")
+                return
+            self._seen.add(job.id)
             self.started += 1
             total = max(len(self.to_process), self.started)
-            self._line(f"Processing ({self.started}/{total}): {job.name}")
+            self._line(f"Processing ({self.started}/{total}): {job.name}{on}")
         elif job.state == JobState.DONE:
             times = dict(job.stage_times)
             parts = [f"{k} {v:.1f}s" for k, v in times.items() if k != "probe"]
             speed = ""
             if job.duration and times.get("transcribe"):
                 speed = f", {job.duration / times['transcribe']:.1f}x realtime"
-            self._line(f"  done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed})")
+            self._line(f"{who}done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed})")
             for out in job.outputs:
                 self._line(f"  wrote {out}")
             for note in job.notes:
-                self._line(f"  note: {note}")
+                self._line(f"{who}note: {note}")
         elif job.state == JobState.FAILED:
             self._line(f"error: {job.error}", always=True)
         elif job.state == JobState.SKIPPED:
@@ -115,6 +149,44 @@ class ConsolePrinter:
         elif job.state in (JobState.PAUSED, JobState.INTERRUPTED, JobState.CANCELLED):
             where = f" at {job.resume_from:.1f} s" if job.resume_from else ""
             self._line(f"  {job.state.value}{where}: {job.name}", always=True)
+
+    def _draw_progress(self) -> None:
+        """The progress line, redrawn in place: the one running job's bar, or (several at
+        once) each running job with its stage, percentage and device, cut to the terminal."""
+        events = [self._progress[i] for i in self._running if i in self._progress]
+        if not events:
+            return
+        if len(self._running) == 1 and not self._several:
+            event = events[0]
+            width = 24
+            filled = int(event.fraction * width)
+            speed = f" {event.speed:.1f}x" if event.speed else ""
+            eta = f" ETA {event.eta:.0f}s" if event.eta is not None else ""
+            text = (
+                f"  {event.stage.value:<10} [{'#' * filled}"
+                f"{'.' * (width - filled)}] {event.fraction:4.0%}{speed}{eta}"
+            )
+        else:
+            parts = []
+            for event in events:
+                name = pad(self._running[event.job_id], 16).rstrip()
+                device = self._devices.get(event.job_id)
+                on = f" {device}" if device else ""
+                parts.append(f"{name} {event.stage.value} {event.fraction:.0%}{on}")
+            text = "  " + " | ".join(parts)
+        room = shutil.get_terminal_size().columns - 1  # a wrapped line cannot be redrawn
+        self.out.write("\r\033[K" + pad(text, room).rstrip())
+        self.out.flush()
+        self._bar = True
+
+    def _death(self, note: str) -> None:
+        """A worker died: one line, even if the engine also logs it."""
+        if not self._told(note):
+            self._deaths.append(note)
+            self._line(f"warning: {note}", always=True)
+
+    def _told(self, message: str) -> bool:
+        return any(message in told or told in message for told in self._deaths)
 
 
 class EventWriter:

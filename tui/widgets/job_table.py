@@ -179,7 +179,10 @@ class JobTable(DataTable[object]):
 
     def worker(self, event: WorkerChanged) -> None:
         """A worker took a job (its row names the device) or died on it (the row says so)."""
-        row = self.rows_by_id.get(event.job_id) if event.job_id is not None else None
+        if event.job_id is not None:
+            row = self.rows_by_id.get(event.job_id)
+        else:  # a death may come without the job: the row its device was running
+            row = next((r for r in self.rows_by_id.values() if r.device == event.device), None)
         if row is None:
             return
         if event.state == "busy":  # shown while the job runs (it may start just after)
