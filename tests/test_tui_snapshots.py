@@ -8,12 +8,26 @@ Update with `pytest tests/test_tui_snapshots.py --snapshot-update`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from subq.engine import CONTEXT_NOTE, Engine, Event, GpuSample, MemorySampled, ModelLoaded, Settings
+from subq.engine import (
+    CONTEXT_NOTE,
+    Engine,
+    Event,
+    GpuSample,
+    JobChanged,
+    JobState,
+    MemorySampled,
+    ModelLoaded,
+    Settings,
+    Stage,
+    StageProgressed,
+    WorkerChanged,
+)
 from subq.engine.events import GpuProcess  # only the fixed samples need it; the app never does
 from subq.tui.app import SubqApp
 from subq.tui.screens.details import DetailsScreen
@@ -169,6 +183,42 @@ class TestMainScreen:
             await settle(pilot)
 
         assert snap_compare(stable(), terminal_size=(80, 24), run_before=light)
+
+
+async def with_workers(pilot: Pilot) -> None:
+    """Two CPU workers: #1 runs talk.mp4 after its first worker died; #2 was released."""
+    app: SubqApp = pilot.app  # type: ignore[assignment]
+    deadline = time.monotonic() + 30
+    while len(app.engine.jobs()) < len(CLIPS) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    talk = next(j for j in app.engine.jobs() if j.name == "talk.mp4")
+    running = dataclasses.replace(talk, state=JobState.RUNNING, stage=Stage.TRANSCRIBE)
+    await settle(
+        pilot,
+        WorkerChanged(device="cpu#1", state="busy", pid=4101, job_id=talk.id),
+        JobChanged(job=running, previous=JobState.QUEUED),
+        WorkerChanged(
+            device="cpu#1", state="died", pid=4101, note="worker on cpu#1 died (signal 9) at 0:07"
+        ),
+        WorkerChanged(
+            device="cpu#1",
+            state="busy",
+            pid=4102,
+            job_id=talk.id,
+            models=("whisper:tiny.en",),
+            rss_bytes=480 * MIB,
+        ),
+        StageProgressed(job_id=talk.id, stage=Stage.TRANSCRIBE, fraction=0.4, device="cpu#1"),
+        WorkerChanged(device="cpu#2", state="stopped", pid=4103, note="released 410 MB"),
+    )
+
+
+class TestWorkers:
+    def test_80x24(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=with_workers)
+
+    def test_120x40(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(), terminal_size=(120, 40), run_before=with_workers)
 
 
 class TestOtherScreens:
