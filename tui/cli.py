@@ -42,7 +42,11 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         help="ASR backend (default: auto = faster-whisper on the CPU, whisper on CUDA)",
     )
     g.add_argument("--language", help="spoken language, e.g. en (default: detect)")
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument(
+        "--device",
+        help="auto, cpu, cuda or cuda:N; a list runs one worker per entry and several files "
+        "at once (cuda:0,cuda:1; cpu,cpu: two CPU workers); all: every GPU (default: auto)",
+    )
     g.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
     g.add_argument(
         "--no-condition-on-previous-text",

@@ -147,7 +147,7 @@ class MainScreen(JobActions):
             "release_gpu",
             "Release",
             id="release",
-            tooltip="Pause, unload every model and free cached GPU memory",
+            tooltip="Pause, unload every model and end every worker process",
         ),
         Binding(
             "s",

@@ -39,7 +39,7 @@ TEXT_FIELDS = {
     "translate_to": ("translate to", "target languages, e.g. de,fr; empty: none"),
     "translation_model": ("translation model", "empty: Helsinki-NLP/opus-mt-{src}-{tgt}"),
     "output_dir": ("output dir", "empty: next to each input"),
-    "device": ("device", "auto, cpu, cuda or cuda:N"),
+    "device": ("device", "auto, cpu, cuda:N, a list (cuda:0,cuda:1; cpu,cpu) or all"),
     "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
     "beam_size": ("beam size", "empty: greedy"),
     "asr_batch_size": ("ASR batch", "0: off; N: VAD chunks decoded N at a time"),
