@@ -53,7 +53,7 @@ class ConsolePrinter:
         self._devices: dict[int, str] = {}  # running job id -> its worker's device entry
         self._workers: set[str] = set()  # device entries that had a worker
         self._several = False  # two workers or two jobs at once: lines name their job
-        self._deaths: list[str] = []  # worker deaths told (the engine may also log them)
+        self._errors: set[str] = set()  # errors logged, so a failed job's is not said twice
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -85,7 +85,8 @@ class ConsolePrinter:
             case WorkerChanged(state="busy", job_id=int(job_id), device=device):
                 self._devices[job_id] = device
             case WorkerChanged(state="died", device=device, note=note):
-                self._death(note or f"worker on {device} died")
+                if device not in self._devices.values():  # on a job: the engine logs it
+                    self._line(f"warning: {worker_note(device, note)}", always=True)
             case ModelLoaded(kind=kind, name=name, device=device, seconds=sec, bytes=size):
                 self._line(
                     f"Loaded {kind} model {name} on {device} in {sec:.1f} s ({fmt_bytes(size)})"
@@ -94,11 +95,9 @@ class ConsolePrinter:
                 self._gpu_note = note  # said once, before the first job, if one runs
             case ModelUnloaded():
                 self._line(describe_unload(event) + f" [{event.reason}]")
-            case LogEmitted(message=message) if "died" in message and self._told(message):
-                pass
             case LogEmitted(level=level, message=message):
-                if "died" in message:
-                    self._deaths.append(message)
+                if level == "error":
+                    self._errors.add(message)
                 if level in ("warning", "error"):
                     self._line(f"{level}: {message}", always=True)
                 else:
@@ -142,7 +141,7 @@ class ConsolePrinter:
                 self._line(f"  wrote {out}")
             for note in job.notes:
                 self._line(f"{who}note: {note}")
-        elif job.state == JobState.FAILED:
+        elif job.state == JobState.FAILED and job.error not in self._errors:
             self._line(f"error: {job.error}", always=True)
         elif job.state == JobState.SKIPPED:
             self._line(f"  skipped {job.name}: {job.error}")
@@ -179,14 +178,12 @@ class ConsolePrinter:
         self.out.flush()
         self._bar = True
 
-    def _death(self, note: str) -> None:
-        """A worker died: one line, even if the engine also logs it."""
-        if not self._told(note):
-            self._deaths.append(note)
-            self._line(f"warning: {note}", always=True)
 
-    def _told(self, message: str) -> bool:
-        return any(message in told or told in message for told in self._deaths)
+def worker_note(device: str, note: str) -> str:
+    """A worker's note as a line of its own: "worker on cpu#2 died (signal 9)"."""
+    if not note:
+        return f"worker on {device} died"
+    return note if device in note else f"worker on {device} {note}"
 
 
 class EventWriter:

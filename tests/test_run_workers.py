@@ -98,19 +98,35 @@ def test_one_job_at_a_time_prints_as_before(printed):
 def test_a_worker_death_is_one_line_and_the_resume_is_not_another_file(printed):
     subscribers, out = printed
     publish = subscribers.publish
-    note = "worker on cpu#1 died (signal 9) at 1:52; resumed"
+    what = "worker on cpu#1 died (signal 9 (SIGKILL)) at 1:52"
     podcast = job(1, "podcast.mp3")
     publish(JobChanged(job=podcast))
     running = start(publish, podcast, "cpu#1")
-    publish(WorkerChanged(device="cpu#1", state="died", note=note))
-    publish(LogEmitted(level="warning", message=note, job_id=1))  # the engine may say both
+    # what the engine sends, in its order: the pool's word, the job's, the row's
+    publish(WorkerChanged(device="cpu#1", state="died", note="died (signal 9 (SIGKILL))"))
+    publish(LogEmitted(level="warning", message=f"podcast.mp3: {what}; resumed", job_id=1))
+    publish(WorkerChanged(device="cpu#1", state="died", note=f"{what}; resumed"))
     queued = dataclasses.replace(running, state=JobState.QUEUED, resume_from=112.0)
     publish(JobChanged(job=queued, previous=JobState.RUNNING))
-    start(publish, queued, "cpu#1")
+    running = start(publish, queued, "cpu#1")
     screen = out.screen()
-    assert screen.count(f"warning: {note}") == 1, screen
+    assert [line for line in screen if "died" in line] == [
+        f"warning: podcast.mp3: {what}; resumed"
+    ], screen
     assert "Resuming podcast.mp3 at 112.0 s" in screen, screen
     assert not any("(2/" in line for line in screen), screen
+
+    # the second death fails the file: said once, though it is both logged and the job's error
+    message = f"podcast.mp3: {what}; it killed its worker twice in a row, so it failed"
+    publish(WorkerChanged(device="cpu#1", state="died", note="died (signal 9 (SIGKILL))"))
+    publish(LogEmitted(level="error", message=message, job_id=1))
+    failed = dataclasses.replace(running, state=JobState.FAILED, error=message)
+    publish(JobChanged(job=failed, previous=JobState.RUNNING))
+    # an idle worker's death costs no job and the engine logs nothing: the printer says it
+    publish(WorkerChanged(device="cpu#2", state="died", note="died (signal 11)"))
+    screen = out.screen()
+    assert screen.count(f"error: {message}") == 1, screen
+    assert "warning: worker on cpu#2 died (signal 11)" in screen, screen
 
 
 def test_worker_events_are_written_as_json(tmp_path):

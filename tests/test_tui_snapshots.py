@@ -21,6 +21,7 @@ from subq.engine import (
     GpuSample,
     JobChanged,
     JobState,
+    LogEmitted,
     MemorySampled,
     ModelLoaded,
     Settings,
@@ -193,13 +194,14 @@ async def with_workers(pilot: Pilot) -> None:
         await pilot.pause(0.05)
     talk = next(j for j in app.engine.jobs() if j.name == "talk.mp4")
     running = dataclasses.replace(talk, state=JobState.RUNNING, stage=Stage.TRANSCRIBE)
+    died = "worker on cpu#1 died (signal 9) at 0:07"
     await settle(
         pilot,
         WorkerChanged(device="cpu#1", state="busy", pid=4101, job_id=talk.id),
         JobChanged(job=running, previous=JobState.QUEUED),
-        WorkerChanged(
-            device="cpu#1", state="died", pid=4101, note="worker on cpu#1 died (signal 9) at 0:07"
-        ),
+        WorkerChanged(device="cpu#1", state="died", pid=4101, note="died (signal 9)"),
+        LogEmitted(level="warning", message=f"talk.mp4: {died}; resumed", job_id=talk.id),
+        WorkerChanged(device="cpu#1", state="died", pid=4101, note=f"{died}; resumed"),
         WorkerChanged(
             device="cpu#1",
             state="busy",

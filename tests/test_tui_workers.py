@@ -135,18 +135,18 @@ async def test_two_devices_have_a_row_each_in_the_memory_panel(app) -> None:
 
 @async_test
 async def test_a_worker_that_died_is_told_once_in_its_row_the_job_and_the_log(app) -> None:
-    note = "worker on cpu#1 died (signal 9) at 1:52; resumed"
+    what = "worker on cpu#1 died (signal 9 (SIGKILL)) at 1:52"
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         publish(app, *running(app, 3, "cpu#1"))
         job = next(j for j in app.engine.jobs() if j.id == 3)
         requeued = dataclasses.replace(job, state=JobState.QUEUED, resume_from=112.0)
-        publish(
+        publish(  # what the engine sends, in its order: the pool's word, the job's, the row's
             app,
-            WorkerChanged(device="cpu#1", state="died", note=note),  # no job_id: the pool
-            # forgets the job before it reports the death; the row running on cpu#1 gets it
+            WorkerChanged(device="cpu#1", state="died", note="died (signal 9 (SIGKILL))"),
+            LogEmitted(level="warning", message=f"podcast.mp3: {what}; resumed", job_id=3),
+            WorkerChanged(device="cpu#1", state="died", note=f"{what}; resumed"),
             JobChanged(job=requeued, previous=JobState.RUNNING),
-            LogEmitted(level="warning", message=note, job_id=3),  # the engine may say both
             WorkerChanged(device="cpu#1", state="starting", pid=4100),
             *running(app, 3, "cpu#1"),
         )
@@ -156,8 +156,14 @@ async def test_a_worker_that_died_is_told_once_in_its_row_the_job_and_the_log(ap
         await wait_until(pilot, lambda: "died" in row_of(app, "podcast.mp3"), what="row")
         assert "running" in row_of(app, "podcast.mp3")
         assert "on cpu#1 · worker on cpu#1 died" in row_of(app, "podcast.mp3")
-        assert log_text(app).count("died (signal 9)") == 1, log_text(app)
-        assert job.state == JobState.QUEUED  # (the engine's own job was never touched)
+        assert table(app).rows_by_id[3].worker_note == f"{what}; resumed"
+        assert log_text(app).count("died") == 1, log_text(app)
+
+        # an idle worker that dies costs no job, and the engine logs nothing: the app says it
+        publish(app, WorkerChanged(device="cpu#2", state="died", note="died (signal 11)"))
+        await wait_until(pilot, lambda: "cpu#2 died" in log_text(app), what="idle death")
+        assert "worker on cpu#2 died (signal 11)" in log_text(app)
+        assert "died" not in row_of(app, "talk.mp4")
 
 
 @async_test

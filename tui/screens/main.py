@@ -43,6 +43,7 @@ from ..widgets.job_table import JobTable
 from ..widgets.log_strip import LogStrip
 from ..widgets.memory_panel import MemoryPanel
 from ..widgets.status_bar import StatusBar
+from ..widgets.workers import worker_note
 from .job_actions import JobActions
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class MainScreen(JobActions):
         self._counts_dirty = True
         self._probe_timer: Timer | None = None
         self._toasts: list[tuple[str, str, SeverityLevel]] = []
-        self._deaths: deque[str] = deque(maxlen=16)  # worker deaths told, so each is told once
+        self._errors: deque[str] = deque(maxlen=16)  # logged: a failed job's is not said twice
         # Made here, not looked up per event: hundreds of events a second must stay cheap.
         self.status = StatusBar(id="status")
         self.table = JobTable(id="jobs")
@@ -219,7 +220,7 @@ class MainScreen(JobActions):
                 if previous is not None and previous != job.state:
                     detail = f": {job.error}" if job.error else ""
                     self._job_log(job.id, now, f"{previous.value} → {job.state.value}{detail}")
-                    if job.state == JobState.FAILED:
+                    if job.state == JobState.FAILED and job.error not in self._errors:
                         self._log("error", job.error or f"{job.name} failed", now)
                         self._toast(f"{job.name} failed", job.error or "failed", "error")
                 self._counts_dirty = True
@@ -252,24 +253,19 @@ class MainScreen(JobActions):
                 self.paused = state in (EngineState.PAUSED, EngineState.PAUSING)
                 self.status.show_engine(state, models, pending)
                 self._counts_dirty = True
-            case WorkerChanged(state=state, note=note, job_id=job_id):
-                self.table.worker(event)
+            case WorkerChanged(state=state, note=note):
+                on_a_job = self.table.worker(event)
                 self.memory.worker(event)
-                if state == "died":
-                    self._tell("warning", note or f"worker on {event.device} died", now, job_id)
+                if state == "died" and not on_a_job:  # on a job, the engine logs it
+                    text = worker_note(event.device, note)
+                    self._log("warning", text, now)
+                    self._toast("warning", text, "warning")
             case LogEmitted(level=level, message=message, job_id=job_id):
-                self._tell(level, message, now, job_id)
-
-    def _tell(self, level: str, message: str, now: float, job_id: int | None) -> None:
-        """A log line (and a toast for warnings); a worker's death only once, though the
-        engine may report it both as its row's note and as a log line."""
-        if "died" in message:
-            if any(message in told or told in message for told in self._deaths):
-                return
-            self._deaths.append(message)
-        self._log(level, message, now, job_id)
-        if level in ("warning", "error"):
-            self._toast(level, message, "error" if level == "error" else "warning")
+                self._log(level, message, now, job_id)
+                if level == "error":
+                    self._errors.append(message)
+                if level in ("warning", "error"):
+                    self._toast(level, message, "error" if level == "error" else "warning")
 
     def _toast(self, title: str, message: str, severity: SeverityLevel) -> None:
         """Queue a notification; the flush shows a few and sums up the rest (no toast storm

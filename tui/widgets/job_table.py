@@ -61,6 +61,7 @@ class JobTable(DataTable[object]):
         self._added_at = 0.0  # time.monotonic() of the last batch of new rows
         self._dirty: set[int] = set()
         self.narrow = False  # dur and speed folded away, progress without its bar
+        self._ran_on: dict[str, int] = {}  # device entry -> the job it ran last
 
     def on_mount(self) -> None:
         for n, (key, label, width, right) in enumerate(COLUMNS):
@@ -174,25 +175,27 @@ class JobTable(DataTable[object]):
             return
         row.progress, row.progress_at = event, now
         if event.device:
-            row.device = event.device
+            row.device, self._ran_on[event.device] = event.device, event.job_id
         self._dirty.add(event.job_id)
 
-    def worker(self, event: WorkerChanged) -> None:
-        """A worker took a job (its row names the device) or died on it (the row says so)."""
-        if event.job_id is not None:
-            row = self.rows_by_id.get(event.job_id)
-        else:  # a death may come without the job: the row its device was running
-            row = next((r for r in self.rows_by_id.values() if r.device == event.device), None)
+    def worker(self, event: WorkerChanged) -> bool:
+        """A worker took a job (its row names the device) or died on it (the row says so);
+        False when the event is about no job in the table."""
+        job_id = event.job_id
+        if job_id is None and event.state == "died":  # the job its device last ran
+            job_id = self._ran_on.get(event.device)
+        row = self.rows_by_id.get(job_id) if job_id is not None else None
         if row is None:
-            return
+            return False
         if event.state == "busy":  # shown while the job runs (it may start just after)
-            row.device = event.device
-        elif event.state == "died":
-            row.device = None
+            row.device, self._ran_on[event.device] = event.device, row.job.id
+        elif event.state == "died" and not row.job.state.finished:
+            row.device = None  # the newest note says most ("…; resumed" after "died (…)")
             row.worker_note = event.note or f"worker on {event.device} died"
         else:
-            return
+            return False
         self._dirty.add(row.job.id)
+        return True
 
     def set_probed(self, durations: dict[int, float | None]) -> None:
         """Durations the UI read itself; shown until the engine probes the job."""

@@ -33,6 +33,13 @@ def updated(rows: dict[str, WorkerRow], event: WorkerChanged) -> None:
     rows[event.device] = WorkerRow(event, event.note or (old.note if old else ""))
 
 
+def worker_note(device: str, note: str) -> str:
+    """A worker's note as a line of its own: "worker on cpu#2 died (signal 9)"."""
+    if not note:
+        return f"worker on {device} died"
+    return note if device in note else f"worker on {device} {note}"
+
+
 def memory_text(event: WorkerChanged) -> str:
     """ "480 MB" on the CPU; "RSS 480 MB · GPU 1.2 GB" on a GPU (n/a where NVML can't tell)."""
     rss = fmt_bytes(event.rss_bytes)
