@@ -5,6 +5,8 @@ decides when to draw. When all the columns would leave the last one under OUTPUT
 110 columns; 80x24 over SSH) the duration and speed columns fold away and progress is a
 number without its bar, so the last column keeps room for the reason a job failed: that is
 what a person at a small terminal needs to read; the rest is on the details screen (enter).
+A running job has no outputs yet, so that same last column names the device running it
+("on cuda:1"), at every width and with one device too (it costs no room there).
 """
 
 from __future__ import annotations
