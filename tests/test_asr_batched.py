@@ -123,7 +123,7 @@ def test_engine_pauses_between_batches_and_resumes(make_engine, clips, reference
     assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
     engine.pause()
     assert wait_for(lambda: states(engine) == [JobState.PAUSED], 60)
-    assert engine.jobs()[0].resume_from > 30
+    assert engine.jobs()[0].resume_from > 20  # at least the first batch (~30 s) is kept
     engine.resume()
     assert wait_for(lambda: states(engine) == [JobState.DONE], 180)
     text = srt_text(clips["long.mp3"].with_suffix(".srt"))
