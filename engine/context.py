@@ -8,19 +8,18 @@ lease was lost; stages are committed as they start; progress is published with i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from . import memory
+from . import worker_protocol as wp
 from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage
-from .models import ModelManager, NeedsMemory
-from .pipeline import Pipeline, StopRequested
-from .prefetch import AudioPrefetch
+from .models import ModelManager, NeedsMemory, WorkerDied
+from .pipeline import Outcome, Pipeline, StopRequested
 from .queue import JobQueue
 from .store import Store
 from .subtitles import remove_live_temps
@@ -38,8 +37,7 @@ class EngineContext:
         publish: Callable[[Event], None],
         log: Callable[..., None],
         *,
-        drain: Callable[[], None],
-        unload_pending: Callable[[], None],
+        unload_pending: Callable[[list[str]], None],
         paused: Callable[[], bool],
         stopping: threading.Event,
         nvml: Callable[[], memory.Nvml | None],
@@ -49,60 +47,108 @@ class EngineContext:
         self.models = models
         self._publish = publish
         self.log = log  # (level, message, job_id=None)
-        self._drain = drain
-        self.unload_pending = unload_pending  # models' pending unloads, state republished
+        self.unload_pending = unload_pending  # pending unloads on these entries, at a stage end
         self._paused = paused
         self._stopping = stopping
         self._nvml = nvml
-        self.heartbeat = Heartbeat(self.store, lambda: queue.running, stopping)
-        self.prefetch = AudioPrefetch()
+        self.heartbeat = Heartbeat(self.store, lambda: set(queue.active), stopping)
         self.start_anyway: set[int] = set()
         self.oom_count = 0
+        self.crashes: dict[int, int] = {}  # job id -> its workers' deaths in a row
+        self.entry: dict[int, str] = {}  # running job id -> the worker entry it runs on
 
-    def run(self, job: Job) -> None:
-        """Run one claimed job to its end (done, failed, paused, cancelled or interrupted)."""
-        self.heartbeat.lost = None
+    def run(self, job: Job, entry: str | None = None) -> None:
+        """Run one claimed job to its end (done, failed, paused, cancelled or interrupted),
+        or, if its worker dies, back to the queue to resume from its last checkpoint."""
+        self.heartbeat.lost.pop(job.id, None)
         job = self.queue.start(job)
+        entry = entry or memory.device_entries(job.settings.device, self._nvml())[0]
+        self.entry[job.id] = entry
+        self.models.pool.set_busy(entry, job.id)
         try:
-            final = Pipeline(self, job).run()
+            try:
+                final = Pipeline(self, job, entry).run()
+            except WorkerDied as died:
+                final = self._worker_died(job, died)
+            else:
+                self.crashes.pop(job.id, None)
             self.queue.finish(job, final.state, final.changes)
         finally:
-            self.queue.running = None
+            self.queue.active.discard(job.id)
             self.start_anyway.discard(job.id)
+            self.entry.pop(job.id, None)
+            self.models.pool.set_busy(entry, None)
+
+    def _worker_died(self, job: Job, died: WorkerDied) -> Outcome:
+        """One window lost: the job goes back to the queue with its last stored checkpoint;
+        a file that kills its worker twice in a row fails, so it cannot loop forever."""
+        held = self.queue.job(job.id) or job
+        _, checkpoint = self.store.saved_checkpoint(job.id)
+        at = float(checkpoint.get("seek", 0.0)) if checkpoint else 0.0
+        how = died.how.split(" (")[0]  # "signal 9", "exit status 70"
+        what = f"worker on {died.entry} died ({how}) at {clock(at)}"
+        count = self.crashes[job.id] = self.crashes.get(job.id, 0) + 1
+        stage_times = tuple(held.stage_times)
+        if count >= 2:
+            self.crashes.pop(job.id, None)
+            message = f"{job.name}: {what}; it killed its worker twice in a row, so it failed"
+            self.log("error", message, job.id)
+            self.models.pool.publish(died.entry, "died", note=f"{what}; failed")
+            return Outcome(
+                JobState.FAILED, {"error": message, "stage": None, "stage_times": stage_times}
+            )
+        self.log("warning", f"{job.name}: {what}; resumed", job.id)
+        self.models.pool.publish(died.entry, "died", note=f"{what}; resumed")
+        return Outcome(
+            JobState.QUEUED,
+            {"stage": None, "resume_from": at, "stage_times": stage_times, "error": None},
+        )
 
     def emergency_stop(self) -> None:
         """From a signal handler, just before a hard exit: commit and remove temp files."""
         remove_live_temps()
-        running = self.queue.running
-        if running is not None:
+        running = sorted(self.queue.active)
+        if running:
             with contextlib.suppress(Exception):
-                self.store.mark_interrupted_now([running])
+                self.store.mark_interrupted_now(running)
+
+    def interrupt(self, job_ids: set[int] | None = None, reason: str = "pause") -> None:
+        """Ask the workers running these jobs (None: all) to stop at their next window: a
+        pause, cancel or shutdown then costs at most one window. The job's own safe point
+        says why (paused, cancelled, interrupted); a worker between calls ignores it."""
+        for job_id, entry in list(self.entry.items()):
+            worker = self.models.pool.slot(entry).worker
+            if worker is not None and (job_ids is None or job_id in job_ids):
+                worker.send(wp.Stop(str(job_id), reason))
 
     # -- JobContext ------------------------------------------------------------------------
     def safe_point(self, job: Job) -> None:
-        """Apply waiting commands; raise StopRequested if the job must stop here."""
-        self._drain()
+        """Raise StopRequested if the job must stop here. The engine thread applies the
+        orders (pause, cancel, unload...) as they come; a job's lane only reads them here."""
         if self._stopping.is_set():
             raise StopRequested(JobState.INTERRUPTED, "stopped; will resume from here")
-        if lost := self.heartbeat.lost:
+        if lost := self.heartbeat.lost.get(job.id):
             self.log("warning", f"{job.name}: {lost}", job.id)
             raise StopRequested(JobState.INTERRUPTED, lost)
         self.queue.refresh_foreign(every=2.0)
-        if self.queue.cancel_requested:
+        if job.id in self.queue.cancelled:
             raise StopRequested(JobState.CANCELLED, "cancelled")
         if self._paused():
             raise StopRequested(JobState.PAUSED, "paused")
 
     def enter_stage(self, job: Job, stage: Stage) -> Job:
         self.safe_point(job)
-        self.unload_pending()
+        entry = self.entry.get(job.id)
+        if entry is not None:
+            self.unload_pending([entry])
         return self.queue.change_current(job, JobState.RUNNING, stage=stage, progress=0.0)
 
     def progress(
         self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
     ) -> None:
         self.queue.set_progress(job.id, fraction, stage)
-        self._publish(StageProgressed.measure(job.id, stage, fraction, started, audio_seconds))
+        event = StageProgressed.measure(job.id, stage, fraction, started, audio_seconds)
+        self._publish(dataclasses.replace(event, device=self.entry.get(job.id)))
 
     def oom(self, job: Job, message: str) -> None:
         self.oom_count += 1
@@ -123,31 +169,30 @@ class EngineContext:
     def started_anyway(self, job_id: int) -> bool:
         return job_id in self.start_anyway
 
-    def audio(self, job: Job) -> np.ndarray:
-        return self.prefetch.take(job.path)
-
-    def prefetch_next(self, job: Job) -> None:
-        """Decode the next runnable job's audio while this one transcribes."""
-        order = [j for j in self.queue.jobs() if j.state.runnable and j.id != job.id]
-        if order:
-            self.prefetch.start(order[0].path, keep=job.path)
-
     def nvml(self) -> memory.Nvml | None:
         return self._nvml()
 
 
+def clock(seconds: float) -> str:
+    """1:52, 1:02:03: a position in a file as a player shows it."""
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
 class Heartbeat:
-    """Keeps the running job's lease fresh. Without it another worker may take the job, so
-    a lease that cannot be renewed (or was taken) is noted in `lost`, and the job stops at
+    """Keeps the running jobs' leases fresh. Without it another engine may take a job, so
+    a lease that cannot be renewed (or was taken) is noted in `lost`, and that job stops at
     its next safe point."""
 
     def __init__(
-        self, store: Store, running: Callable[[], int | None], stopping: threading.Event
+        self, store: Store, running: Callable[[], set[int]], stopping: threading.Event
     ) -> None:
         self._store = store
         self._running = running
         self._stopping = stopping
-        self.lost: str | None = None  # why the running job's lease is gone, if it is
+        self.lost: dict[int, str] = {}  # job id -> why its lease is gone
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="subq-heartbeat", daemon=True).start()
@@ -155,13 +200,14 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stopping.wait(HEARTBEAT):
             running = self._running()
-            if running is None:
+            if not running:
                 continue
             try:
-                held = self._store.heartbeat([running])
+                held = set(self._store.heartbeat(sorted(running)))
             except Exception as exc:
-                held, reason = [], f"cannot renew its lease: {exc}"
+                held, reason = set(), f"cannot renew its lease: {exc}"
             else:
                 reason = "its lease was taken by another worker"
-            if running not in held and self._running() == running:
-                self.lost = f"{reason}; it stops here and resumes later"
+            for job_id in running - held:
+                if job_id in self._running():
+                    self.lost[job_id] = f"{reason}; it stops here and resumes later"

@@ -4,12 +4,22 @@
 `write:ENOSPC`, `transcribe:OOM:1` or `open:EACCES::secret` (only targets containing
 "secret"; an empty count means every time). It is read from the environment so a
 test can inject into a child process as easily as into its own. Production runs never set it.
+
+Kinds: an errno name raises that OSError; `OOM` raises an out-of-memory error (no torch
+needed: the worker reports it as kind "oom"); `KILL` ends the process with SIGKILL (a worker
+that dies mid-file). Counts are per run, not per process: when `SUBQ_FAULT_COUNTS` names a
+file (the engine gives its workers one), the uses are counted there, under a file lock, so a
+one-shot fault fires once however many workers come and go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import json
 import os
+import signal
 import threading
 
 _lock = threading.Lock()
@@ -32,19 +42,46 @@ def maybe_fail(point: str, target: str = "") -> None:
     for name, kind, count, match in _entries():
         if name != point or match not in target:
             continue
-        with _lock:
-            used = _used.get(item := f"{name}:{kind}", 0)
-            if count is not None and used >= count:
-                continue
-            _used[item] = used + 1
+        if not _use(f"{name}:{kind}:{match}", count):
+            continue
         if kind == "OOM":
-            import torch
-
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by SUBQ_FAULTS)")
+            raise InjectedOutOfMemory("CUDA out of memory (injected by SUBQ_FAULTS)")
+        if kind == "KILL":
+            os.kill(os.getpid(), signal.SIGKILL)
         code = getattr(errno, kind, None)
         if code is None:
             raise RuntimeError(f"injected fault at {point}")
         raise OSError(code, os.strerror(code), target or None)
+
+
+class InjectedOutOfMemory(MemoryError):
+    """Stands for torch's OutOfMemoryError (same name pattern, same words)."""
+
+
+def _use(item: str, count: int | None) -> bool:
+    """Count one use of `item`; False when its `count` is used up (per run, see above)."""
+    shared = os.environ.get("SUBQ_FAULT_COUNTS")
+    with _lock:
+        if not shared:
+            used = _used.get(item, 0)
+            if count is not None and used >= count:
+                return False
+            _used[item] = used + 1
+            return True
+        with open(shared, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            counts: dict[str, int] = {}
+            with contextlib.suppress(ValueError):
+                counts = json.loads(f.read() or "{}")
+            used = counts.get(item, 0)
+            if count is not None and used >= count:
+                return False
+            counts[item] = used + 1
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(counts))
+            return True
 
 
 def injected_free_bytes() -> int | None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
 from . import memory
 from .jobs import Job, JobState, Stage
 from .models import ModelManager, NeedsMemory
@@ -55,12 +53,5 @@ class JobContext(Protocol):
     def started_anyway(self, job_id: int) -> bool:
         """Whether the user told this job to load its model without waiting for room."""
         ...
-
-    def audio(self, job: Job) -> np.ndarray:
-        """The job's audio, 16 kHz mono float32 (the one audio handoff)."""
-        ...
-
-    def prefetch_next(self, job: Job) -> None:
-        """A hint: the job's model is loaded, the next job's audio may be prepared now."""
 
     def nvml(self) -> memory.Nvml | None: ...

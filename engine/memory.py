@@ -69,27 +69,20 @@ def clean(device: str) -> None:
     malloc_trim()
 
 
-def is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is PyTorch running out of device memory (torch is loaded by then)."""
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError)
-
-
-def torch_reserved(device: str) -> int | None:
-    if device.startswith("cuda") and cuda_available():
-        import torch
-
-        return int(torch.cuda.memory_reserved(device))
-    return None
-
-
-def torch_allocated(device: str) -> int | None:
-    if device.startswith("cuda") and cuda_available():
-        import torch
-
-        return int(torch.cuda.memory_allocated(device))
-    return None
+def tree_rss(pid: int | None) -> int:
+    """Resident bytes of process `pid` and its children (a worker's tree); 0 if gone."""
+    if pid is None:
+        return 0
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for one in procs:
+        with contextlib.suppress(psutil.Error):
+            total += one.memory_info().rss
+    return total
 
 
 class Nvml:
@@ -123,6 +116,17 @@ class Nvml:
         mem = self._call(lambda nv: nv.nvmlDeviceGetMemoryInfo(h)) if h else None
         return int(mem.free) if mem else None
 
+    def uuid(self, index: int) -> str | None:
+        h = self._call(lambda nv: nv.nvmlDeviceGetHandleByIndex(index))
+        uuid = self._call(lambda nv: nv.nvmlDeviceGetUUID(h)) if h else None
+        return uuid.decode() if isinstance(uuid, bytes) else uuid
+
+    def processes(self, index: int) -> list[Any]:
+        h = self._call(lambda nv: nv.nvmlDeviceGetHandleByIndex(index))
+        if h is None:
+            return []
+        return self._call(lambda nv: nv.nvmlDeviceGetComputeRunningProcesses(h), []) or []
+
     def used_by_uuid(self, uuid: str) -> int | None:
         if not self.ok:
             return None
@@ -130,7 +134,8 @@ class Nvml:
         mem = self._call(lambda nv: nv.nvmlDeviceGetMemoryInfo(h)) if h else None
         return int(mem.used) if mem else None
 
-    def sample(self, index: int) -> GpuSample:
+    def sample(self, index: int, ours: set[int] | None = None) -> GpuSample:
+        """One GPU; `ours`: pids that count as this app (its workers) besides itself."""
         nv = self._nv
         h = self._call(lambda nv: nv.nvmlDeviceGetHandleByIndex(index))
         name = self._call(lambda nv: nv.nvmlDeviceGetName(h), "GPU")
@@ -138,13 +143,13 @@ class Nvml:
         mem = self._call(lambda nv: nv.nvmlDeviceGetMemoryInfo(h))
         util = self._call(lambda nv: nv.nvmlDeviceGetUtilizationRates(h))
         procs = self._call(lambda nv: nv.nvmlDeviceGetComputeRunningProcesses(h), []) or []
-        me = os.getpid()
+        me = {os.getpid(), *(ours or ())}
         mine = None
         others = []
         for p in procs:
             used = getattr(p, "usedGpuMemory", None)
-            if p.pid == me:
-                mine = used
+            if p.pid in me:
+                mine = (mine or 0) + (used or 0)
             else:
                 pname = self._call(lambda nv, pid=p.pid: psutil.Process(pid).name(), "?")
                 others.append(GpuProcess(pid=p.pid, name=pname, bytes=used))
@@ -162,35 +167,11 @@ class Nvml:
         )
 
 
-def torch_stats(index: int) -> dict[str, int | None]:
-    if not cuda_available():
-        return {}
-    import torch
-
-    try:
-        stats = torch.cuda.memory_stats(index)
-    except Exception:
-        return {}
-    return {
-        "torch_allocated": stats.get("allocated_bytes.all.current"),
-        "torch_reserved": stats.get("reserved_bytes.all.current"),
-        "torch_peak": stats.get("allocated_bytes.all.peak"),
-        "alloc_retries": stats.get("num_alloc_retries"),
-        "ooms": stats.get("num_ooms"),
-    }
-
-
-def take_sample(nvml: Nvml) -> MemorySampled:
+def take_sample(nvml: Nvml, ours: set[int] | None = None) -> MemorySampled:
     vm = psutil.virtual_memory()
     gpus = []
     for i in range(nvml.count()):
-        s = nvml.sample(i)
-        extra = torch_stats(i)
-        if extra:
-            import dataclasses
-
-            s = dataclasses.replace(s, **extra)
-        gpus.append(s)
+        gpus.append(nvml.sample(i, ours))
     note = nvml.reason if not nvml.ok else (CONTEXT_NOTE if gpus else "no GPU found by NVML")
     return MemorySampled(
         rss_bytes=rss_bytes(),
@@ -209,8 +190,10 @@ class MemorySampler:
         publish: Callable[[MemorySampled], None],
         interval: float = 0.5,
         history_seconds: float = 600.0,
+        ours: Callable[[], set[int]] = set,
     ) -> None:
         self._publish = publish
+        self._ours = ours  # the workers' pids: their GPU memory is this app's
         self.interval = interval
         self.history: collections.deque[MemorySampled] = collections.deque(
             maxlen=int(history_seconds / interval)
@@ -236,7 +219,7 @@ class MemorySampler:
         self.nvml = Nvml()
         while not self._stop.is_set():
             try:
-                sample = take_sample(self.nvml)
+                sample = take_sample(self.nvml, self._ours())
             except Exception:  # a probe must never take the engine down
                 sample = None
             if sample is not None:
@@ -246,54 +229,87 @@ class MemorySampler:
 
 
 def free_device_bytes(device: str, nvml: Nvml | None) -> int | None:
-    """Free memory where a model is about to load (an injected reading wins, for tests)."""
+    """Free memory where a model is about to load, from NVML (an injected reading wins, for
+    tests); None on the CPU or without NVML. No CUDA context is made in this process."""
     injected = faults.injected_free_bytes()
     if injected is not None:
         return injected
-    if not device.startswith("cuda") or not cuda_available():
-        return None
-    import torch
-
-    index = torch.device(device).index or 0
-    free, _total = torch.cuda.mem_get_info(index)
-    return int(free)
+    index = nvml_index(device, nvml)
+    return None if index is None or nvml is None else nvml.free_bytes(index)
 
 
 GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL
 
 
+def visible_gpus(nvml: Nvml | None) -> list[int]:
+    """NVML indices of the GPUs CUDA numbers 0, 1, ... (CUDA_VISIBLE_DEVICES respected)."""
+    if nvml is None or not nvml.ok:
+        return []
+    count = nvml.count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return list(range(count))
+    out = []
+    for entry in (v.strip() for v in visible.split(",")):
+        if entry.isdigit() and int(entry) < count:
+            out.append(int(entry))
+        elif entry.startswith(("GPU-", "MIG-")):
+            found = [i for i in range(count) if nvml.uuid(i) == entry]
+            if not found:
+                break
+            out += found
+        else:
+            break  # CUDA stops at the first entry it cannot use
+    return out
+
+
+def nvml_index(device: str, nvml: Nvml | None) -> int | None:
+    """NVML's index for a CUDA device name ("cuda:1"), None for the CPU or an unknown GPU."""
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or not (index or "0").isdigit():
+        return None
+    gpus = visible_gpus(nvml)
+    number = int(index or 0)
+    return gpus[number] if number < len(gpus) else None
+
+
 def pick_cuda_device(nvml: Nvml | None = None) -> str:
-    """`auto`: the CUDA device with the most free memory, matched to NVML by UUID, else "cpu".
+    """`auto`: the visible CUDA device with the most free memory (NVML), else "cpu".
 
-    Torch numbers devices after CUDA_VISIBLE_DEVICES, NVML numbers all of them; the UUID is
-    the one name both share. Where plainly no GPU exists (none NVML can see, no GPU device
-    node) the answer is "cpu" without importing torch: 1.4 s a CPU-only run never needs.
-    """
-    nvml_sees_one = nvml is not None and nvml.ok and nvml.count() > 0
-    if not nvml_sees_one and not any(os.path.exists(node) for node in GPU_DEVICE_NODES):
+    Only NVML is asked: this process never imports torch nor makes a CUDA context."""
+    gpus = visible_gpus(nvml)
+    if not gpus or nvml is None:
         return "cpu"
-    import torch
+    free = [nvml.free_bytes(i) or 0 for i in gpus]
+    return f"cuda:{free.index(max(free))}"
 
-    if not torch.cuda.is_available():
-        return "cpu"
-    count = torch.cuda.device_count()
-    if count == 1:
-        return "cuda:0"
-    best, best_free = 0, -1
-    for i in range(count):
-        free = None
-        if nvml and nvml.ok:
-            try:
-                uuid = str(torch.cuda.get_device_properties(i).uuid)
-                h = nvml._nv.nvmlDeviceGetHandleByUUID(("GPU-" + uuid).encode())
-                free = int(nvml._nv.nvmlDeviceGetMemoryInfo(h).free)
-            except Exception:
-                free = None
-        if free is None:
-            free = int(torch.cuda.mem_get_info(i)[0])
-        if free > best_free:
-            best, best_free = i, free
-    return f"cuda:{best}"
+
+def device_entries(device: str, nvml: Nvml | None = None) -> list[str]:
+    """The worker entries a --device value names: "cuda:0,cuda:1", "cpu,cpu", "all" (every
+    visible GPU; the CPU if none), "auto" (the GPU with most free memory, else the CPU)."""
+    entries = [e.strip() for e in device.split(",") if e.strip()] or ["auto"]
+    out: list[str] = []
+    for entry in entries:
+        if entry == "all":
+            out += [f"cuda:{i}" for i in range(len(visible_gpus(nvml)))] or ["cpu"]
+        elif entry == "auto":
+            out.append(pick_cuda_device(nvml))
+        else:
+            out.append("cuda:0" if entry == "cuda" else entry)
+    return out
+
+
+def gpu_bytes_of(pids: set[int], nvml: Nvml | None) -> int | None:
+    """What NVML lists for these processes on every GPU; None where it cannot tell."""
+    if nvml is None or not nvml.ok or not pids:
+        return None
+    total, seen = 0, False
+    for i in range(nvml.count()):
+        for proc in nvml.processes(i):
+            if proc.pid in pids:
+                seen = True
+                total += getattr(proc, "usedGpuMemory", None) or 0
+    return total if seen else None
 
 
 def device_problem(device: str, nvml: Nvml | None = None) -> str | None:
@@ -302,7 +318,10 @@ def device_problem(device: str, nvml: Nvml | None = None) -> str | None:
     Checked when a command starts, through NVML (no torch, no CUDA context), so a typo or
     a GPU this machine lacks is caught before any work rather than blamed on a model later.
     """
-    if device in ("auto", "cpu"):
+    if "," in device:
+        problems = [device_problem(e.strip(), nvml) for e in device.split(",") if e.strip()]
+        return next((p for p in problems if p), None)
+    if device in ("auto", "cpu", "all"):
         return None
     nvml = nvml or Nvml()
     gpus = nvml.count() if nvml.ok else 0
@@ -316,6 +335,7 @@ def device_problem(device: str, nvml: Nvml | None = None) -> str | None:
             return None
         return f"--device {device}: no such device; this machine has: {have}"
     return (
-        f"--device {device}: not a device name (auto, cpu, cuda or cuda:N); "
+        f"--device {device}: not a device name (auto, all, cpu, cuda or cuda:N, or a list "
+        "such as cuda:0,cuda:1 or cpu,cpu); "
         f"this machine has: {have}"
     )

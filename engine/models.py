@@ -1,13 +1,15 @@
-"""The model manager: load lazily, keep loaded across jobs, unload on demand.
+"""The model manager: which worker holds what; load lazily, keep loaded across jobs, unload.
 
-Only the engine thread calls it. Unloading drops every reference we hold, collects, and
-cleans the device, then reports what came back, so the user sees the bytes returned.
+Every model lives in a worker process (pool.py), one per device entry; this process keeps
+only a handle (the worker's key for it). Loading sends Load, unloading sends Unload, and
+unloading a worker's last model ends the worker: everything it held comes back, a CUDA
+context included. What came back is measured from outside: the RSS of the worker's process
+tree before and after, and on a GPU what NVML lists for its pid.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import memory
+from . import worker_protocol as p
 from .events import Event, LoadedModel, LogEmitted, ModelLoaded, ModelUnloaded
+from .pool import WorkerPool, real_device
 
 log = logging.getLogger("subq.engine")
 WHISPER = "whisper"
@@ -47,12 +51,38 @@ class NeedsMemory(Exception):
         self.free = free
 
 
+class RemoteError(Exception):
+    """A worker's call failed: `kind` (worker_protocol's error kinds) and its message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class WorkerDied(Exception):
+    """The worker on `entry` ended by itself during a call (kill -9, a crash, OOM killer)."""
+
+    def __init__(self, entry: str, how: str) -> None:
+        super().__init__(f"worker on {entry} died ({how})")
+        self.entry = entry
+        self.how = how
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A model loaded in the worker on `entry`, as the worker names it."""
+
+    entry: str
+    key: str
+    backend: str = ""
+
+
 @dataclass
 class Loaded:
     kind: str
     name: str
-    device: str
-    model: Any
+    device: str  # the entry ("cpu", "cpu#2", "cuda:1")
+    model: RemoteModel | Any
     bytes: int
     loaded_at: float
     cuda_delta: int | None = None
@@ -66,14 +96,21 @@ class ModelManager:
     ) -> None:
         self._publish = publish
         self._nvml = nvml
+        self.pool = WorkerPool(publish, nvml)
         self._models: dict[tuple[str, str, str], Loaded] = {}
         self._snapshot: tuple[LoadedModel, ...] = ()
         self.load_counts: collections.Counter[str] = collections.Counter()
-        self.pending: set[str] = set()  # unloads asked for while a stage ran
+        # unloads asked for while stages ran: kind -> the entries still to unload it
+        self.pending: dict[str, set[str]] = {}
+        self._nothing_loaded = False
         self._keep_alive_deadline: float | None = None
 
     # -- queries ---------------------------------------------------------------------
     def loaded(self) -> list[Loaded]:
+        return self._all()
+
+    def _all(self) -> list[Loaded]:
+        """A copy (lanes load and unload on their own threads; list() of a dict is atomic)."""
         return list(self._models.values())
 
     def snapshot(self) -> tuple[LoadedModel, ...]:
@@ -81,42 +118,33 @@ class ModelManager:
         return self._snapshot
 
     def _changed(self) -> None:
-        self._snapshot = tuple(
-            LoadedModel(m.kind, m.name, m.device, m.bytes) for m in self._models.values()
-        )
+        self._snapshot = tuple(LoadedModel(m.kind, m.name, m.device, m.bytes) for m in self._all())
 
     def names(self) -> tuple[str, ...]:
-        return tuple(f"{m.kind}:{m.name}" for m in self._models.values())
+        return tuple(f"{m.kind}:{m.name}" for m in self._all())
 
     def is_loaded(self, kind: str) -> bool:
-        return any(m.kind == kind for m in self._models.values())
+        return any(m.kind == kind for m in self._all())
 
     # -- loading ---------------------------------------------------------------------
     def whisper(
         self, name: str, device: str, *, backend: str = "whisper", ignore_budget: bool = False
-    ) -> Any:
-        from .asr import load_backend
-
+    ) -> RemoteModel:
         label = name if backend == "whisper" else f"{name} ({backend})"
+        request = p.Load("asr", name, real_device(device), backend)
         return self._get(
             WHISPER,
             label,
             device,
-            lambda: load_backend(backend, name, device),
+            request,
             estimate=_whisper_estimate(name),
             ignore_budget=ignore_budget,
         )
 
-    def translator(self, name: str, device: str, *, ignore_budget: bool = False) -> Any:
-        from .translate import load_translator
-
+    def translator(self, name: str, device: str, *, ignore_budget: bool = False) -> RemoteModel:
+        request = p.Load("translate", name, real_device(device))
         return self._get(
-            TRANSLATION,
-            name,
-            device,
-            lambda: load_translator(name, device),
-            estimate=int(310e6),
-            ignore_budget=ignore_budget,
+            TRANSLATION, name, device, request, estimate=int(310e6), ignore_budget=ignore_budget
         )
 
     def _get(
@@ -124,52 +152,74 @@ class ModelManager:
         kind: str,
         name: str,
         device: str,
-        load: Callable[[], Any],
+        request: p.Load,
         *,
         estimate: int,
         ignore_budget: bool,
-    ) -> Any:
+    ) -> RemoteModel:
         key = (kind, name, device)
-        if key in self._models:
+        if key in self._models and self.pool.alive(device):
             self._publish(
                 LogEmitted(
                     level="info", message=f"reusing {kind} model {name} (loaded once for the batch)"
                 )
             )
             return self._models[key].model
+        self._forget(device, only_dead=True)
         # One model of a kind at a time: a new whisper model replaces the old one.
-        for other in [m for m in self._models.values() if m.kind == kind and m.name != name]:
+        for other in [m for m in self._all() if m.kind == kind and m.device == device]:
             self._unload_one(other, "replaced by " + name)
         if not ignore_budget:
             self._make_room(kind, device, int(estimate * HEADROOM))
-        before = memory.torch_allocated(device)
         started = time.perf_counter()
-        model = load()
+        reply = self.call(device, request)
         seconds = time.perf_counter() - started
-        size = _footprint(kind, model)
-        after = memory.torch_allocated(device)
-        delta = after - before if after is not None and before is not None else None
-        self._models[key] = Loaded(kind, name, device, model, size, time.time(), delta)
+        handle = RemoteModel(device, reply.key, request.backend)
+        self._models[key] = Loaded(kind, name, device, handle, reply.bytes, time.time())
         self._changed()
+        self.pool.set_models(device, self.names_on(device))
         self.load_counts[kind] += 1
         self._publish(
-            ModelLoaded(
-                kind=kind,
-                name=name,
-                device=device,
-                bytes=size,
-                seconds=seconds,
-                cuda_allocated_delta=delta,
-            )
+            ModelLoaded(kind=kind, name=name, device=device, bytes=reply.bytes, seconds=seconds)
         )
-        return model
+        return handle
+
+    def call(
+        self, entry: str, request: Any, on_message: Callable[[Any], None] | None = None
+    ) -> Any:
+        """Send `request` to the entry's worker and return its final reply; a failed call
+        raises RemoteError(kind, message), a worker that died raises WorkerDied."""
+        worker = self.pool.worker(entry)
+        reply = worker.request(request, on_message)
+        if isinstance(reply, p.Exited):
+            self._forget(entry)
+            self.pool.died(entry, f"died ({reply.how})")
+            raise WorkerDied(entry, reply.how)
+        if isinstance(reply, p.Error):
+            if reply.detail:
+                log.error("worker on %s: %s\n%s", entry, reply.message, reply.detail)
+            if reply.kind == p.CUDA:  # the worker exits by itself: its models are gone
+                self._forget(entry)
+                self.pool.died(entry, f"CUDA error: {reply.message}")
+            raise RemoteError(reply.kind, reply.message)
+        return reply
+
+    def _forget(self, entry: str, only_dead: bool = False) -> None:
+        """Drop the handles of models that lived in the entry's worker (it is gone)."""
+        if only_dead and self.pool.alive(entry):
+            return
+        gone = [k for k, m in list(self._models.items()) if m.device == entry]
+        for k in gone:
+            self._models.pop(k, None)
+        if gone:
+            self._changed()
 
     def _make_room(self, kind: str, device: str, needed: int) -> None:
         """Memory-budget policy: unload the other model before failing for want of room."""
         free = memory.free_device_bytes(device, self._nvml())
         if free is None or free >= needed:
             return
-        for other in [m for m in self._models.values() if m.kind != kind]:
+        for other in [m for m in self._all() if m.kind != kind]:
             self._publish(
                 LogEmitted(
                     level="info",
@@ -185,27 +235,43 @@ class ModelManager:
 
     # -- unloading -------------------------------------------------------------------
     def request_unload(self, kind: str) -> None:
-        """Mark `kind` ("all" for both) to unload at the next `apply_pending`."""
-        self.pending |= kinds_of(kind)
+        """Mark `kind` ("all" for both) to unload on each entry holding it, at that entry's
+        next `apply_pending` (at once where its worker is idle, else at a stage's end)."""
+        kinds = kinds_of(kind)
+        for k in kinds:
+            self.pending[k] = self.pending.get(k, set()) | {
+                m.device for m in self._all() if m.kind == k
+            }
+        self._nothing_loaded = not any(self.pending.get(k) for k in kinds)
 
-    def apply_pending(self) -> bool:
-        """Unload what was asked for; False when nothing was pending."""
+    def apply_pending(self, entries: list[str] | None = None) -> bool:
+        """Unload what was asked for, on `entries` (None: all); False when nothing was
+        pending."""
         if not self.pending:
             return False
-        kinds, self.pending = self.pending, set()
+        before = sum(len(v) for v in self.pending.values()), len(self.pending)
         freed: list[ModelUnloaded] = []
-        for kind in sorted(kinds):
-            freed += self.unload(kind, reason="requested")
-        if not freed:
+        for kind in sorted(self.pending):
+            targets = set(self.pending[kind])
+            if entries is not None:
+                targets &= set(entries)
+            for m in self._all():
+                if m.kind == kind and m.device in targets:
+                    freed.append(self._unload_one(m, "requested"))
+            self.pending[kind] -= targets
+            if not self.pending[kind]:
+                del self.pending[kind]
+        if not freed and self._nothing_loaded:
+            self._nothing_loaded = False
             message = "no model was loaded; nothing to unload"
             log.info(message)
             self._publish(LogEmitted(level="info", message=message))
-        return True
+        return bool(freed) or before != (sum(map(len, self.pending.values())), len(self.pending))
 
     def keep_alive(self, idle: bool, keep: float) -> bool:
         """Called while the engine idles: unload everything once `keep` seconds have passed
         with nothing to do (never if `keep` < 0). True when it just unloaded."""
-        if not self._models or not idle:
+        if not (self._models or self.pool.pids()) or not idle:
             self._keep_alive_deadline = None
             return False
         if keep < 0:
@@ -217,6 +283,7 @@ class ModelManager:
             return False
         self._keep_alive_deadline = None
         self.unload("all", reason=f"keep-alive {keep:g} s expired")
+        self.end_idle_workers(f"keep-alive {keep:g} s expired")
         return True
 
     def busy(self) -> None:
@@ -225,70 +292,62 @@ class ModelManager:
 
     def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
         """Unload one kind (or all); returns what each unload gave back."""
-        return [
-            self._unload_one(m, reason)
-            for m in list(self._models.values())
-            if kind in (None, "all", m.kind)
-        ]
+        return [self._unload_one(m, reason) for m in self._all() if kind in (None, "all", m.kind)]
+
+    def end_all(self, reason: str) -> None:
+        """Unload everything and end every worker (Release): nothing stays on a device."""
+        self.unload("all", reason=reason)
+        self.end_idle_workers(reason)
+
+    def end_idle_workers(self, reason: str) -> None:
+        """End every worker that holds no model (Release, keep-alive, a worker started
+        ahead of time that is no longer needed)."""
+        held = {m.device for m in self._all()}
+        for entry in list(self.pool.entries()):
+            if entry not in held and self.pool.alive(entry):
+                self.pool.end(entry, reason)
 
     def _unload_one(self, loaded: Loaded, reason: str) -> ModelUnloaded:
-        device = loaded.device
-        rss_before = memory.rss_bytes()
-        reserved_before = memory.torch_reserved(device)
+        entry = loaded.device
+        worker = self.pool.slot(entry).worker
+        pid = worker.pid if worker is not None and worker.alive else None
         nvml = self._nvml()
-        uuid = _device_uuid(device)
-        nvml_before = nvml.used_by_uuid(uuid) if nvml and uuid else None
-        del self._models[(loaded.kind, loaded.name, device)]
+        rss_before = memory.tree_rss(pid)
+        gpu_before = memory.gpu_bytes_of({pid}, nvml) if pid else None
+        self._models.pop((loaded.kind, loaded.name, entry), None)
         self._changed()
-        _drop_caches(loaded.model)
-        loaded.model = None
-        memory.clean(device)
+        last = not any(m.device == entry for m in self._all())
+        if pid is None:
+            rss_after, gpu_after = 0, None
+        elif last:  # the worker's last model: end it, everything it held comes back
+            self.pool.end(entry, f"unloaded its last model ({reason})")
+            rss_after, gpu_after = 0, (0 if gpu_before is not None else None)
+        else:
+            model = loaded.model
+            key = model.key if isinstance(model, RemoteModel) else ""
+            try:
+                self.call(entry, p.Unload(key))
+            except (RemoteError, WorkerDied) as exc:
+                log.warning("unload in the worker on %s: %s", entry, exc)
+            rss_after = memory.tree_rss(pid)
+            gpu_after = memory.gpu_bytes_of({pid}, nvml)
+        self.pool.set_models(entry, self.names_on(entry))
         event = ModelUnloaded(
             kind=loaded.kind,
             name=loaded.name,
-            device=device,
+            device=entry,
             bytes=loaded.bytes,
             reason=reason,
             rss_before=rss_before,
-            rss_after=memory.rss_bytes(),
-            reserved_before=reserved_before,
-            reserved_after=memory.torch_reserved(device),
-            nvml_used_before=nvml_before,
-            nvml_used_after=nvml.used_by_uuid(uuid) if nvml and uuid else None,
+            rss_after=rss_after,
+            nvml_used_before=gpu_before,
+            nvml_used_after=gpu_after,
         )
         self._publish(event)
         return event
 
-
-def _footprint(kind: str, model: Any) -> int:
-    if kind == WHISPER:
-        from .asr import footprint
-
-        return footprint(model)
-    return memory.model_bytes(getattr(model, "model", model))
-
-
-def _drop_caches(model: Any) -> None:
-    """Whisper keeps kv-cache hooks and alignment heads; clear what holds tensors."""
-    inner = getattr(model, "model", model)
-    for attr in ("alignment_heads",):
-        if hasattr(inner, attr):
-            with contextlib.suppress(AttributeError):
-                delattr(inner, attr)
-    for module in getattr(inner, "modules", lambda: [])():
-        module._forward_hooks.clear()
-
-
-def _device_uuid(device: str) -> str | None:
-    if not device.startswith("cuda") or not memory.cuda_available():
-        return None
-    import torch
-
-    try:
-        props = torch.cuda.get_device_properties(torch.device(device))
-        return "GPU-" + str(props.uuid)
-    except Exception:
-        return None
+    def names_on(self, entry: str) -> tuple[str, ...]:
+        return tuple(f"{m.kind}:{m.name}" for m in self._all() if m.device == entry)
 
 
 def _whisper_estimate(name: str) -> int:
@@ -313,9 +372,9 @@ def fmt_bytes(n: float | None) -> str:
 
 def describe_unload(event: ModelUnloaded) -> str:
     """One line for a log: what was unloaded and how much memory came back."""
-    where = "GPU" if event.device.startswith("cuda") else "RAM"
-    caveat = " (the CUDA context stays until subq exits)" if where == "GPU" else ""
+    where = "GPU" if event.nvml_used_before is not None else "RAM"
+    ended = " (its worker ended)" if event.rss_after == 0 and event.rss_before else ""
     return (
         f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
-        f"{fmt_bytes(event.returned)} of {where} returned{caveat}"
+        f"{fmt_bytes(event.returned)} of {where} returned{ended}"
     )

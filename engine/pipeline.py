@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import asr, logfile, media, memory
+from . import worker_protocol as wp
 from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState, Stage
-from .models import NeedsMemory
+from .models import NeedsMemory, RemoteError, WorkerDied
 from .options import StageOptions
 from .outputs import (
     OutputTarget,
@@ -27,7 +28,9 @@ from .outputs import (
     outputs_current,
     text_sum,
 )
-from .recovery import GpuMemoryError, oom_message, resume_point, transcribe_after_oom
+from .pool import real_device
+from .recovery import GpuMemoryError, is_oom, oom_message, resume_point, transcribe_after_oom
+from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, StateError
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
@@ -45,11 +48,13 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, ctx: JobContext, job: Job) -> None:
+    def __init__(self, ctx: JobContext, job: Job, entry: str | None = None) -> None:
         self.ctx = ctx
         self.job = job
         self.times: dict[str, float] = dict(job.stage_times)
-        self.device = resolve_device(job.settings.device, ctx.nvml())
+        # The worker entry the job runs on ("cpu#2", "cuda:1"); its device for the options.
+        self.entry = entry or memory.device_entries(job.settings.device, ctx.nvml())[0]
+        self.device = real_device(self.entry)
         self.settings: Settings = effective_settings(job.settings, self.device)
         self.options = StageOptions.build(self.settings, self.device)
         self.resume_from = job.resume_from
@@ -73,15 +78,17 @@ class Pipeline:
             if isinstance(cause, StateError):
                 raise cause from None
             raise
-        except StateError:
-            raise  # the queue cannot be saved: the engine stops, no job can be marked
+        except (StateError, WorkerDied):
+            raise  # the queue cannot be saved / the worker died: the engine decides
         except (media.MediaError, asr.ModelLoadError, TranslationError, GpuMemoryError) as exc:
             return self._failed(str(exc))
         except OSError as exc:
             return self._failed(_os_error(exc, self.job.path))
-        except Exception as exc:
-            if memory.is_oom(exc):
+        except RemoteError as exc:
+            if is_oom(exc):
                 return self._failed(oom_message(self.ctx, self.job, self.device, exc))
+            return self._failed(str(exc))
+        except Exception as exc:
             log.exception("unexpected error in %s", self.job.path)
             return self._failed(
                 f"{self.job.name}: internal error: {_first_line(exc)}"
@@ -149,11 +156,11 @@ class Pipeline:
         for lang in self.options.translate.targets:
             try:
                 texts = self._translation(cues, lang)
-            except (TranslationError, asr.ModelLoadError, GpuMemoryError) as exc:
+            except (TranslationError, asr.ModelLoadError, GpuMemoryError, RemoteError) as exc:
                 errors.append(f"translation to {lang} failed: {exc}")
                 continue
             except Exception as exc:
-                if isinstance(exc, StopRequested | asr.TranscriptionStopped) or memory.is_oom(exc):
+                if isinstance(exc, StopRequested | asr.TranscriptionStopped | WorkerDied):
                     raise
                 log.exception("translation to %s failed for %s", lang, job.path)
                 errors.append(f"translation to {lang} failed: {_first_line(exc)}")
@@ -161,8 +168,6 @@ class Pipeline:
             translated = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts, strict=True)]
             written |= self._write(translated, [t for t in targets if t.lang == lang])
         outputs = tuple(str(t.path) for t in targets if str(t.path) in written)
-        if s.cleanup == "job":
-            memory.clean(self.device)
         if errors:
             store.set_done_record(job.id, None)
             return Outcome(
@@ -223,11 +228,7 @@ class Pipeline:
             ctx.log("info", f"{job.name}: reusing the stored transcript", job.id)
             return [asr.Segment.from_json(row) for row in stored[0]]
         resume = resume_point(ctx, job, key)
-        self.job = ctx.enter_stage(job, Stage.DECODE)
-        t0 = time.perf_counter()
-        audio = ctx.audio(job)
-        self.times["decode"] = time.perf_counter() - t0
-        audio_seconds = len(audio) / media.SAMPLE_RATE
+        audio_seconds = duration
         if resume:
             ctx.log(
                 "info",
@@ -235,17 +236,13 @@ class Pipeline:
                 f"({len(resume.segments)} segments kept)",
                 job.id,
             )
-
-        model = self._load(
+        first = self._load(
             lambda: ctx.models.whisper(
-                s.model, self.device, backend=s.backend, ignore_budget=self._forced()
+                s.model, self.entry, backend=s.backend, ignore_budget=self._forced()
             )
         )
         self.job = ctx.enter_stage(self.job, Stage.TRANSCRIBE)
-        ctx.prefetch_next(job)
         t0 = time.perf_counter()
-        options = self.options.transcribe
-
         shown = 0.0  # word-timed segment ends can pass the next window's start a little
 
         def show(fraction: float) -> None:
@@ -253,44 +250,41 @@ class Pipeline:
             shown = max(shown, fraction)
             ctx.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds)
 
-        def on_window(cp: asr.Checkpoint, fraction: float) -> None:
-            if cp.seek > (resume.seek if resume else 0) or cp.segments:
-                store.set_checkpoint(job.id, key, cp.to_json())
-                self.resume_from = cp.seek
+        def on_window(cp: dict[str, Any], fraction: float) -> None:
+            if cp.get("seek", 0) > (resume.seek if resume else 0) or cp.get("segments"):
+                store.set_checkpoint(job.id, key, cp)
+                self.resume_from = float(cp.get("seek", 0.0))
             show(fraction)
-            ctx.safe_point(self.job)
 
-        def on_segment(fraction: float) -> None:
-            if fraction > shown:
-                show(fraction)
+        def run(entry: str, options: Any) -> dict[str, Any]:
+            same = entry == first.entry and ctx.models.pool.alive(entry)
+            model = first if same else ctx.models.whisper(s.model, entry, backend=s.backend)
+            fields = dataclasses.asdict(options)
+            where = resume.to_json() if resume else None
+            request = wp.Transcribe(str(job.id), model.key, job.path, fields, where)
+            return self._remote(entry, request, on_window, lambda f: f > shown and show(f))
 
         try:
-            result = asr.run_backend(
-                s.backend,
-                model,
-                audio,
-                options,
-                resume=resume,
-                on_window=on_window,
-                on_segment=on_segment,
-            )
-        except Exception as exc:
-            if not memory.is_oom(exc):
-                raise
-            result, self.device = transcribe_after_oom(
-                ctx, self.job, s, self.device, audio, options, resume, on_window
-            )
+            try:
+                done = run(self.entry, self.options.transcribe)
+            except RemoteError as exc:
+                if not is_oom(exc):
+                    raise
+                done, entry = transcribe_after_oom(
+                    ctx, self.job, s, self.entry, self.options.transcribe, run
+                )
+                self.device = real_device(entry)
         finally:  # a stopped job's time counts too: the table shows the time spent
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
-        store.set_transcript(
-            job.id, key, [seg.to_json() for seg in result.segments], result.language
-        )
+        segments = [asr.Segment.from_json(row) for row in done["segments"]]
+        store.set_transcript(job.id, key, done["segments"], done["language"])
         self.job = dataclasses.replace(self.job, resume_from=0.0)
         self.resume_from = 0.0
-        if s.cleanup == "stage":
-            memory.clean(self.device)
-        return list(result.segments)
+        return segments
+
+    def _remote(self, entry: str, request: Any, on_window: Any, on_progress: Any) -> Any:
+        return remote_call(self.ctx, lambda: self.job, entry, request, on_window, on_progress)
 
     def _translation(self, cues: list[Cue], lang: str) -> list[str]:
         ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
@@ -302,31 +296,26 @@ class Pipeline:
             return stored
         self.job = ctx.enter_stage(self.job, Stage.TRANSLATE)
         translator = self._load(
-            lambda: ctx.models.translator(name, self.device, ignore_budget=self._forced())
+            lambda: ctx.models.translator(name, self.entry, ignore_budget=self._forced())
         )
         t0 = time.perf_counter()
 
-        def on_batch(done: int, total: int) -> None:
-            ctx.progress(self.job, Stage.TRANSLATE, done / max(total, 1), t0, None)
-            ctx.safe_point(self.job)
+        def on_batch(fraction: float) -> None:
+            ctx.progress(self.job, Stage.TRANSLATE, fraction, t0, None)
 
-        def on_oom(batch: int) -> None:
-            self.ctx.oom(self.job, f"out of GPU memory in translation; batch size now {batch}")
-
+        request = wp.Translate(
+            str(job.id), translator.key, tuple(c.text for c in cues), src, lang, options.batch_size
+        )
         try:
-            texts = translator.translate(
-                [c.text for c in cues],
-                src,
-                lang,
-                options.batch_size,
-                on_batch=on_batch,
-                on_oom=on_oom,
-            )
+            done = self._remote(self.entry, request, lambda cp, f: None, on_batch)
+        except RemoteError as exc:
+            if exc.kind == wp.TRANSLATION:
+                raise TranslationError(str(exc)) from None
+            raise
         finally:
             self.times[f"translate:{lang}"] = time.perf_counter() - t0
+        texts = list(done["lines"])
         store.set_translation(job.id, key, texts)
-        if self.settings.cleanup == "stage":
-            memory.clean(self.device)
         return texts
 
     def _load(self, load: Any) -> Any:
@@ -350,12 +339,6 @@ def effective_settings(settings: Settings, device: str) -> Settings:
         settings.backend, device, settings.model, batched=settings.asr_batch_size > 0
     )
     return dataclasses.replace(settings, backend=backend)
-
-
-def resolve_device(device: str, nvml: memory.Nvml | None) -> str:
-    if device != "auto":
-        return device
-    return memory.pick_cuda_device(nvml)
 
 
 def transcript_key(settings: Settings, fingerprint: str) -> str:

@@ -4,6 +4,7 @@ next runnable job, and other workers' jobs; plus the one rule for moving a job."
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,10 +51,49 @@ def reorder(order: list[int], job_id: int, where: Where) -> list[int]:
     return rest
 
 
+def base_for(store: Store, log: Log, job: Job, settings: Settings) -> str:
+    """The job's output base under `settings`: kept while the folder is the same."""
+    path = Path(job.path)
+    write = WriteOptions.of(settings)
+    folder = output_folder(path, write)
+    parent = Path(job.output_base or "").parent
+    if job.output_base and (parent == folder or (settings.output_dir and parent.parent == folder)):
+        return job.output_base
+    taken = store.output_bases() - {job.output_base}
+    base, note = choose_base(path, write, taken)
+    if note:
+        log("warning", note, job.id)
+    return base
+
+
+def outputs_are_current(store: Store, job: Job, settings: Settings, base: str) -> bool:
+    try:
+        fingerprint = content_fingerprint(Path(job.path))
+    except OSError:
+        return False  # the run will say what is wrong with the input
+    targets = output_targets(base, WriteOptions.of(settings))
+    return outputs_current(
+        store.done_record(job.id), fingerprint, done_key(settings, base), targets
+    )
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """One change at a time: the engine thread applies orders while lanes start, advance
+    and finish their jobs, and a read-modify-write (a move) must not undo a lane's change."""
+
+    @functools.wraps(method)
+    def locked(self: JobQueue, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class JobQueue:
     """The jobs this worker sees, in queue order, on top of the shared store.
 
-    Only the engine thread changes it; `jobs()` and `job()` are safe from any thread. Every
+    The engine thread and the lanes change it, one change at a time (`_locked`); `jobs()`
+    and `job()` are safe from any thread. Every
     change is committed to the store first, then published, so the store is the truth
     after a crash. Jobs another worker runs are followed from the store (`refresh_foreign`).
     """
@@ -64,8 +104,8 @@ class JobQueue:
         self._log = log
         self._lock = threading.RLock()
         self._jobs: dict[int, Job] = {}
-        self.running: int | None = None
-        self.cancel_requested = False  # the running job stops at its next safe point
+        self.active: set[int] = set()  # the jobs this engine runs now (one per worker)
+        self.cancelled: set[int] = set()  # running jobs that stop at their next safe point
         self._last_refresh = 0.0
 
     # -- reading (any thread) ------------------------------------------------------------
@@ -84,6 +124,7 @@ class JobQueue:
         return any(j.state == JobState.RUNNING or j.state.runnable for j in self.jobs())
 
     # -- changes -------------------------------------------------------------------------
+    @_locked
     def open(self, whole: bool) -> None:
         """Say what opening the state file found; with `whole`, take the saved queue into
         view (a plain `subq run` sees only what it adds)."""
@@ -102,6 +143,7 @@ class JobQueue:
             with self._lock:
                 self._jobs = {j.id: j for j in store.jobs()}
 
+    @_locked
     def change(self, job: Job, state: JobState, **changes: Any) -> Job:
         """Commit first, then publish: the store is the truth after a crash."""
         new = job.moved_to(state, **changes)
@@ -114,6 +156,7 @@ class JobQueue:
         """`change`, applied to the job as this queue holds it now (progress included)."""
         return self.change(self.job(job.id) or job, state, **changes)
 
+    @_locked
     def set_progress(self, job_id: int, fraction: float, stage: Stage) -> None:
         """In memory only: progress is published, and committed with the next change."""
         with self._lock:
@@ -131,6 +174,7 @@ class JobQueue:
         self._publish(JobRemoved(job_id=job_id))
 
     # -- orders --------------------------------------------------------------------------
+    @_locked
     def add(self, paths: Sequence[str], settings: Settings) -> None:
         settings = settings.validate()
         seen: set[str] = set()
@@ -169,11 +213,11 @@ class JobQueue:
         formats) is queued again, and its stored transcript writes them without transcribing.
         """
         in_view = self.job(job.id) is not None
-        base = self._base_for(job, settings)
+        base = base_for(self.store, self._log, job, settings)
         if (
             job.state in (JobState.DONE, JobState.SKIPPED)
             and not settings.force
-            and self._outputs_current(job, settings, base)
+            and outputs_are_current(self.store, job, settings, base)
         ):
             note = "already done"
         elif job.state.runnable or job.state == JobState.RUNNING:
@@ -200,32 +244,7 @@ class JobQueue:
         self._put(job)
         self._publish(JobChanged(job=job))
 
-    def _base_for(self, job: Job, settings: Settings) -> str:
-        """The job's output base under `settings`: kept while the folder is the same."""
-        path = Path(job.path)
-        write = WriteOptions.of(settings)
-        folder = output_folder(path, write)
-        parent = Path(job.output_base or "").parent
-        if job.output_base and (
-            parent == folder or (settings.output_dir and parent.parent == folder)
-        ):
-            return job.output_base
-        taken = self.store.output_bases() - {job.output_base}
-        base, note = choose_base(path, write, taken)
-        if note:
-            self._log("warning", note, job.id)
-        return base
-
-    def _outputs_current(self, job: Job, settings: Settings, base: str) -> bool:
-        try:
-            fingerprint = content_fingerprint(Path(job.path))
-        except OSError:
-            return False  # the run will say what is wrong with the input
-        targets = output_targets(base, WriteOptions.of(settings))
-        return outputs_current(
-            self.store.done_record(job.id), fingerprint, done_key(settings, base), targets
-        )
-
+    @_locked
     def move(self, job_id: int, where: Where) -> None:
         jobs = {j.id: j for j in self.jobs()}
         if job_id not in jobs:
@@ -238,19 +257,21 @@ class JobQueue:
                 self._jobs[j.id] = j
         self._publish(QueueReordered(order=tuple(j.id for j in changed)))
 
+    @_locked
     def cancel(self, job_id: int) -> None:
         job = self.job(job_id)
         if job is None or job.state.finished:
             return
-        if job_id == self.running:
-            self.cancel_requested = True
+        if job_id in self.active:
+            self.cancelled.add(job_id)
             self._log("info", f"{job.name}: cancelling at the next safe point", job_id)
         else:
             self.store.set_checkpoint(job_id, "", None)
             self.change(job, JobState.CANCELLED, stage=None)
 
+    @_locked
     def remove(self, job_id: int) -> None:
-        if job_id == self.running:
+        if job_id in self.active:
             self.cancel(job_id)
             self._log("info", "a running job is cancelled first; remove it once it stops", job_id)
             return
@@ -258,6 +279,7 @@ class JobQueue:
             self.store.delete(job_id)
             self._forget(job_id)
 
+    @_locked
     def retry(self, job_id: int) -> None:
         job = self.job(job_id)
         if job and job.state.finished:
@@ -273,29 +295,33 @@ class JobQueue:
                 settings=settings,
             )
 
+    @_locked
     def clear_finished(self) -> None:
         for job in self.jobs():
             if job.state.finished:
                 self._forget(job.id)
 
+    @_locked
     def resume_paused(self) -> None:
         for job in self.jobs():
-            if job.state == JobState.PAUSED and job.id != self.running:
+            if job.state == JobState.PAUSED and job.id not in self.active:
                 self.change(job, JobState.QUEUED)
 
+    @_locked
     def update_settings(self, settings: Settings) -> None:
         """New settings reach the jobs that have not started yet."""
         for job in self.jobs():
             if job.state == JobState.QUEUED and job.progress == 0 and not job.resume_from:
-                base = self._base_for(job, settings)
+                base = base_for(self.store, self._log, job, settings)
                 self.change(job, JobState.QUEUED, settings=settings, output_base=base)
 
     # -- picking work and following other workers ------------------------------------------
+    @_locked
     def next_runnable(self) -> Job | None:
         """The first runnable job this worker could claim, fresh from the store."""
         self.refresh_foreign()  # a dead worker's job is taken up in queue order, first
         for job in self.jobs():
-            if not job.state.runnable:
+            if not job.state.runnable or job.id in self.active:
                 continue
             holder = self.store.claim(job.id)
             fresh = self.store.job(job.id)
@@ -315,6 +341,7 @@ class JobQueue:
                 self._jobs[job_id] = fresh
         self._publish(JobChanged(job=fresh) if fresh else JobRemoved(job_id=job_id))
 
+    @_locked
     def refresh_foreign(self, every: float = 0.0) -> None:
         """Jobs another worker runs: follow their state from the shared store, and free the
         jobs of workers that are gone (a dead pid on this host, or a stale heartbeat)."""
@@ -323,7 +350,7 @@ class JobQueue:
             return
         self._last_refresh = now
         for job in self.jobs():
-            if job.state == JobState.RUNNING and job.id != self.running:
+            if job.state == JobState.RUNNING and job.id not in self.active:
                 fresh = self.store.job(job.id)
                 if fresh is None or fresh.state != job.state or fresh.stage != job.stage:
                     self._sync(job.id, fresh)
@@ -332,14 +359,22 @@ class JobQueue:
                 self._sync(job_id, self.store.job(job_id))
 
     # -- the running job -------------------------------------------------------------------
+    @property
+    def running(self) -> int | None:
+        """One running job's id (the first started), or None."""
+        return min(self.active, default=None)
+
+    @_locked
     def start(self, job: Job) -> Job:
-        self.running = job.id
-        self.cancel_requested = False
+        self.active.add(job.id)
+        self.cancelled.discard(job.id)
         return self.change(job, JobState.RUNNING, stage=Stage.PROBE, error=None)
 
+    @_locked
     def finish(self, job: Job, state: JobState, changes: dict[str, Any]) -> None:
         try:
             self.change_current(job, state, **changes)
         finally:
             self.store.release(job.id)
-            self.running = None
+            self.active.discard(job.id)
+            self.cancelled.discard(job.id)

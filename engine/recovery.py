@@ -1,17 +1,21 @@
 """When a job cannot simply go on: resuming from a saved checkpoint, and transcribing again
-after running out of GPU memory (lighter, then on the CPU if allowed)."""
+after running out of GPU memory (lighter, then on the CPU if allowed). Out of memory is the
+worker's Error kind "oom": this process never sees (nor imports) torch's exception."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import asr, memory
+from . import worker_protocol as wp
 from .job_context import JobContext
 from .jobs import Job
-from .models import fmt_bytes
+from .models import RemoteError, fmt_bytes
 from .options import TranscribeOptions
+from .pool import real_device
 from .settings import Settings
 
 
@@ -44,43 +48,37 @@ def resume_point(ctx: JobContext, job: Job, key: str) -> asr.Checkpoint | None:
     return None
 
 
+def is_oom(exc: BaseException) -> bool:
+    """Whether a worker's call ran out of device memory (its Error's kind says so)."""
+    return isinstance(exc, RemoteError) and exc.kind == wp.OOM
+
+
 def transcribe_after_oom(
     ctx: JobContext,
     job: Job,
     settings: Settings,
-    device: str,
-    audio: Any,
+    entry: str,
     options: TranscribeOptions,
-    resume: asr.Checkpoint | None,
-    on_window: Any,
-) -> tuple[asr.Transcript, str]:
-    """Free, retry once lighter (beam 1; in batched mode, whose beam is 1 already, half
-    the chunks per call), then fall back to the CPU if allowed."""
+    run: Callable[[str, TranscribeOptions], Any],
+) -> tuple[Any, str]:
+    """Retry once lighter (beam 1; in batched mode, whose beam is 1 already, half the
+    chunks per call), then fall back to the CPU if allowed. `run(entry, options)` runs the
+    transcription in that entry's worker (the worker frees its cache after an error)."""
     half = max(1, options.batch_size // 2) if options.batch_size else 0
     how = f"{half} chunks per batch" if options.batch_size else "beam 1"
     ctx.oom(job, f"out of GPU memory in transcription; retrying with {how}")
-    memory.clean(device)
     lighter = dataclasses.replace(options, beam_size=None, batch_size=half)
     try:
-        model = ctx.models.whisper(settings.model, device, backend=settings.backend)
-        result = asr.run_backend(
-            settings.backend, model, audio, lighter, resume=resume, on_window=on_window
-        )
-        return result, device
-    except Exception as exc:
-        if not memory.is_oom(exc):
+        return run(entry, lighter), entry
+    except RemoteError as exc:
+        if not is_oom(exc):
             raise
         if settings.oom_fallback != "cpu":
             ctx.oom(job, "out of GPU memory again; the job fails")
-            raise GpuMemoryError(oom_message(ctx, job, device, exc)) from None
+            raise GpuMemoryError(oom_message(ctx, job, real_device(entry), exc)) from None
     ctx.oom(job, "out of GPU memory again; running this job on the CPU")
-    memory.clean(device)
-    model = ctx.models.whisper(settings.model, "cpu", backend=settings.backend)
-    cpu_options = dataclasses.replace(lighter, fp16=False)
-    result = asr.run_backend(
-        settings.backend, model, audio, cpu_options, resume=resume, on_window=on_window
-    )
-    return result, "cpu"
+    cpu = "cpu" if real_device(entry) != "cpu" else entry
+    return run(cpu, dataclasses.replace(lighter, fp16=False)), cpu
 
 
 def oom_message(ctx: JobContext, job: Job, device: str, exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from . import logfile, memory
 from .context import EngineContext
 from .events import EngineState, EngineStateChanged, Event, LoadedModel, Subscribers
 from .jobs import Job
+from .lanes import Lanes
 from .models import ModelManager, kinds_of
 from .queue import JobQueue
 from .settings import Settings, default_state_path
@@ -54,17 +55,20 @@ class Engine:
         self.log = self._subscribers.log
         self.queue = JobQueue(self.store, self._publish, self.log)
         self.models = ModelManager(self._publish, lambda: self.sampler.nvml)
-        self.sampler = memory.MemorySampler(self._publish, interval=memory_interval)
+        self.sampler = memory.MemorySampler(
+            self._publish, interval=memory_interval, ours=self.models.pool.pids
+        )
         self._sample_memory = sample_memory
         self._paused = paused
+        self._release = False  # Release asked: end the workers once the job stops
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lanes = Lanes(self._run_job, self._inbox.wake)
         self.context = EngineContext(
             self.queue,
             self.models,
             self._publish,
             self.log,
-            drain=self._drain,
             unload_pending=self._unload_pending,
             paused=lambda: self._paused,
             stopping=self._stopping,
@@ -93,11 +97,11 @@ class Engine:
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop at the next safe point: the running job keeps its checkpoint (interrupted)."""
         self._stopping.set()
+        self.context.interrupt(reason="quit")
         self._inbox.wake()
         if self._thread:
             self._thread.join(timeout)
         self.sampler.stop()
-        self.context.prefetch.shutdown()
 
     def emergency_stop(self) -> None:
         """From a signal handler, just before a hard exit: commit and remove temp files."""
@@ -176,7 +180,7 @@ class Engine:
 
     def _announce_unload(self, kind: str) -> None:
         """Show the request as pending at once; the engine applies it at its safe point."""
-        if self.queue.running is None:
+        if not self.lanes.busy():
             return
         kinds = tuple(sorted(kinds_of(kind)))
         self.log("info", f"unload of {', '.join(kinds)} pending: at the end of the current stage")
@@ -190,20 +194,24 @@ class Engine:
         try:
             ran = False
             while not self._stopping.is_set():
-                # Straight after a job, only take the commands already there: the next job
-                # (or the idle signal) must not wait out a poll (this cost 0.2 s per file and
-                # 1 s at the end of every `subq run`). The polls are for waiting, not working.
-                self._drain(block=None if ran else (0.2 if self._has_work() else 1.0))
+                # No poll straight after handing out a job; a lane done with one wakes us.
+                waiting = self._has_work() or self.lanes.busy()
+                self._inbox.drain(self._apply, None if ran else (0.2 if waiting else 1.0))
+                if self.lanes.failure is not None:
+                    raise self.lanes.failure
                 if self._stopping.is_set():
                     break
+                devices = memory.device_entries(self.settings.device, self.sampler.nvml)
+                entries = self.models.pool.configure(devices)  # "cpu,cpu": "cpu", "cpu#2"
+                self.lanes.configure(entries)
                 self._unload_pending()
-                job = None if self._paused else self.queue.next_runnable()
-                ran = job is not None
-                if job is None:
+                self.models.pool.refresh()
+                self._prestart(entries)
+                ran = self._dispatch(entries)
+                if not ran and not self.lanes.busy():
                     self._on_idle()
-                    continue
-                self.models.busy()
-                self._run(job)
+                elif not ran and self._paused:
+                    self._set_state("pausing")
         except StateError as exc:  # the queue cannot be saved: stop, say so in one line
             self.fatal = str(exc)
             log.error("%s", exc)
@@ -216,13 +224,37 @@ class Engine:
             last = traceback.format_exc(limit=1).strip().splitlines()[-1]
             self.log("error", "engine thread crashed: " + last + logfile.details())
         finally:
+            self._stopping.set()  # running jobs stop at their next safe point (a window)
+            self.lanes.wait_idle(30.0)
+            self.models.pool.close()
+            self.lanes.stop(timeout=1.0)
             self._set_state("stopped")
             self._inbox.idle.set()
+
+    def _dispatch(self, entries: list[str]) -> bool:
+        """Hand runnable jobs to free lanes, in queue order; True if one was handed out."""
+        free = [] if self._paused else self.lanes.free(entries)
+        for n, entry in enumerate(free):
+            job = self.queue.next_runnable()
+            if job is None:
+                return n > 0
+            self.queue.active.add(job.id)  # not handed to another lane meanwhile
+            self.models.busy()
+            self._set_state("running")
+            self.lanes.lanes[entry].give(job)
+        return bool(free)
+
+    def _run_job(self, job: Job, entry: str) -> None:  # on the entry's lane thread
+        self.context.run(job, entry)  # (its finally lets go of the job)
 
     def _has_work(self) -> bool:
         return not self._paused and self.queue.has_work()
 
     def _on_idle(self) -> None:
+        """No job runs here now."""
+        if self._release:
+            self._release = False
+            self.models.end_all("released")
         if self._paused:  # otherwise next_runnable has just refreshed
             self.queue.refresh_foreign()
             self._set_state("paused")
@@ -233,9 +265,6 @@ class Engine:
         if self.models.keep_alive(idle, self.settings.keep_alive):
             self._set_state(self.state, force=True)
 
-    def _drain(self, block: float | None = None) -> None:
-        self._inbox.drain(self._apply, block)
-
     def _apply(self, c: cmd.Command) -> None:
         match c:
             case cmd.Add(paths, settings):
@@ -243,17 +272,17 @@ class Engine:
             case cmd.Pause():
                 if not self._paused:
                     self._paused = True
-                    self._set_state("pausing" if self.queue.running is not None else "paused")
+                    self.context.interrupt()  # running jobs stop at their next window
+                    self._set_state("pausing" if self.lanes.busy() else "paused")
             case cmd.Resume():
                 self._paused = False
                 self.queue.resume_paused()
                 self._set_state("running" if self._has_work() else "idle")
             case cmd.Move(job_id, where):
                 self.queue.move(job_id, where)
-            case cmd.Cancel(job_id):
-                self.queue.cancel(job_id)
-            case cmd.Remove(job_id):
-                self.queue.remove(job_id)
+            case cmd.Cancel(job_id) | cmd.Remove(job_id):
+                (self.queue.cancel if isinstance(c, cmd.Cancel) else self.queue.remove)(job_id)
+                self.context.interrupt({job_id}, "cancel")
             case cmd.Retry(job_id):
                 self.queue.retry(job_id)
             case cmd.ClearFinished():
@@ -262,6 +291,7 @@ class Engine:
                 self._request_unload(kind)
             case cmd.ReleaseGpu():
                 self._apply(cmd.Pause())
+                self._release = True
                 self._request_unload("all")
             case cmd.StartAnyway(job_id):
                 self.context.start_anyway.add(job_id)
@@ -273,23 +303,22 @@ class Engine:
 
     def _request_unload(self, kind: str) -> None:
         self.models.request_unload(kind)
-        if self.queue.running is None:
-            self._unload_pending()
-        else:
+        self._unload_pending()  # at once where a worker is idle; busy ones at a stage end
+        self._set_state(self.state, force=True)
+
+    def _unload_pending(self, entries: list[str] | None = None) -> None:
+        """Pending unloads on `entries` (a lane at its stage end), or on every idle entry."""
+        if entries is None:
+            busy = set(self.lanes.busy())
+            entries = [e for e in self.models.pool.entries() if e not in busy]
+        if self.models.apply_pending(entries):
             self._set_state(self.state, force=True)
 
-    def _unload_pending(self) -> None:
-        if self.models.apply_pending():
-            self._set_state(self.state, force=True)
-
-    def _run(self, job: Job) -> None:
-        self._set_state("running")
-        try:
-            self.context.run(job)
-        finally:
-            self._unload_pending()
-            if self._paused:
-                self._set_state("paused")
+    def _prestart(self, entries: list[str]) -> None:  # workers' imports overlap the probe
+        if not self._paused:
+            waiting = sum(1 for j in self.queue.jobs() if j.state.runnable)
+            backend = "whisper" if self.settings.backend == "whisper" else "faster-whisper"
+            self.lanes.prestart(entries[:], self.models.pool, waiting, (backend,))
 
     # -- events ------------------------------------------------------------------------
     def _announce(self, state: str, pending: tuple[str, ...]) -> None:

@@ -124,7 +124,7 @@ class Translator:
             try:
                 faults.maybe_fail("translate")
                 outputs = self._generate([texts[i] for i in batch], src, tgt)
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, faults.InjectedOutOfMemory):
                 if batch_size == 1:
                     raise
                 batch_size = max(1, batch_size // 2)

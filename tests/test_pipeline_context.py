@@ -63,12 +63,6 @@ class StandInContext:
     def started_anyway(self, job_id: int) -> bool:
         return False
 
-    def audio(self, job: Job) -> Any:
-        raise AssertionError("no audio may be decoded")
-
-    def prefetch_next(self, job: Job) -> None:
-        pass
-
     def nvml(self) -> None:
         return None
 

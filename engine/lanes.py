@@ -1,0 +1,132 @@
+"""Lanes: one thread per worker entry, each running one job at a time on its worker.
+
+The engine thread keeps the queue and the orders; it hands a claimed job to a free lane and
+goes on (jobs go to the next free worker). A lane runs the job's pipeline and spawns its
+worker, so the worker lives as long as the lane's thread (PR_SET_PDEATHSIG fires when the
+spawning thread ends): lanes live as long as the engine. When a job ends the lane wakes the
+engine thread, which picks the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .jobs import Job
+from .pool import WorkerPool
+
+log = logging.getLogger("subq.engine")
+
+
+class Lane:
+    def __init__(self, entry: str, run: Callable[[Job, str], None], done: Callable[[], None]):
+        self.entry = entry
+        self._run = run
+        self._done = done
+        self._cond = threading.Condition()
+        self._job: Job | None = None
+        self._calls: list[Callable[[], None]] = []  # work the lane's thread must do (spawn)
+        self._stop = False
+        self.busy = False
+        self.thread = threading.Thread(target=self._main, name=f"subq-lane-{entry}", daemon=True)
+        self.thread.start()
+
+    def give(self, job: Job) -> None:
+        with self._cond:
+            self.busy = True
+            self._job = job
+            self._cond.notify()
+
+    def do(self, call: Callable[[], None]) -> None:
+        """Run `call` on this lane's thread when it is free (start its worker ahead of time)."""
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify()
+
+    def stop(self, timeout: float) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self.thread.join(timeout)
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._calls and not self._stop:
+                    self._cond.wait()
+                if self._stop and self._job is None:
+                    return
+                job, self._job = self._job, None
+                calls, self._calls = self._calls, []
+            for call in calls:
+                try:
+                    call()
+                except Exception:
+                    log.exception("lane %s: a call failed", self.entry)
+            if job is None:
+                continue
+            try:
+                self._run(job, self.entry)
+            except BaseException:
+                pass
+            finally:
+                self.busy = False
+                self._done()
+
+
+class Lanes:
+    """The engine's lanes, by entry name."""
+
+    def __init__(self, run: Callable[[Job, str], None], done: Callable[[], None]) -> None:
+        self._run = run
+        self._done = done
+        self.lanes: dict[str, Lane] = {}
+        self.failure: BaseException | None = None
+
+    def configure(self, entries: list[str]) -> None:
+        for entry in entries:
+            if entry not in self.lanes:
+                self.lanes[entry] = Lane(entry, self._guarded, self._done)
+
+    def _guarded(self, job: Job, entry: str) -> None:
+        try:
+            self._run(job, entry)
+        except BaseException as exc:  # the engine thread raises it (a StateError stops all)
+            self.failure = exc
+            raise
+
+    def free(self, entries: list[str]) -> list[str]:
+        return [e for e in entries if e in self.lanes and not self.lanes[e].busy]
+
+    def busy(self) -> list[str]:
+        return [e for e, lane in self.lanes.items() if lane.busy]
+
+    def wait_idle(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.busy() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for lane in self.lanes.values():
+            lane.stop(timeout)
+
+    def prestart(
+        self, entries: list[str], pool: WorkerPool, waiting: int, preload: tuple[str, ...]
+    ) -> None:
+        """Start the workers of up to `waiting` free entries, each on its lane's thread (the
+        worker lives as long as that thread)."""
+        for entry in self.free(entries)[:waiting]:
+            slot = pool.slot(entry)
+            if pool.alive(entry) or slot.starting:
+                continue
+            slot.starting = True
+
+            def start(entry: str = entry) -> None:
+                try:
+                    pool.start(entry, preload)
+                finally:
+                    pool.slot(entry).starting = False
+
+            self.lanes[entry].do(start)

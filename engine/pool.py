@@ -1,0 +1,224 @@
+"""The worker pool: one worker process per device entry, started and ended by the engine.
+
+Entries come from `--device`: "cuda:0,cuda:1", "all", "cpu,cpu" (named "cpu", "cpu#2": each
+CPU worker gets its share of the cores). A worker is started on first use (or ahead of
+time, when jobs are queued) from the thread that owns the entry for the engine's life (a
+worker dies with the thread that spawned it), and ended when its last model is unloaded,
+on Release, keep-alive expiry and shutdown: the only way to hand back everything, a CUDA
+context included. What each worker holds is published as `WorkerChanged`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import memory
+from . import worker_protocol as p
+from .events import Event, WorkerChanged
+from .worker import WorkerError, WorkerProcess
+
+log = logging.getLogger("subq.engine")
+READY_TIMEOUT = 300.0  # seconds for a worker's interpreter to start (imports come later)
+
+
+def real_device(entry: str) -> str:
+    """The device an entry runs on: "cpu#2" -> "cpu"."""
+    return entry.split("#", 1)[0]
+
+
+def entry_names(devices: list[str]) -> list[str]:
+    """Unique entry names: the second "cpu" is "cpu#2"."""
+    names: list[str] = []
+    for device in devices:
+        name, n = device, 1
+        while name in names:
+            n += 1
+            name = f"{device}#{n}"
+        names.append(name)
+    return names
+
+
+def cpu_threads(devices: list[str]) -> int | None:
+    """Threads per CPU worker when several share the cores; None (the library's default)
+    for a single one."""
+    n = sum(1 for d in devices if real_device(d) == "cpu")
+    if n <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // n)
+
+
+@dataclass
+class Slot:
+    entry: str
+    threads: int | None
+    worker: WorkerProcess | None = None
+    models: tuple[str, ...] = ()
+    job_id: int | None = None
+    starting: bool = False  # a start is on its way (on the entry's lane)
+    owner: int | None = field(default=None, repr=False)  # thread ident that spawned it
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        publish: Callable[[Event], None],
+        nvml: Callable[[], memory.Nvml | None] = lambda: None,
+    ) -> None:
+        self._publish = publish
+        self._nvml = nvml
+        self._slots: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+        self._fault_counts: str | None = None
+        self._refreshed = 0.0
+
+    # -- entries ---------------------------------------------------------------------------
+    def configure(self, devices: list[str]) -> list[str]:
+        """Set the entries for `devices`; returns their names. Existing workers are kept."""
+        names = entry_names(devices)
+        threads = cpu_threads(devices)
+        with self._lock:
+            for name in names:
+                slot = self._slots.setdefault(name, Slot(name, None))
+                if real_device(name) == "cpu":
+                    slot.threads = threads
+        return names
+
+    def slot(self, entry: str) -> Slot:
+        with self._lock:
+            slot = self._slots.get(entry)
+            if slot is None:
+                slot = self._slots[entry] = Slot(entry, None)
+            return slot
+
+    def entries(self) -> list[str]:
+        with self._lock:
+            return list(self._slots)
+
+    def pids(self) -> set[int]:
+        with self._lock:
+            return {s.worker.pid for s in self._slots.values() if s.worker and s.worker.alive}
+
+    def alive(self, entry: str) -> bool:
+        slot = self._slots.get(entry)
+        return slot is not None and slot.worker is not None and slot.worker.alive
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, entry: str, preload: tuple[str, ...] = ()) -> WorkerProcess:
+        """The entry's worker, started now if it is not running (not waited for)."""
+        slot = self.slot(entry)
+        if slot.worker is not None and slot.worker.alive:
+            return slot.worker
+        env = {}
+        if os.environ.get("SUBQ_FAULTS"):
+            env["SUBQ_FAULT_COUNTS"] = self._counts_file()
+        try:
+            worker = WorkerProcess(
+                real_device(entry), threads=slot.threads, preload=preload, extra_env=env
+            )
+        except WorkerError:
+            raise
+        slot.worker, slot.models, slot.job_id = worker, (), None
+        slot.owner = threading.get_ident()
+        log.info("worker on %s started (pid %d)", entry, worker.pid)
+        self.publish(entry, "starting")
+        return worker
+
+    def worker(self, entry: str) -> WorkerProcess:
+        """The entry's worker, ready for requests (started and waited for if needed)."""
+        worker = self.start(entry)
+        if worker.ready is None:
+            try:
+                worker.wait_ready(READY_TIMEOUT)
+            except (WorkerError, TimeoutError) as exc:
+                self.end(entry, "did not start")
+                raise WorkerError(str(exc)) from None
+            self.publish(entry, "idle")
+        return worker
+
+    def end(self, entry: str, note: str = "") -> int:
+        """End the entry's worker (Quit, then signals); returns its tree's RSS before."""
+        slot = self._slots.get(entry)
+        if slot is None or slot.worker is None:
+            return 0
+        worker, slot.worker, slot.models, slot.job_id = slot.worker, None, (), None
+        rss = memory.tree_rss(worker.pid) if worker.alive else 0
+        exited = worker.stop()
+        log.info("worker on %s ended (%s): %s", entry, exited.how, note)
+        self.publish(entry, "stopped", note=note, pid=worker.pid)
+        return rss
+
+    def died(self, entry: str, note: str) -> None:
+        """The entry's worker is gone by itself: forget it (its models went with it)."""
+        slot = self._slots.get(entry)
+        if slot is None or slot.worker is None:
+            return
+        worker, slot.worker, slot.models, slot.job_id = slot.worker, None, (), None
+        if worker.alive:
+            worker.kill()
+        self.publish(entry, "died", note=note, pid=worker.pid)
+
+    def close(self) -> None:
+        for entry in list(self._slots):
+            with contextlib.suppress(Exception):
+                self.end(entry, "shutdown")
+        if self._fault_counts:
+            with contextlib.suppress(OSError):
+                os.unlink(self._fault_counts)
+
+    def _counts_file(self) -> str:
+        if self._fault_counts is None:
+            fd, self._fault_counts = tempfile.mkstemp(prefix="subq-faults-", suffix=".json")
+            os.close(fd)
+        return self._fault_counts
+
+    # -- events ----------------------------------------------------------------------------
+    def refresh(self, every: float = 2.0) -> None:
+        """Republish each live worker's row (its memory moves as it works), every `every` s."""
+        now = time.monotonic()
+        if now - self._refreshed < every:
+            return
+        self._refreshed = now
+        for entry in self.entries():
+            slot = self._slots[entry]
+            if slot.worker is not None and slot.worker.alive and slot.worker.ready is not None:
+                self.publish(entry, "busy" if slot.job_id is not None else "idle")
+
+    def set_busy(self, entry: str, job_id: int | None) -> None:
+        slot = self.slot(entry)
+        slot.job_id = job_id
+        if slot.worker is not None:
+            self.publish(entry, "busy" if job_id is not None else "idle")
+
+    def set_models(self, entry: str, models: tuple[str, ...]) -> None:
+        self.slot(entry).models = models
+        if self.alive(entry):
+            self.publish(entry, "busy" if self.slot(entry).job_id is not None else "idle")
+
+    def publish(self, entry: str, state: str, note: str = "", pid: int | None = None) -> None:
+        slot = self.slot(entry)
+        worker = slot.worker
+        pid = worker.pid if worker is not None else pid
+        live = worker is not None and worker.alive
+        self._publish(
+            WorkerChanged(
+                device=entry,
+                state=state,
+                pid=pid,
+                job_id=slot.job_id,
+                models=slot.models,
+                rss_bytes=memory.tree_rss(pid) if live else 0,
+                gpu_bytes=memory.gpu_bytes_of({pid}, self._nvml()) if live and pid else None,
+                note=note,
+            )
+        )
+
+
+def describe_failure(error: p.Error) -> str:
+    return error.message or error.kind
