@@ -148,10 +148,10 @@ def write_atomic(path: Path, text: str) -> None:
     """Write UTF-8 (no BOM) via temp file + fsync + rename; on any error the old file stays."""
     path = Path(path)
     faults.maybe_fail("create", str(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=path.parent
-    )
-    with _temps_lock:
+    with _temps_lock:  # made and noted at once: another job's clean-up must not take it
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=path.parent
+        )
         _live_temps.add(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -190,7 +190,10 @@ def remove_stale_temps(folder: Path) -> int:
             pid = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
             if pid.isdigit() and procs.alive(int(pid)) and int(pid) != os.getpid():
                 continue  # another live worker is writing it
-            _remove_quietly(str(entry))
+            with _temps_lock:  # this process runs several jobs: one may be writing it
+                if any(os.path.basename(t) == name for t in _live_temps):
+                    continue
+                _remove_quietly(str(entry))
             count += 1
     except OSError:
         pass

@@ -120,3 +120,22 @@ def test_stale_temp_files_of_live_writers_are_left_alone(tmp_path):
         p.write_text("x")
     assert remove_stale_temps(tmp_path) == 2
     assert [p.name for p in Path(tmp_path).iterdir()] == [other_live.name]
+
+
+def test_a_temp_file_another_job_of_this_process_writes_is_not_stale(tmp_path):
+    """Two jobs run at once in one process (two workers): one job's clean-up at its start
+    must not take the temp file the other is writing into the same folder."""
+    import os
+
+    from subq.engine import subtitles
+
+    tmp = tmp_path / f"{subtitles.TEMP_PREFIX}{os.getpid()}-x.tmp"
+    tmp.write_text("half")
+    with subtitles._temps_lock:
+        subtitles._live_temps.add(str(tmp))
+    try:
+        assert subtitles.remove_stale_temps(tmp_path) == 0 and tmp.exists()
+    finally:
+        with subtitles._temps_lock:
+            subtitles._live_temps.discard(str(tmp))
+    assert subtitles.remove_stale_temps(tmp_path) == 1 and not tmp.exists()
