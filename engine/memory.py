@@ -234,16 +234,28 @@ def free_device_bytes(device: str, nvml: Nvml | None) -> int | None:
     injected = faults.injected_free_bytes()
     if injected is not None:
         return injected
+    nvml = nvml or shared_nvml()
     index = nvml_index(device, nvml)
-    return None if index is None or nvml is None else nvml.free_bytes(index)
+    return None if index is None else nvml.free_bytes(index)
 
 
 GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL
 
 
+_shared: list[Nvml] = []
+
+
+def shared_nvml() -> Nvml:
+    """One NVML view for callers that have none (no memory sampler running)."""
+    if not _shared:
+        _shared.append(Nvml())
+    return _shared[0]
+
+
 def visible_gpus(nvml: Nvml | None) -> list[int]:
     """NVML indices of the GPUs CUDA numbers 0, 1, ... (CUDA_VISIBLE_DEVICES respected)."""
-    if nvml is None or not nvml.ok:
+    nvml = nvml or shared_nvml()
+    if not nvml.ok:
         return []
     count = nvml.count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -277,8 +289,9 @@ def pick_cuda_device(nvml: Nvml | None = None) -> str:
     """`auto`: the visible CUDA device with the most free memory (NVML), else "cpu".
 
     Only NVML is asked: this process never imports torch nor makes a CUDA context."""
+    nvml = nvml or shared_nvml()
     gpus = visible_gpus(nvml)
-    if not gpus or nvml is None:
+    if not gpus:
         return "cpu"
     free = [nvml.free_bytes(i) or 0 for i in gpus]
     return f"cuda:{free.index(max(free))}"

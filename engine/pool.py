@@ -118,12 +118,14 @@ class WorkerPool:
         env = {}
         if os.environ.get("SUBQ_FAULTS"):
             env["SUBQ_FAULT_COUNTS"] = self._counts_file()
-        try:
-            worker = WorkerProcess(
-                real_device(entry), threads=slot.threads, preload=preload, extra_env=env
-            )
-        except WorkerError:
-            raise
+        device = real_device(entry)
+        nvml = self._nvml() or memory.shared_nvml()
+        index = memory.nvml_index(device, nvml)
+        uuid = nvml.uuid(index) if index is not None else None
+        # a GPU worker sees only its own GPU, named by NVML's UUID (the surest name)
+        worker = WorkerProcess(
+            device, threads=slot.threads, gpu_uuid=uuid, preload=preload, extra_env=env
+        )
         slot.worker, slot.models, slot.job_id = worker, (), None
         slot.owner = threading.get_ident()
         log.info("worker on %s started (pid %d)", entry, worker.pid)
