@@ -244,9 +244,10 @@ class ModelManager:
             }
         self._nothing_loaded = not any(self.pending.get(k) for k in kinds)
 
-    def apply_pending(self, entries: list[str] | None = None) -> bool:
-        """Unload what was asked for, on `entries` (None: all); False when nothing was
-        pending."""
+    def apply_pending(self, entries: list[str] | None = None, final: bool = True) -> bool:
+        """Unload what was asked for, on `entries` (None: all); False when nothing changed.
+        A kind stays shown as pending while a job runs (`final` False) even where no entry
+        holds it now: a running job may load it before its stage ends."""
         if not self.pending:
             return False
         before = sum(len(v) for v in self.pending.values()), len(self.pending)
@@ -259,7 +260,7 @@ class ModelManager:
                 if m.kind == kind and m.device in targets:
                     freed.append(self._unload_one(m, "requested"))
             self.pending[kind] -= targets
-            if not self.pending[kind]:
+            if not self.pending[kind] and final:
                 del self.pending[kind]
         if not freed and self._nothing_loaded:
             self._nothing_loaded = False

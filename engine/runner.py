@@ -308,10 +308,10 @@ class Engine:
 
     def _unload_pending(self, entries: list[str] | None = None) -> None:
         """Pending unloads on `entries` (a lane at its stage end), or on every idle entry."""
+        busy = set(self.lanes.busy())
         if entries is None:
-            busy = set(self.lanes.busy())
             entries = [e for e in self.models.pool.entries() if e not in busy]
-        if self.models.apply_pending(entries):
+        if self.models.apply_pending(entries, final=not busy):
             self._set_state(self.state, force=True)
 
     def _prestart(self, entries: list[str]) -> None:  # workers' imports overlap the probe

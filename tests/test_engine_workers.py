@@ -88,7 +88,8 @@ def test_kill_9_of_the_worker_mid_file_costs_one_window(tmp_path, clean_story):
 def test_a_file_that_kills_its_worker_twice_fails_and_the_batch_goes_on(clips, tmp_path):
     env = {**os.environ, "SUBQ_FAULTS": "transcribe:KILL:2"}  # once per run, not per worker
     paths = [str(clips["podcast.mp3"]), str(clips["talk.mp4"])]
-    proc = subq_run(["--state", str(tmp_path / "s.db"), *paths], tmp_path / "ev.jsonl", env=env)
+    args = ["--device", "cpu", "--state", str(tmp_path / "s.db")]  # one worker: in turn
+    proc = subq_run([*args, *paths], tmp_path / "ev.jsonl", env=env)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0  # one file failed
     assert "killed its worker twice in a row" in out, out

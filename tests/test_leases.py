@@ -19,7 +19,7 @@ def test_a_dead_workers_job_is_freed_at_once_and_taken_up_next(clips, tmp_path):
         files.append(media / f"L{i}.mp3")
         shutil.copy(clips["long.mp3"], files[-1])
     state = tmp_path / "q.db"
-    args = ["--state", str(state), *map(str, files)]
+    args = ["--device", "cpu", "--state", str(state), *map(str, files)]  # a job at a time
     first = subq_run(args, tmp_path / "a.jsonl")
     assert wait_for(lambda: transcribe_progress(tmp_path / "a.jsonl", 0.05, files[0]), 120)
     second = subq_run(args, tmp_path / "b.jsonl")

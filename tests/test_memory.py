@@ -91,7 +91,7 @@ def test_unload_during_a_stage_is_pending_until_the_stage_ends(make_engine, clip
 
 
 def test_release_gpu_pauses_and_unloads_then_resume_reloads(make_engine, clips):
-    engine = make_engine()
+    engine = make_engine(Settings(keep_alive=-1, device="cpu"))  # one worker: loads counted
     engine.start()
     engine.add([str(clips["long.mp3"]), str(clips["podcast.mp3"])])
     assert wait_for(
@@ -131,7 +131,7 @@ def test_oom_in_transcription_retries_once_lighter_then_succeeds(
 
 def test_repeated_oom_fails_the_job_and_the_batch_goes_on(make_engine, clips, monkeypatch):
     monkeypatch.setenv("SUBQ_FAULTS", "transcribe:OOM:2")
-    engine = make_engine()
+    engine = make_engine(Settings(keep_alive=-1, device="cpu"))  # one worker: files in turn
     engine.start()
     engine.add([str(clips["podcast.mp3"]), str(clips["talk.mp4"])])
     assert engine.wait_idle(120)

@@ -28,6 +28,7 @@ def test_translated_subtitles_keep_cue_count_and_timings(make_engine, clips, tin
         translation_model=str(tiny_marian),
         formats=("srt", "vtt"),
         translation_batch_size=4,
+        device="cpu",  # one worker: its models serve both files
     )
     engine = make_engine(settings, whole_queue=False)
     engine.start()
