@@ -23,8 +23,8 @@ from . import faults
 from .events import GpuProcess, GpuSample, MemorySampled
 
 CONTEXT_NOTE = (
-    "the CUDA context of this process (a few hundred MB per GPU) stays allocated after "
-    "Release GPU until subq exits"
+    "models run in worker processes, one per device; Release GPU ends them, and their CUDA "
+    "contexts (a few hundred MB per GPU) go with them"
 )
 
 
@@ -297,6 +297,9 @@ def pick_cuda_device(nvml: Nvml | None = None) -> str:
     return f"cuda:{free.index(max(free))}"
 
 
+CPU_WORKERS = min(2, os.cpu_count() or 1)
+
+
 def device_entries(device: str, nvml: Nvml | None = None) -> list[str]:
     """The worker entries a --device value names: "cuda:0,cuda:1", "cpu,cpu", "all" (every
     visible GPU; the CPU if none), "auto" (the GPU with most free memory, else the CPU)."""
@@ -306,7 +309,10 @@ def device_entries(device: str, nvml: Nvml | None = None) -> list[str]:
         if entry == "all":
             out += [f"cuda:{i}" for i in range(len(visible_gpus(nvml)))] or ["cpu"]
         elif entry == "auto":
-            out.append(pick_cuda_device(nvml))
+            picked = pick_cuda_device(nvml)
+            # Without a GPU, two workers of one thread each: on 2 cores that batch ran in
+            # 0.58x the time of one worker with two threads (docs/benchmarks.md figure 10).
+            out += [picked] if picked != "cpu" else ["cpu"] * CPU_WORKERS
         else:
             out.append("cuda:0" if entry == "cuda" else entry)
     return out

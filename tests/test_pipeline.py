@@ -8,7 +8,7 @@ from pathlib import Path
 import jiwer
 import pytest
 from conftest import CLIPS, wait_for
-from subq.engine import media
+from subq.engine import media, memory
 from subq.engine.jobs import JobState
 from subq.engine.models import WHISPER
 from subq.engine.settings import Settings
@@ -42,7 +42,8 @@ def test_batch_writes_accurate_subtitles_and_loads_whisper_once(finished_batch, 
     engine = finished_batch
     jobs = engine.jobs()
     assert [j.state for j in jobs] == [JobState.DONE] * 3
-    assert engine.models.load_counts[WHISPER] == 1
+    # loaded once per worker for the whole batch (the CPU default runs memory.CPU_WORKERS)
+    assert 1 <= engine.models.load_counts[WHISPER] <= memory.CPU_WORKERS < len(CLIPS)
     total_errors = 0.0
     for name in CLIPS:
         srt = clips[name].with_suffix(".srt")

@@ -107,8 +107,9 @@ def select(app: SubqApp, name: str) -> None:
 
 def started(make_engine: Callable[..., Engine], **kw: object) -> Engine:
     # openai-whisper: these tests press keys while long.mp3 runs, and faster-whisper (the CPU
-    # default) can finish the whole file before a key lands on a fast machine.
-    engine = make_engine(Settings(backend="whisper", keep_alive=-1), **kw)
+    # default) can finish the whole file before a key lands on a fast machine. One worker:
+    # the keys act on one running job at a time (two workers: test_tui_workers).
+    engine = make_engine(Settings(backend="whisper", keep_alive=-1, device="cpu"), **kw)
     engine.start()
     return engine
 

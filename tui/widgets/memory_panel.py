@@ -178,7 +178,7 @@ class MemoryPanel(Vertical):
 
 def _short_note(note: str) -> str:
     if note == CONTEXT_NOTE:
-        return "the CUDA context stays after Release GPU until subq exits"
+        return "Release GPU ends the workers, CUDA contexts included"
     return note
 
 
