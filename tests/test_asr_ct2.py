@@ -140,8 +140,10 @@ def test_devices():
 def test_engine_batch_reuses_one_model_and_unload_returns_memory(
     make_engine, clips, references, tmp_path
 ):
-    engine = make_engine(
-        Settings(backend=BACKEND, keep_alive=-1), state=tmp_path / "s.db", whole_queue=False
+    engine = make_engine(  # one worker: the model is loaded once and reused by every file
+        Settings(backend=BACKEND, keep_alive=-1, device="cpu"),
+        state=tmp_path / "s.db",
+        whole_queue=False,
     )
     engine.start()
     engine.add([str(clips[name]) for name in CLIPS])

@@ -64,12 +64,17 @@ def device() -> str:
 
 
 def memory_point(dev: str) -> dict[str, Any]:
-    """torch reserved/allocated, NVML used by this process and by the whole device."""
+    """torch reserved/allocated, NVML used by this process and by the whole device.
+
+    The kit runs the stages in its own process (torch is here, unlike in `subq`), so it asks
+    torch's allocator directly; the engine keeps no torch helpers since models left it."""
+    import torch
     from subq.engine import memory
 
+    cuda = dev.startswith("cuda") and torch.cuda.is_available()
     point: dict[str, Any] = {
-        "torch_reserved": memory.torch_reserved(dev),
-        "torch_allocated": memory.torch_allocated(dev),
+        "torch_reserved": int(torch.cuda.memory_reserved(dev)) if cuda else None,
+        "torch_allocated": int(torch.cuda.memory_allocated(dev)) if cuda else None,
         "rss": memory.rss_bytes(),
     }
     nvml = memory.Nvml()
