@@ -261,7 +261,8 @@ class Pipeline:
             model = first if same else ctx.models.whisper(s.model, entry, backend=s.backend)
             fields = dataclasses.asdict(options)
             where = resume.to_json() if resume else None
-            request = wp.Transcribe(str(job.id), model.key, job.path, fields, where)
+            clean = self._clean_after(None)
+            request = wp.Transcribe(str(job.id), model.key, job.path, fields, where, clean)
             return self._remote(entry, request, on_window, lambda f: f > shown and show(f))
 
         try:
@@ -277,6 +278,7 @@ class Pipeline:
         finally:  # a stopped job's time counts too: the table shows the time spent
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
+        self._count_clean(done, "transcribe")
         segments = [asr.Segment.from_json(row) for row in done["segments"]]
         store.set_transcript(job.id, key, done["segments"], done["language"])
         self.job = dataclasses.replace(self.job, resume_from=0.0)
@@ -304,7 +306,13 @@ class Pipeline:
             ctx.progress(self.job, Stage.TRANSLATE, fraction, t0, None)
 
         request = wp.Translate(
-            str(job.id), translator.key, tuple(c.text for c in cues), src, lang, options.batch_size
+            str(job.id),
+            translator.key,
+            tuple(c.text for c in cues),
+            src,
+            lang,
+            options.batch_size,
+            self._clean_after(lang),
         )
         try:
             done = self._remote(self.entry, request, lambda cp, f: None, on_batch)
@@ -314,9 +322,20 @@ class Pipeline:
             raise
         finally:
             self.times[f"translate:{lang}"] = time.perf_counter() - t0
+        self._count_clean(done, f"translate:{lang}")
         texts = list(done["lines"])
         store.set_translation(job.id, key, texts)
         return texts
+
+    def _clean_after(self, lang: str | None) -> bool:
+        return clean_after_stage(self.settings.cleanup, self.options.translate.targets, lang)
+
+    def _count_clean(self, done: dict[str, Any], stage: str) -> None:
+        """The worker's clean-up, timed inside the stage's call, is shown as its own line."""
+        seconds = done.get("cleaned")
+        if seconds is not None:
+            self.times[stage] = max(0.0, self.times.get(stage, 0.0) - float(seconds))
+            self.times["clean"] = self.times.get("clean", 0.0) + float(seconds)
 
     def _load(self, load: Any) -> Any:
         while True:
@@ -328,6 +347,17 @@ class Pipeline:
 
     def _forced(self) -> bool:
         return self._forced_flag or self.ctx.started_anyway(self.job.id)
+
+
+def clean_after_stage(policy: str, targets: tuple[str, ...], lang: str | None) -> bool:
+    """Whether a worker frees its cache after a stage (`lang` None: the transcription).
+
+    `stage`: after each; `job`: after the job's last model stage, so the next file starts
+    clean without a synchronize between one file's own stages; `never`: torch keeps its
+    cache (fastest; holds the most between files)."""
+    if policy == "stage":
+        return True
+    return policy == "job" and lang == (targets[-1] if targets else None)
 
 
 def effective_settings(settings: Settings, device: str) -> Settings:

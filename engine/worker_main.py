@@ -228,10 +228,11 @@ class Server:
             raise stopped.cause from None
         segments = [p.plain(s.to_json()) for s in result.segments]
         result_value = {"segments": segments, "language": result.language}
-        self.send(p.Done(message.job, {**result_value, "windows": result.windows}))
+        cleaned = self.clean_after(message.clean, load.device)
+        self.send(p.Done(message.job, {**result_value, "windows": result.windows, **cleaned}))
 
     def do_translate(self, message: p.Translate) -> None:
-        _, translator = self.model(message.model, "translate")
+        load, translator = self.model(message.model, "translate")
 
         def on_batch(done: int, total: int) -> None:
             self.progress(done / total if total else 1.0)
@@ -240,7 +241,19 @@ class Server:
         lines = translator.translate(
             list(message.lines), message.src, message.tgt, message.batch_size, on_batch=on_batch
         )
-        self.send(p.Done(message.job, {"lines": [str(line) for line in lines]}))
+        cleaned = self.clean_after(message.clean, load.device)
+        self.send(p.Done(message.job, {"lines": [str(line) for line in lines], **cleaned}))
+
+    def clean_after(self, wanted: bool, device: str) -> dict[str, float | None]:
+        """Free what a stage left cached: on CUDA the allocator's cache goes back to the
+        device for other processes (the models stay loaded); on the CPU the heap is trimmed."""
+        if not wanted:
+            return {"cleaned": None}
+        from . import memory
+
+        started = time.perf_counter()
+        memory.clean(device)
+        return {"cleaned": time.perf_counter() - started}
 
     def do_call(self, message: p.Call) -> None:
         module, _, name = message.target.partition(":")

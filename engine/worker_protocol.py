@@ -60,7 +60,10 @@ class Transcribe:
 
     `options` holds TranscribeOptions fields; `resume` a Checkpoint.to_json() or None.
     Answered by Progress and Checkpointed messages, then Done({"segments", "language",
-    "windows"}), Stopped (a Stop request was seen at a window) or Error.
+    "windows", "cleaned"}), Stopped (a Stop request was seen at a window) or Error.
+    `clean`: free what the stage left cached before answering (the cleanup policy's call,
+    made by the engine, which knows whether another stage of the job follows); "cleaned"
+    is the seconds that took, or None.
     """
 
     job: str
@@ -68,11 +71,15 @@ class Transcribe:
     path: str
     options: dict[str, Any] = field(default_factory=dict)
     resume: dict[str, Any] | None = None
+    clean: bool = False
 
 
 @dataclass(frozen=True)
 class Translate:
-    """Translate `lines`; answered by Progress per batch, then Done({"lines": [...]})."""
+    """Translate `lines`; answered by Progress per batch, then Done({"lines", "cleaned"}).
+
+    `clean` as for Transcribe.
+    """
 
     job: str
     model: str
@@ -80,6 +87,7 @@ class Translate:
     src: str
     tgt: str
     batch_size: int = 32
+    clean: bool = False
 
 
 @dataclass(frozen=True)

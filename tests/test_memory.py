@@ -13,6 +13,7 @@ from subq.engine import memory
 from subq.engine.events import MemorySampled, ModelLoaded, ModelUnloaded, StageProgressed
 from subq.engine.jobs import JobState, Stage
 from subq.engine.models import WHISPER
+from subq.engine.pipeline import clean_after_stage
 from subq.engine.settings import Settings
 
 
@@ -237,13 +238,28 @@ def test_subq_run_events_show_footprints_samples_and_unload(clips, tmp_path, bac
     assert sample["rss_bytes"] > 0 and "gpus" in sample
 
 
-@pytest.mark.parametrize("policy", ["stage", "job", "never"])
-def test_every_cleanup_policy_is_accepted(policy, make_engine, clips):
-    engine = make_engine(Settings(keep_alive=-1, cleanup=policy))
+@pytest.mark.parametrize(("policy", "cleans"), [("stage", True), ("job", True), ("never", False)])
+def test_the_cleanup_policy_reaches_the_worker(policy, cleans, make_engine, clips):
+    # The models live in the worker, so only the worker can free their cache: the job's
+    # stage times show the clean-up it did (its own line, taken out of the stage's time).
+    engine = make_engine(Settings(keep_alive=-1, cleanup=policy, device="cpu"))
     engine.start()
     engine.add([str(clips["podcast.mp3"])])
     assert engine.wait_idle(120)
-    assert engine.jobs()[0].state == JobState.DONE
+    job = engine.jobs()[0]
+    assert job.state == JobState.DONE
+    times = dict(job.stage_times)
+    assert ("clean" in times) is cleans, times
+    assert times["transcribe"] > 0
+
+
+def test_job_cleanup_waits_for_the_jobs_last_stage():
+    assert clean_after_stage("job", (), None)  # transcription is the last stage
+    assert not clean_after_stage("job", ("de", "fr"), None)
+    assert not clean_after_stage("job", ("de", "fr"), "de")
+    assert clean_after_stage("job", ("de", "fr"), "fr")
+    assert all(clean_after_stage("stage", ("de",), lang) for lang in (None, "de"))
+    assert not any(clean_after_stage("never", ("de",), lang) for lang in (None, "de"))
 
 
 def test_memory_probe_helpers_tolerate_no_gpu():
