@@ -40,11 +40,12 @@ def paused_mid_file(make_engine, path: Path, fraction: float = 0.3):
     return engine
 
 
-@pytest.mark.parametrize("backend", ["auto", "whisper"])
 def test_pause_mid_file_keeps_checkpoint_and_resume_finishes_accurately(
-    make_engine, clips, references, backend
+    make_engine, clips, references
 ):
-    engine = make_engine(Settings(backend=backend, keep_alive=-1), whole_queue=False)
+    # The default backend; openai-whisper's pause and resume through the engine is the app's
+    # test_pause_and_resume, and its resume identity window by window test_resume_identity's.
+    engine = make_engine(Settings(keep_alive=-1), whole_queue=False)
     engine.start()
     engine.add([str(clips["long.mp3"])])
     assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)
@@ -182,7 +183,7 @@ def test_stress_random_control_calls_during_a_real_batch(make_engine, clips):
     engine.add(paths)
     assert wait_for(lambda: len(engine.jobs()) == 4, 20)
     rng = random.Random(7)
-    stop = time.monotonic() + 12
+    stop = time.monotonic() + 6
     calls = 0
 
     def storm() -> None:

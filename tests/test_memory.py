@@ -219,7 +219,7 @@ def test_subq_run_events_show_footprints_samples_and_unload(clips, tmp_path, bac
             str(events),
             "--state",
             str(tmp_path / "s.db"),
-            str(clips["long.mp3"]),
+            str(clips["podcast.mp3"]),
         ],
         capture_output=True,
         text=True,
