@@ -126,7 +126,8 @@ class WorkerPool:
         worker = WorkerProcess(
             device, threads=slot.threads, gpu_uuid=uuid, preload=preload, extra_env=env
         )
-        slot.worker, slot.models, slot.job_id = worker, (), None
+        # job_id stays: it is the lane's job (set_busy), which may be what started the worker
+        slot.worker, slot.models = worker, ()
         slot.owner = threading.get_ident()
         log.info("worker on %s started (pid %d)", entry, worker.pid)
         self.publish(entry, "starting")
@@ -141,7 +142,7 @@ class WorkerPool:
             except (WorkerError, TimeoutError) as exc:
                 self.end(entry, "did not start")
                 raise WorkerError(str(exc)) from None
-            self.publish(entry, "idle")
+            self.publish(entry, self._state(entry))
         return worker
 
     def end(self, entry: str, note: str = "") -> int:
@@ -149,7 +150,7 @@ class WorkerPool:
         slot = self._slots.get(entry)
         if slot is None or slot.worker is None:
             return 0
-        worker, slot.worker, slot.models, slot.job_id = slot.worker, None, (), None
+        worker, slot.worker, slot.models = slot.worker, None, ()
         rss = memory.tree_rss(worker.pid) if worker.alive else 0
         exited = worker.stop()
         log.info("worker on %s ended (%s): %s", entry, exited.how, note)
@@ -161,7 +162,7 @@ class WorkerPool:
         slot = self._slots.get(entry)
         if slot is None or slot.worker is None:
             return
-        worker, slot.worker, slot.models, slot.job_id = slot.worker, None, (), None
+        worker, slot.worker, slot.models = slot.worker, None, ()
         if worker.alive:
             worker.kill()
         self.publish(entry, "died", note=note, pid=worker.pid)
@@ -190,18 +191,22 @@ class WorkerPool:
         for entry in self.entries():
             slot = self._slots[entry]
             if slot.worker is not None and slot.worker.alive and slot.worker.ready is not None:
-                self.publish(entry, "busy" if slot.job_id is not None else "idle")
+                self.publish(entry, self._state(entry))
 
     def set_busy(self, entry: str, job_id: int | None) -> None:
         slot = self.slot(entry)
         slot.job_id = job_id
         if slot.worker is not None:
-            self.publish(entry, "busy" if job_id is not None else "idle")
+            self.publish(entry, self._state(entry))
 
     def set_models(self, entry: str, models: tuple[str, ...]) -> None:
         self.slot(entry).models = models
         if self.alive(entry):
-            self.publish(entry, "busy" if self.slot(entry).job_id is not None else "idle")
+            self.publish(entry, self._state(entry))
+
+    def _state(self, entry: str) -> str:
+        """A live worker's state: busy while its lane runs a job (set_busy), else idle."""
+        return "busy" if self.slot(entry).job_id is not None else "idle"
 
     def publish(self, entry: str, state: str, note: str = "", pid: int | None = None) -> None:
         slot = self.slot(entry)

@@ -68,6 +68,16 @@ def test_the_subq_process_maps_no_model_library_while_a_batch_runs(clips, tmp_pa
     finally:
         out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+    # While the job runs, its worker is reported busy with it (the memory panel's row),
+    # also when the job had to wait for the worker to start.
+    seen = read_events(events)
+    states = [e["state"] for e in seen if e["type"] == "job_state"]
+    start, end = (
+        next(i for i, e in enumerate(seen) if e["type"] == "job_state" and e["state"] == s)
+        for s in ("running", "done")
+    )
+    during = [e for e in seen[start:end] if e["type"] == "worker" and e["pid"] == worker]
+    assert during and all(e["state"] == "busy" and e["job_id"] for e in during), (states, during)
 
 
 def test_kill_9_of_the_worker_mid_file_costs_one_window(tmp_path, clean_story):
