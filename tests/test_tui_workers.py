@@ -18,13 +18,14 @@ from subq.engine import (
     JobChanged,
     JobState,
     LogEmitted,
+    ModelLoaded,
     Settings,
     Stage,
     StageProgressed,
     WorkerChanged,
 )
 from subq.tui.app import SubqApp
-from test_tui import async_test, log_text, table, wait_until
+from test_tui import async_test, log_text, status, table, wait_until
 from textual.pilot import Pilot
 from textual.widget import Widget
 
@@ -122,7 +123,7 @@ async def test_two_devices_have_a_row_each_in_the_memory_panel(app) -> None:
         )
         await wait_until(pilot, lambda: "cuda:1" in panel(app), what="worker rows")
         shown = panel(app)
-        assert "cuda:0 busy #1 · RSS 900.0 MB · GPU 3.0 GB\n   whisper:large-v3" in shown, shown
+        assert "cuda:0 busy #1 · RSS 900.0 MB · GPU 3.0 GB\n   whisper large-v3" in shown, shown
         assert "cuda:1 idle · RSS 400.0 MB · GPU n/a" in shown, shown
 
         await pilot.resize_terminal(80, 24)  # compact: still one line per worker
@@ -131,6 +132,27 @@ async def test_two_devices_have_a_row_each_in_the_memory_panel(app) -> None:
         lines = drawn(app.main.memory.workers_text)
         assert any(line.lstrip().startswith("cuda:0 busy #1") for line in lines), lines
         assert any(line.lstrip().startswith("cuda:1 idle") for line in lines), lines
+
+
+@async_test
+async def test_one_model_in_two_workers_is_named_once_and_sized_in_each_row(app) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        events = []
+        for device, pid in (("cpu", 4001), ("cpu#2", 4002)):
+            events += [
+                ModelLoaded(
+                    kind="whisper", name="tiny.en", device=device, bytes=80 * MB, seconds=0.3
+                ),
+                WorkerChanged(device=device, state="idle", pid=pid, models=("whisper:tiny.en",)),
+            ]
+        publish(app, *events)
+        await wait_until(pilot, lambda: "cpu#2" in panel(app), what="worker rows")
+        await wait_until(pilot, lambda: status(app).models != (), what="header models")
+        assert status(app).models == ("whisper:tiny.en ×2",)
+        shown = panel(app)
+        assert shown.count("whisper tiny.en 80.0 MB") == 2, shown  # each worker's footprint
+        assert not app.main.memory.models_text.display  # no second list of the same models
 
 
 @async_test

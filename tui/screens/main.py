@@ -245,13 +245,14 @@ class MainScreen(JobActions):
                 self.notify(text, title="Memory returned")
             case EngineStateChanged(state=state, models=models, pending=pending):
                 self.memory.keep_models(models)
+                names = self.memory.names()  # each model once, "×2" where two workers hold it
                 if self.subq.quitting and state != EngineState.STOPPED:
                     return  # keep saying "stopping…" until it has
                 if event.at < self._asked_at:
-                    self.status.show_engine(self.status.state, models)
+                    self.status.show_engine(self.status.state, names)
                     return
                 self.paused = state in (EngineState.PAUSED, EngineState.PAUSING)
-                self.status.show_engine(state, models, pending)
+                self.status.show_engine(state, names, pending)
                 self._counts_dirty = True
             case WorkerChanged(state=state, note=note):
                 on_a_job = self.table.worker(event)

@@ -104,8 +104,12 @@ class MemoryPanel(Vertical):
         self._render_workers()
 
     def names(self) -> list[str]:
-        """The loaded models as the header lists them ("kind:name")."""
-        return [f"{m.kind}:{m.name}" for m in self.models.values()]
+        """The loaded models as the header lists them ("kind:name"), each once: a model
+        loaded in two workers reads "kind:name ×2" (the panel's rows say where)."""
+        counts: dict[str, int] = {}
+        for m in self.models.values():
+            counts[f"{m.kind}:{m.name}"] = counts.get(f"{m.kind}:{m.name}", 0) + 1
+        return [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
 
     @property
     def on_gpu(self) -> bool:
@@ -157,7 +161,10 @@ class MemoryPanel(Vertical):
         if not self.is_mounted or not self.worker_rows:
             return
         self.workers_text.display = True
-        self.workers_text.update(worker_lines(self.worker_rows, self.compact))
+        sizes = {(m.device, f"{m.kind}:{m.name}"): m.bytes for m in self.models.values()}
+        self.workers_text.update(worker_lines(self.worker_rows, self.compact, sizes))
+        # Every model lives in a worker: their rows list them, so the list goes.
+        self.models_text.display = False
 
     def _render_models(self) -> None:
         if not self.is_mounted:
@@ -174,6 +181,7 @@ class MemoryPanel(Vertical):
                 for m in self.models.values()
             )
         self.models_text.update(Text(line))
+        self._render_workers()  # their rows show the footprints
 
 
 def _short_note(note: str) -> str:

@@ -9,6 +9,7 @@ Pure text, no Textual: the panel draws it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -54,9 +55,19 @@ def state_text(event: WorkerChanged) -> str:
     return event.state
 
 
-def worker_lines(rows: dict[str, WorkerRow], compact: bool) -> Text:
+def model_text(model: str, size: int | None) -> str:
+    """ "whisper tiny.en 80 MB" from the worker's "whisper:tiny.en" and its footprint."""
+    text = model.replace(":", " ", 1)
+    return f"{text} {fmt_bytes(size)}" if size else text
+
+
+def worker_lines(
+    rows: dict[str, WorkerRow], compact: bool, sizes: Mapping[tuple[str, str], int] | None = None
+) -> Text:
     """Every worker, sorted by device. Wide: the device, state and memory on one line, its
-    models and last note under it. Compact: one line each, cut at the edge."""
+    models (with their footprints from `sizes`, keyed by device and "kind:name") and last
+    note under it. Compact: one line each, cut at the edge."""
+    sizes = sizes or {}
     lines: list[Text] = [] if compact else [Text("workers:")]
     lead = "" if compact else " "
     for device in sorted(rows):
@@ -68,7 +79,7 @@ def worker_lines(rows: dict[str, WorkerRow], compact: bool) -> Text:
             continue
         style = "bold" if event.state == "died" else ""
         parts = [state_text(event), memory_text(event)]
-        models = ", ".join(event.models)
+        models = ", ".join(model_text(m, sizes.get((device, m))) for m in event.models)
         if models and compact:
             parts.append(models)
         line = Text.assemble(lead, (f"{device} ", "bold"), (" · ".join(parts), style))
