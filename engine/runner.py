@@ -316,7 +316,8 @@ class Engine:
 
     def _prestart(self, entries: list[str]) -> None:  # workers' imports overlap the probe
         if not self._paused:
-            waiting = sum(1 for j in self.queue.jobs() if j.state.runnable)
+            active = self.queue.active  # handed to a lane: its worker is that lane's
+            waiting = sum(1 for j in self.queue.jobs() if j.state.runnable and j.id not in active)
             backend = "whisper" if self.settings.backend == "whisper" else "faster-whisper"
             self.lanes.prestart(entries[:], self.models.pool, waiting, (backend,))
 

@@ -117,7 +117,8 @@ def test_checkpoint_after_a_long_silence_points_into_the_audio_not_the_speech(mo
 
 
 def test_engine_pauses_between_batches_and_resumes(make_engine, clips, references):
-    engine = make_engine(Settings(asr_batch_size=1, keep_alive=-1), whole_queue=False)
+    # one worker, so the resumed job finds its model where it left it (one load)
+    engine = make_engine(Settings(asr_batch_size=1, keep_alive=-1, device="cpu"), whole_queue=False)
     engine.start()
     engine.add([str(clips["long.mp3"])])
     assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.3), 120)

@@ -86,7 +86,8 @@ def test_cancel_running_job_writes_nothing_and_batch_goes_on(make_engine, clips)
 
 
 def test_reorder_while_running_and_engine_takes_first_runnable(make_engine, clips):
-    engine = make_engine(whole_queue=False, paused=True)
+    # one worker: with two, the first two jobs start at once and either may be seen first
+    engine = make_engine(Settings(keep_alive=-1, device="cpu"), whole_queue=False, paused=True)
     engine.start()
     engine.add([str(clips[name]) for name in CLIPS])
     assert wait_for(lambda: len(engine.jobs()) == 3, 10)

@@ -58,7 +58,8 @@ def clean_story(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_the_subq_process_maps_no_model_library_while_a_batch_runs(clips, tmp_path):
     events = tmp_path / "ev.jsonl"
-    proc = subq_run(["--state", str(tmp_path / "s.db"), str(clips["long.mp3"])], events)
+    args = ["--device", "cpu", "--state", str(tmp_path / "s.db"), str(clips["long.mp3"])]
+    proc = subq_run(args, events)
     try:
         assert wait_for(lambda: 0.2 < progress_of(events, "long.mp3") < 1, 180)
         assert mapped_model_libraries(proc.pid) == []
@@ -117,7 +118,7 @@ from subq.engine.runner import Engine
 from subq.engine.settings import Settings
 from subq.engine.events import WorkerChanged
 me = psutil.Process()
-engine = Engine(Settings(keep_alive=-1), sys.argv[1], sample_memory=False)
+engine = Engine(Settings(keep_alive=-1, device="cpu"), sys.argv[1], sample_memory=False)
 workers = []
 engine.subscribe(lambda e: isinstance(e, WorkerChanged) and e.pid and workers.append(e.pid))
 engine.start()
@@ -228,3 +229,22 @@ def test_two_workers_on_two_gpus(clips, tmp_path):
     }
     assert busy == {"cuda:0", "cuda:1"}
     assert all(clips[n].with_suffix(".srt").exists() for n in names)
+
+
+def test_a_worker_is_started_for_each_file_that_can_run_not_more(clips, tmp_path):
+    """Auto on the CPU runs two workers, but a one-file batch starts one: a job handed to a
+    lane is not also counted as waiting for a worker of its own."""
+    from subq.engine import memory
+
+    def started(paths: list[Path], name: str) -> set[str]:
+        events = tmp_path / f"{name}.jsonl"
+        state = tmp_path / f"{name}.db"
+        proc = subq_run(["--state", str(state), *map(str, paths)], events)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+        seen = read_events(events)
+        return {e["device"] for e in seen if e["type"] == "worker" and e["state"] == "starting"}
+
+    assert started([clips["podcast.mp3"]], "one") == {"cpu"}
+    two = started([clips["talk.mp4"], clips["lecture.mkv"]], "two")
+    assert two == ({"cpu", "cpu#2"} if memory.CPU_WORKERS >= 2 else {"cpu"})
