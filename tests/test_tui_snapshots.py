@@ -213,6 +213,19 @@ async def with_workers(pilot: Pilot) -> None:
         StageProgressed(job_id=talk.id, stage=Stage.TRANSCRIBE, fraction=0.4, device="cpu#1"),
         WorkerChanged(device="cpu#2", state="stopped", pid=4103, note="released 410 MB"),
     )
+    # The table redraws rows at most once a second and toasts come with the next flush:
+    # wait for the last event to reach both, then a redraw, or the picture is of a moment
+    # in between.
+    row = app.main.table.rows_by_id[talk.id]
+
+    def final() -> bool:
+        noted = row.device == "cpu#1" and "died" in row.worker_note
+        return noted and len(app.screen.query("Toast")) >= 1
+
+    while not final():
+        assert time.monotonic() < deadline + 30, "the workers' events never all showed"
+        await pilot.pause(0.05)
+    await pilot.pause(1.2)
 
 
 class TestWorkers:
