@@ -101,23 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = ["subq", "subq-whisper", "whisper-cli", "fw-loop"]
     if beam1:
         variants += ["whisper-cli-beam1", "fw-loop-beam1"]
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    for r, variant in c.interleave(rounds, variants):
-        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
-        out = tmp / f"{variant}-{r}"
-        out.mkdir()
-        cmd, cmd_env = command(variant, out)
-        res = c.run_process(cmd, cmd_env)
-        if res.returncode != 0:
-            raise SystemExit(f"{variant} failed:\n{res.output[-3000:]}")
-        hyps = [c.srt_words(out / (f.stem + ".srt")) for f in files]
-        runs[variant].append(
-            {"wall": res.wall, "max_rss": res.max_rss, "wer": c.corpus_wer(refs, hyps)}
-        )
-    summary = {
-        v: {k: c.median(run[k] for run in runs[v]) for k in ("wall", "max_rss", "wer")}
-        for v in variants
-    }
+    runs, summary = c.srt_process_rounds(rounds, variants, tmp, command, files, refs)
     cli = summary["whisper-cli"]
     ours = summary["subq"]
     result: dict[str, Any] = {

@@ -316,6 +316,37 @@ def wall_and_wer_rounds(
     return runs, summary
 
 
+def srt_process_rounds(
+    rounds: int,
+    variants: Sequence[str],
+    tmp: Path,
+    command: Any,
+    files: Sequence[Path],
+    refs: Sequence[str],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, float]]]:
+    """Interleaved rounds of whole processes, `command(variant, out) -> (argv, env)`, each
+    writing an SRT per file into its own folder: wall, peak RSS and WER of every run, and
+    the medians. A process that fails ends the benchmark with its output's tail."""
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r, variant in interleave(rounds, variants):
+        print(f"round {r + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
+        out = tmp / f"{variant}-{r}"
+        out.mkdir()
+        cmd, cmd_env = command(variant, out)
+        res = run_process(cmd, cmd_env)
+        if res.returncode != 0:
+            raise SystemExit(f"{variant} failed:\n{res.output[-3000:]}")
+        hyps = [srt_words(out / (f.stem + ".srt")) for f in files]
+        runs[variant].append(
+            {"wall": res.wall, "max_rss": res.max_rss, "wer": corpus_wer(refs, hyps)}
+        )
+    summary = {
+        v: {k: median(run[k] for run in runs[v]) for k in ("wall", "max_rss", "wer")}
+        for v in variants
+    }
+    return runs, summary
+
+
 def interleave(rounds: int, variants: Sequence[str]) -> list[tuple[int, str]]:
     """Round r runs every variant once; odd rounds reverse the order (ABBA...)."""
     order = []
