@@ -11,7 +11,7 @@ history per series (GPU used memory, or process RSS without a GPU) for the spark
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 
 from rich.text import Text
@@ -106,9 +106,7 @@ class MemoryPanel(Vertical):
     def names(self) -> list[str]:
         """The loaded models as the header lists them ("kind:name"), each once: a model
         loaded in two workers reads "kind:name ×2" (the panel's rows say where)."""
-        counts: dict[str, int] = {}
-        for m in self.models.values():
-            counts[f"{m.kind}:{m.name}"] = counts.get(f"{m.kind}:{m.name}", 0) + 1
+        counts = Counter(f"{m.kind}:{m.name}" for m in self.models.values())
         return [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
 
     @property
