@@ -17,7 +17,7 @@ from collections.abc import Callable
 from . import memory
 from . import worker_protocol as wp
 from .events import Event, StageProgressed
-from .jobs import Job, JobState, Stage
+from .jobs import Job, JobState, Stage, clock
 from .models import ModelManager, NeedsMemory, WorkerDied
 from .pipeline import Outcome, Pipeline, StopRequested
 from .queue import JobQueue
@@ -171,14 +171,6 @@ class EngineContext:
 
     def nvml(self) -> memory.Nvml | None:
         return self._nvml()
-
-
-def clock(seconds: float) -> str:
-    """1:52, 1:02:03: a position in a file as a player shows it."""
-    whole = int(seconds)
-    h, rest = divmod(whole, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 class Heartbeat:

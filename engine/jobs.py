@@ -100,3 +100,11 @@ class Job:
         if state != self.state:
             check_transition(self.state, state)
         return dataclasses.replace(self, state=state, **changes)  # type: ignore[arg-type]
+
+
+def clock(seconds: float) -> str:
+    """1:52, 1:02:03: a position in a file as a player shows it."""
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

@@ -36,6 +36,7 @@ class TranscribeOptions:
     word_timestamps: bool = True
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     batch_size: int = 0  # > 0: VAD-cut chunks decoded this many at a time (asr_batched)
+    fill_gaps: bool = True  # decode skipped speech again without the prompt (asr/gaps.py)
 
     def whisper_kwargs(self) -> dict[str, Any]:
         """These options as openai-whisper's `transcribe` keywords (the reference run)."""
@@ -100,6 +101,7 @@ class StageOptions:
                 logprob_threshold=s.logprob_threshold,
                 fp16=device.startswith("cuda"),
                 batch_size=s.asr_batch_size,
+                fill_gaps=s.fill_gaps,
             ),
             translate=TranslateOptions(
                 targets=s.translate_to,

@@ -29,7 +29,14 @@ from .outputs import (
     text_sum,
 )
 from .pool import real_device
-from .recovery import GpuMemoryError, is_oom, oom_message, resume_point, transcribe_after_oom
+from .recovery import (
+    GpuMemoryError,
+    is_oom,
+    log_refills,
+    oom_message,
+    resume_point,
+    transcribe_after_oom,
+)
 from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, StateError
@@ -229,13 +236,6 @@ class Pipeline:
             return [asr.Segment.from_json(row) for row in stored[0]]
         resume = resume_point(ctx, job, key)
         audio_seconds = duration
-        if resume:
-            ctx.log(
-                "info",
-                f"{job.name}: resuming at {resume.seek:.1f} s "
-                f"({len(resume.segments)} segments kept)",
-                job.id,
-            )
         first = self._load(
             lambda: ctx.models.whisper(
                 s.model, self.entry, backend=s.backend, ignore_budget=self._forced()
@@ -279,6 +279,7 @@ class Pipeline:
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
         ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
         self._count_clean(done, "transcribe")
+        log_refills(ctx, job, done.get("refilled", ()))
         segments = [asr.Segment.from_json(row) for row in done["segments"]]
         store.set_transcript(job.id, key, done["segments"], done["language"])
         self.job = dataclasses.replace(self.job, resume_from=0.0)

@@ -12,7 +12,7 @@ from typing import Any
 from . import asr, memory
 from . import worker_protocol as wp
 from .job_context import JobContext
-from .jobs import Job
+from .jobs import Job, clock
 from .models import RemoteError, fmt_bytes
 from .options import TranscribeOptions
 from .pool import real_device
@@ -23,9 +23,20 @@ class GpuMemoryError(Exception):
     """Out of GPU memory after the lighter retry; str() is the one-line message."""
 
 
+def log_refills(ctx: JobContext, job: Job, refilled: Any) -> None:
+    """Say in the job's log (its details) where skipped speech was decoded again."""
+    for start, end, found in refilled:
+        ctx.log(
+            "info",
+            f"{job.name}: speech at {clock(start)}-{clock(end)} had no subtitles; decoded "
+            f"again without the previous-text prompt: {found} segment(s)",
+            job.id,
+        )
+
+
 def resume_point(ctx: JobContext, job: Job, key: str) -> asr.Checkpoint | None:
-    """The saved checkpoint, if it can resume this transcription exactly; any other is
-    dropped with one log line saying why, and the file starts from the beginning."""
+    """The saved checkpoint, if it can resume this transcription exactly (said in the log);
+    any other is dropped with one log line saying why, and the file starts from the beginning."""
     store, name = ctx.store, job.name
     held, data = store.saved_checkpoint(job.id)
     if data is None:
@@ -36,6 +47,8 @@ def resume_point(ctx: JobContext, job: Job, key: str) -> asr.Checkpoint | None:
             "another version of this file" if same_settings else "other settings"
         )
     elif (resume := asr.load_checkpoint(data)) is not None:
+        kept = f"{len(resume.segments)} segments kept"
+        ctx.log("info", f"{name}: resuming at {resume.seek:.1f} s ({kept})", job.id)
         return resume
     else:
         why = "is from an older subq and cannot resume exactly"

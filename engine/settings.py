@@ -24,6 +24,12 @@ FORMATS = ("srt", "vtt")
 BACKENDS = ("auto", "whisper", "faster-whisper")
 
 
+# Bumped when the transcribe loops change what they output for the same settings, so a
+# transcript or checkpoint stored by the older loop is not reused (2: each window clamped
+# to the whole file's loudest log-mel value, as the libraries do; issue 21).
+TRANSCRIBE_LOOP = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = "tiny.en"
@@ -38,6 +44,7 @@ class Settings:
     device: str = "auto"
     beam_size: int | None = None
     condition_on_previous_text: bool = True
+    fill_gaps: bool = True
     word_timestamps: bool = True
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -84,12 +91,13 @@ class Settings:
             "language",
             "beam_size",
             "condition_on_previous_text",
+            "fill_gaps",
             "word_timestamps",
             "no_speech_threshold",
             "logprob_threshold",
             "asr_batch_size",
         )
-        return _digest({k: getattr(self, k) for k in keys})
+        return _digest({"loop": TRANSCRIBE_LOOP, **{k: getattr(self, k) for k in keys}})
 
     def output_key(self) -> str:
         """Hash of everything that shapes the written files, for skip-if-done."""

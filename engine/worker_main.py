@@ -227,7 +227,11 @@ class Server:
             self.last_checkpoint = p.plain(stopped.checkpoint.to_json())
             raise stopped.cause from None
         segments = [p.plain(s.to_json()) for s in result.segments]
-        result_value = {"segments": segments, "language": result.language}
+        result_value = {
+            "segments": segments,
+            "language": result.language,
+            "refilled": [r.to_json() for r in result.refilled],
+        }
         cleaned = self.clean_after(message.clean, load.device)
         self.send(p.Done(message.job, {**result_value, "windows": result.windows, **cleaned}))
 

@@ -200,8 +200,10 @@ def test_ctranslate2_out_of_memory_becomes_the_error_the_pipeline_retries():
             raise AssertionError("not reached")
 
         @property
-        def model(self):  # the first thing the loop asks of it
+        def model(self):
             raise RuntimeError("CUDA failed with error out of memory")
+
+        feature_extractor = model  # the first thing the loop asks of it (the loudness pass)
 
     fake = CT2Model(model=OutOfMemory(), footprint_bytes=1, device="cuda:0")
     with pytest.raises(torch.OutOfMemoryError):

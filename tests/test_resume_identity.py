@@ -179,49 +179,35 @@ def test_faster_whisper_stopped_twice_equals_one_clean_run(ct2_model, story, ct2
     assert len(full.segments) >= 30
 
 
-def test_faster_whisper_clean_run_matches_the_library_and_equals_itself(ct2_model, long_clip):
-    """The library clamps the features' range to the whole file's maximum, we to each
-    window's (faster_whisper_loop.py says why): the same segments and words, times within 0.1 s."""
-    full = transcribe_ct2(ct2_model, long_clip, options())
-    generator, _info = ct2_model.model.transcribe(
-        long_clip,
-        language="en",
-        beam_size=1,
-        best_of=1,
-        temperature=list(options().temperature),
-        word_timestamps=True,
-        vad_filter=False,
-    )
-    library = tuple(
-        asr.Segment(s.start, s.end, s.text.strip(), s.no_speech_prob, s.avg_logprob)
-        for s in generator
-    )
-    assert_close_segments(full.segments, asr.drop_invented(library, options()))
-    again = transcribe_ct2(ct2_model, long_clip, options())
-    assert again.segments == full.segments
-
-
-def test_window_features_are_the_librarys_with_the_windows_own_range(long_clip):
-    """Both loops' features of a window equal the library's whole-file features once
-    clamped to the file's floor: only the floor differs (none where the window holds the
-    file's maximum)."""
+def test_window_features_are_the_librarys_whole_file_features(long_clip):
+    """The first pass finds the whole file's loudest log-mel value as each library does
+    (read forward on a streamed source, a chunk at a time); clamped to it, each window's
+    features equal the library's features of the whole file for those frames."""
     from faster_whisper.feature_extractor import FeatureExtractor
-    from subq.engine.asr.faster_whisper_loop import features
-    from subq.engine.asr.whisper_loop import log_mel
+    from subq.engine.asr.faster_whisper_loop import features, file_loudest
+    from subq.engine.asr.loudness import loudest, whisper_frames
+    from subq.engine.asr.whisper_loop import log10_mel, log_mel
     from whisper.audio import N_SAMPLES, log_mel_spectrogram
 
     fe, source = FeatureExtractor(), ArrayAudio(long_clip)
     whole = {"fw": fe(long_clip), "whisper": log_mel_spectrogram(long_clip, padding=N_SAMPLES)}
+    streamed = media.open_audio(DATA / "long.mp3")
+    found = {
+        "fw": file_loudest(fe, streamed),
+        "whisper": loudest(streamed, partial(log10_mel, n_mels=80), whisper_frames),
+    }
+    for name, theirs in whole.items():
+        assert found[name] == pytest.approx(float(np.asarray(theirs).max()) * 4 - 4, abs=1e-6)
     frames = len(long_clip) // 160
     for frame, size in ((0, 3000), (2760, 3000), (5000, frames - 5000)):
         window = stft_input(source, frame, size)
-        ours = {"fw": features(fe, window), "whisper": log_mel(window, 80).numpy()}
+        ours = {
+            "fw": features(fe, window, found["fw"]),
+            "whisper": log_mel(window, 80, found["whisper"]).numpy(),
+        }
         for name, theirs in whole.items():
-            theirs = np.asarray(theirs)
-            floor = theirs.max() - 2.0  # (max - 8 + 4) / 4
-            got = np.maximum(ours[name], floor)
-            np.testing.assert_allclose(got, theirs[:, frame : frame + size], atol=1e-6)
-            assert ours[name].min() <= theirs[:, frame : frame + size].min() + 1e-6
+            theirs = np.asarray(theirs)[:, frame : frame + size]
+            np.testing.assert_allclose(ours[name], theirs, atol=1e-6)
 
 
 def test_faster_whisper_fallback_sampling_is_reproducible(ct2_model, long_clip):

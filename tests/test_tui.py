@@ -47,7 +47,7 @@ from subq.tui.widgets.log_strip import LogStrip
 from subq.tui.widgets.memory_panel import MemoryPanel
 from subq.tui.widgets.status_bar import StatusBar
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Select, Static
 
 FIXED = 1_800_000_000.0
 
@@ -482,11 +482,15 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
         screen.query_one("#asr_batch_size").focus()
         await pilot.press("end", "backspace", *"x", "ctrl+s")
         assert "ASR batch" in str(error.render())
-        await pilot.press("backspace", "4", "ctrl+s")
+        await pilot.press("backspace", "4")
+        screen.query_one("#fill_gaps", Select).value = False  # skipped speech: leave empty
+        await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
         await wait_until(pilot, lambda: engine.settings.beam_size == 3, what="applied")
+        assert engine.settings.fill_gaps is False
     assert config_path().exists()
     assert load_config().beam_size == 3 and load_config().asr_batch_size == 4
+    assert load_config().fill_gaps is False
 
 
 @async_test

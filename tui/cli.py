@@ -56,6 +56,14 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         help="do not prompt each window with the previous text",
     )
     g.add_argument(
+        "--no-fill-gaps",
+        dest="fill_gaps",
+        action="store_const",
+        const=False,
+        help="keep stretches of speech the decoder skipped empty (default: decode them again "
+        "without the previous-text prompt; off, the transcript is the library's)",
+    )
+    g.add_argument(
         "--asr-batch-size",
         type=int,
         metavar="N",
@@ -104,6 +112,7 @@ SETTING_KEYS = (
     "beam_size",
     "asr_batch_size",
     "condition_on_previous_text",
+    "fill_gaps",
     "translate_to",
     "translation_model",
     "translation_batch_size",

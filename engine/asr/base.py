@@ -8,7 +8,8 @@ A checkpoint holds everything the next decoding window depends on, so that a res
 comes out exactly as if it had never stopped: the prompt as token ids (timestamp tokens
 included; text would lose them, and tiny.en then stops emitting timestamps), the seek in
 whole mel frames, the end of the last word (word timing starts its search there), the
-language, and in batched mode the whole file's speech map and how many chunks are done.
+language, the file's loudest log-mel value (loudness.py), and in batched mode the whole
+file's speech map and how many chunks are done.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Checkpoint:
     speech: tuple[tuple[int, int], ...] | None = None
     chunks_done: int = 0
     batch_size: int = 0
+    loudest: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -81,6 +83,8 @@ class Checkpoint:
             "language": self.language,
             "segments": [s.to_json() for s in self.segments],
         }
+        if self.loudest is not None:
+            data["loudest"] = self.loudest
         if self.speech is not None:
             data["batched"] = {
                 "speech": [list(pair) for pair in self.speech],
@@ -108,6 +112,7 @@ class Checkpoint:
             speech=speech,
             chunks_done=int(batched["chunks_done"]) if batched else 0,
             batch_size=int(batched["batch_size"]) if batched else 0,
+            loudest=float(data["loudest"]) if data.get("loudest") is not None else None,
         )
 
 
@@ -123,11 +128,25 @@ def load_checkpoint(data: dict[str, Any] | None) -> Checkpoint | None:
 
 
 @dataclass(frozen=True)
+class Refill:
+    """A stretch of speech that had no segment and was decoded again without the prompt
+    (gaps.py): where, and how many segments it gave."""
+
+    start: float
+    end: float
+    segments: int
+
+    def to_json(self) -> list[float]:
+        return [self.start, self.end, self.segments]
+
+
+@dataclass(frozen=True)
 class Transcript:
     segments: tuple[Segment, ...]
     language: str | None
     windows: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+    refilled: tuple[Refill, ...] = ()
 
 
 class TranscriptionStopped(Exception):

@@ -26,6 +26,7 @@ from .base import (
     Audio,
     Checkpoint,
     ModelLoadError,
+    Refill,
     SegmentHook,
     TranscribeOptions,
     Transcript,
@@ -34,6 +35,7 @@ from .base import (
     drop_invented,
     model_path,
 )
+from .gaps import fill as fill_gaps
 
 log = logging.getLogger("subq.engine")
 
@@ -249,20 +251,24 @@ def transcribe_ct2(
     def keep(temperature: float, avg_logprob: float) -> bool:
         return not _every_fallback_failed(temperature, avg_logprob, options)
 
+    source = as_audio(audio)
+    refilled: tuple[Refill, ...] = ()
     try:
-        loop = Ct2Loop(
-            model.model,
-            as_audio(audio),
-            options,
-            resume,
-            new_replica=lambda: _replica(model),
-        )
+        loop = Ct2Loop(model.model, source, options, resume, new_replica=lambda: _replica(model))
         loop.run(on_window, on_segment, lambda: faults.maybe_fail("transcribe"), keep)
+        found = loop.segments
+        if options.fill_gaps:
+            found, refilled = fill_gaps(found, source, loop.redecode)
     except RuntimeError as exc:
         raise_as_torch_oom(exc)
         raise
-    segments = drop_invented(tuple(loop.segments), options)
-    return Transcript(segments=segments, language=loop.language, windows=loop.windows)
+    return Transcript(
+        segments=drop_invented(tuple(found), options),
+        language=loop.language,
+        windows=loop.windows,
+        stats={"fallbacks": loop.fallbacks},
+        refilled=refilled,
+    )
 
 
 def _replica(model: CT2Model) -> Any:

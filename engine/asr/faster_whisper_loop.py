@@ -12,7 +12,8 @@ The per-window pieces stay the library's own methods (`encode`, `get_prompt`,
 against faster-whisper 1.2.1; tests/test_resume_identity.py compares a clean run with the
 library's `transcribe` so a change there shows. Features are computed per window from that
 window's samples, read forward from an `Audio` (never the whole file: issue 14.5), with the
-dynamic range clamped to the window's own maximum, not the file's (why: whisper_loop.py).
+dynamic range clamped to the whole file's loudest value, found by a first pass
+(loudness.py says why) and kept in the checkpoint.
 
 Fallback sampling is seeded per window. CTranslate2 has no per-call seed, and
 `ctranslate2.set_random_seed` only seeds a worker thread's generator the first time that
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ from .base import (
     stft_input,
     window_seed,
 )
+from .loudness import faster_whisper_frames, loudest
 
 
 def library_options(tokenizer: Any, options: TranscribeOptions, **overrides: Any) -> Any:
@@ -81,18 +84,26 @@ def library_options(tokenizer: Any, options: TranscribeOptions, **overrides: Any
     return TranscriptionOptions(**fields)
 
 
-def features(fe: Any, samples: np.ndarray) -> np.ndarray:
-    """faster-whisper's `FeatureExtractor.__call__` for one window: `samples` from
-    `stft_input` (so no centre padding here), the dynamic range clamped to this window's
-    maximum, not the whole file's (see the module's docstring)."""
+def log10_mel(fe: Any, samples: np.ndarray) -> np.ndarray:
+    """faster-whisper's `FeatureExtractor.__call__` up to its clamp, for the frames that
+    `samples` (from `stft_input`, so no centre padding here) hold."""
     window = np.hanning(fe.n_fft + 1)[:-1].astype("float32")
     stft = fe.stft(
         samples, fe.n_fft, fe.hop_length, window=window, center=False, return_complex=True
     ).astype("complex64")
     mel_spec = fe.mel_filters @ (np.abs(stft) ** 2)
-    log_spec = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
+
+
+def features(fe: Any, samples: np.ndarray, loudest: float) -> np.ndarray:
+    """One window's features as the library's whole-file features hold them: the dynamic
+    range clamped to `loudest` (the whole file's, from `file_loudest`) minus 8."""
+    log_spec = np.maximum(log10_mel(fe, samples), loudest - 8.0)
     return (log_spec + 4.0) / 4.0
+
+
+def file_loudest(fe: Any, audio: Audio) -> float:
+    return loudest(audio, partial(log10_mel, fe), faster_whisper_frames)
 
 
 class Ct2Loop:
@@ -117,6 +128,9 @@ class Ct2Loop:
         self.last_speech = resume.last_speech if resume else 0.0
         self.segments: list[Segment] = list(resume.segments) if resume else []
         self.windows = 0
+        self.fallbacks = 0  # windows decoded by sampling, not greedily
+        known = resume.loudest if resume else None
+        self.loudest = known if known is not None else file_loudest(fw.feature_extractor, audio)
         self.language = (resume.language if resume else None) or self._language()
         self.tokenizer = Tokenizer(
             fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=self.language
@@ -130,7 +144,7 @@ class Ct2Loop:
             return self.options.language
         fe = self.fw.feature_extractor  # the library looks at the first 30 s
         size = min(fe.nb_max_frames, self.audio.length_within(fe.n_samples) // fe.hop_length + 1)
-        first = features(fe, stft_input(self.audio, 0, size))
+        first = features(fe, stft_input(self.audio, 0, size), self.loudest)
         language, _probability, _all = self.fw.detect_language(features=first)
         return str(language)
 
@@ -142,6 +156,7 @@ class Ct2Loop:
             prompt=tuple(self.prompt[-PROMPT_TOKENS:]),
             last_speech=self.last_speech,
             language=self.language,
+            loudest=self.loudest,
         )
 
     def run(
@@ -162,13 +177,32 @@ class Ct2Loop:
                 if on_segment is not None and total:
                     on_segment(min(1.0, segment.end / total))
 
-    def _size(self) -> int:
-        """Frames in the window at `self.frame` (the whole file has L // 160)."""
+    def _size(self, end: int | None = None) -> int:
+        """Frames in the window at `self.frame` (the whole file has L // 160), up to `end`."""
         most = self.fw.feature_extractor.nb_max_frames
         content = self.audio.length_within((self.frame + most + 1) * HOP_LENGTH) // HOP_LENGTH
-        return min(most, content - self.frame)
+        return min(most, content - self.frame, (end if end is not None else content) - self.frame)
 
-    def window(self, keep: Callable[[float, float], bool]) -> list[Segment]:
+    def redecode(self, audio: Audio, start: int, end: int) -> list[Segment]:
+        """Frames [start, end) decoded again on their own, without the previous-text prompt
+        (gaps.py: where greedy decoding with the prompt skipped speech); the loop's state is
+        put back afterwards. `audio` is a reader of its own (the loop's reads moved on)."""
+        saved = (self.audio, self.frame, self.prompt, self.last_speech, self.opts)
+        self.audio, self.frame, self.prompt = audio, start, []
+        self.last_speech = start / self.fw.frames_per_second
+        self.opts = library_options(self.tokenizer, self.options, condition_on_previous_text=False)
+        found: list[Segment] = []
+        try:
+            while self._size(end) > 0:
+                before = self.frame
+                found.extend(self.window(lambda _t, _lp: True, end))
+                if self.frame <= before:  # a window that did not move on ends the stretch
+                    break
+        finally:
+            self.audio, self.frame, self.prompt, self.last_speech, self.opts = saved
+        return found
+
+    def window(self, keep: Callable[[float, float], bool], end: int | None = None) -> list[Segment]:
         """Decode the window at `self.frame` and move the state past it, as the library does."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import get_end
@@ -177,12 +211,14 @@ class Ct2Loop:
         per_frame = fw.feature_extractor.time_per_frame
         seek = self.frame
         time_offset = seek * per_frame
-        size = self._size()
+        size = self._size(end)
         duration = size * per_frame
-        window = features(fw.feature_extractor, stft_input(self.audio, seek, size))
+        samples = stft_input(self.audio, seek, size)
+        window = features(fw.feature_extractor, samples, self.loudest)
         encoder_output = fw.encode(pad_or_trim(window))
         prompt = fw.get_prompt(tokenizer, self.prompt, without_timestamps=opts.without_timestamps)
         result, avg_logprob, temperature, _ratio = self._generate(encoder_output, prompt)
+        self.fallbacks += temperature > 0
         if opts.no_speech_threshold is not None:
             skip = result.no_speech_prob > opts.no_speech_threshold
             if opts.log_prob_threshold is not None and avg_logprob > opts.log_prob_threshold:

@@ -10,14 +10,13 @@ timestamps) and started `last_speech_timestamp` at 0. Here the state is a value,
 the start of every window (the safe point) and given back on resume.
 
 Kept as the library does it: the temperature fallback, timestamp splitting, word timing
-and the seek after the last word. Changed: the log-mel is computed per window from that
-window's samples only (`log_mel`, read forward from an `Audio`: a file is never held whole,
-issue 14.5), and its dynamic range is clamped to the window's own maximum instead of the
-whole file's (`max(log, max - 8)`). Whisper was trained on 30 s clips clamped per clip, so
-this is what it knows; only frames 80 dB below their window's loudest differ, and a resume
-needs no pass over the file to find its maximum. Where a window is quieter than the file's
-loudest, times move by up to 0.1 s and, on the hard story.mp3, a few words change
-(docs/benchmarks.md figure 8 gives the WER both ways).
+and the seek after the last word, and the log-mel's dynamic range clamped to the whole
+file's loudest value (found by a first pass, loudness.py, and kept in the checkpoint).
+Changed: the log-mel is computed per window from that window's samples only (`log_mel`,
+read forward from an `Audio`: a file is never held whole, issue 14.5). With the same
+samples and options, a clean run equals the library's `transcribe` segment for segment
+(tests/test_library_parity.py); stretches of speech it skipped are decoded again after the
+last window unless `fill_gaps` is off (gaps.py).
 
 Left out, because subq never uses them: `initial_prompt`, `carry_initial_prompt`,
 `clip_timestamps`, `hallucination_silence_threshold`, verbose printing. Changed: a window
@@ -27,8 +26,10 @@ temperature (`window_seed`), so fallback is reproducible; the library's run is u
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,9 @@ from .base import (
     stft_input,
     window_seed,
 )
+from .gaps import fill as fill_gaps
+from .loudness import loudest as file_loudest
+from .loudness import whisper_frames
 
 COMPRESSION_RATIO_THRESHOLD = 2.4  # the library's default, which subq never changes
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
@@ -76,9 +80,13 @@ def transcribe_whisper(
     dtype = torch.float16 if options.fp16 and model.device.type != "cpu" else torch.float32
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # triton notices are not news
+        known = resume.loudest if resume else None
+        if known is None:
+            known = file_loudest(source, partial(log10_mel, n_mels=n_mels), whisper_frames)
+        loudest = known
         language = (resume.language if resume else None) or options.language
         if language is None:
-            first = log_mel(stft_input(source, 0, N_FRAMES), n_mels)
+            first = log_mel(stft_input(source, 0, N_FRAMES), n_mels, loudest)
             language = _detect_language(model, first.to(model.device), dtype)
         tokenizer = get_tokenizer(
             model.is_multilingual,
@@ -86,7 +94,13 @@ def transcribe_whisper(
             language=language,
             task="transcribe",
         )
-        state = _State(resume)
+        state = _State(resume, loudest)
+
+        def decode(reader: Audio, state: _State, opts: TranscribeOptions, size: int) -> None:
+            window = log_mel(stft_input(reader, state.frame, size), n_mels, loudest)
+            window = pad_or_trim(window, N_FRAMES).to(model.device).to(dtype)
+            _one_window(model, tokenizer, window, size, state, opts, language, dtype)
+
         total = source.duration
         while True:
             # the file's frames, as far as this window can see (the whole file's are L // 160)
@@ -98,17 +112,34 @@ def transcribe_whisper(
                 at_window()
             announce(state.checkpoint(language), total, on_window)
             state.windows += 1
-            window = log_mel(stft_input(source, state.frame, size), n_mels)
-            window = pad_or_trim(window, N_FRAMES).to(model.device).to(dtype)
-            _one_window(model, tokenizer, window, size, state, options, language, dtype)
-    segments = drop_invented(tuple(state.segments), options)
-    return Transcript(segments=segments, language=language, windows=state.windows)
+            decode(source, state, options, size)
+        found, refilled = state.segments, ()
+        if options.fill_gaps:
+            unprompted = dataclasses.replace(options, condition_on_previous_text=False)
+
+            def redecode(reader: Audio, start: int, end: int) -> list[Segment]:
+                stretch = _State(None, loudest)
+                stretch.frame, stretch.last_speech = start, start / FRAMES_PER_SECOND
+                while (size := min(N_FRAMES, end - stretch.frame)) > 0:
+                    before = stretch.frame
+                    decode(reader, stretch, unprompted, size)
+                    if stretch.frame <= before:  # a window that did not move on ends it
+                        break
+                return stretch.segments
+
+            found, refilled = fill_gaps(found, source, redecode)
+    return Transcript(
+        segments=drop_invented(tuple(found), options),
+        language=language,
+        windows=state.windows,
+        stats={"fallbacks": state.fallbacks},
+        refilled=refilled,
+    )
 
 
-def log_mel(samples: np.ndarray, n_mels: int) -> Any:
-    """openai-whisper's `log_mel_spectrogram` of one window: `samples` from `stft_input`
-    (so no centre padding here), and the dynamic range clamped to this window's maximum,
-    not the whole file's (see the module's docstring)."""
+def log10_mel(samples: np.ndarray, n_mels: int) -> Any:
+    """openai-whisper's `log_mel_spectrogram` up to its clamp, for the frames `samples`
+    (from `stft_input`, so no centre padding here) hold."""
     import torch
     from whisper.audio import HOP_LENGTH as HOP
     from whisper.audio import N_FFT as FFT
@@ -117,15 +148,24 @@ def log_mel(samples: np.ndarray, n_mels: int) -> Any:
     x = torch.from_numpy(samples)
     stft = torch.stft(x, FFT, HOP, window=torch.hann_window(FFT), center=False, return_complex=True)
     mel_spec = mel_filters(x.device, n_mels) @ (stft.abs() ** 2)
-    log_spec = torch.clamp(mel_spec, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return torch.clamp(mel_spec, min=1e-10).log10()
+
+
+def log_mel(samples: np.ndarray, n_mels: int, loudest: float) -> Any:
+    """One window's log-mel as the library's whole-file log-mel holds it: the dynamic range
+    clamped to `loudest` (the whole file's, loudness.py) minus 8."""
+    import torch
+
+    log_spec = torch.clamp(log10_mel(samples, n_mels), min=loudest - 8.0)
     return (log_spec + 4.0) / 4.0
 
 
 class _State:
     """What the next window depends on; a checkpoint is a copy of it."""
 
-    def __init__(self, resume: Checkpoint | None) -> None:
+    def __init__(self, resume: Checkpoint | None, loudest: float) -> None:
+        self.loudest = loudest
+        self.fallbacks = 0  # windows decoded by sampling, not greedily
         self.frame = resume.frame if resume else 0
         self.prompt: list[int] = list(resume.prompt) if resume else []
         self.last_speech = resume.last_speech if resume else 0.0
@@ -140,6 +180,7 @@ class _State:
             prompt=tuple(self.prompt[-PROMPT_TOKENS:]),
             last_speech=self.last_speech,
             language=language,
+            loudest=self.loudest,
         )
 
 
@@ -214,6 +255,7 @@ def _one_window(
     time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
     duration_of_window = size * HOP_LENGTH / SAMPLE_RATE
     result = _decode_with_fallback(model, window, state, options, language, dtype)
+    state.fallbacks += result.temperature > 0
     tokens = torch.tensor(result.tokens)
     should_skip = result.no_speech_prob > options.no_speech_threshold
     if result.avg_logprob > options.logprob_threshold:

@@ -107,6 +107,17 @@ class SettingsScreen(Screen[None]):
                 )
                 for name in ("keep_alive", "beam_size", "asr_batch_size"):
                     yield from self._text(name, s)
+                yield Label("skipped speech")
+                yield Select(
+                    [
+                        ("decode again without the prompt", True),
+                        ("leave empty (as the library does)", False),
+                    ],
+                    value=s.fill_gaps,
+                    allow_blank=False,
+                    id="fill_gaps",
+                    compact=True,
+                )
             yield Static("", id="settings-error")
             with Horizontal(id="settings-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
@@ -162,6 +173,7 @@ class SettingsScreen(Screen[None]):
             keep_alive=keep_alive,
             beam_size=int(beam) if beam else None,
             asr_batch_size=int(batch),
+            fill_gaps=bool(self.query_one("#fill_gaps", Select).value),
         ).validate()
 
     def action_save(self) -> None:
