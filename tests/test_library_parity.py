@@ -22,6 +22,7 @@ import sys
 from functools import partial
 
 import jiwer
+import library_runs
 import numpy as np
 import pytest
 
@@ -53,13 +54,6 @@ def wer(reference: str, segments) -> float:
 
 def options(**kw: object) -> asr.TranscribeOptions:
     return asr.TranscribeOptions(language="en", **kw)  # type: ignore[arg-type]
-
-
-def plain(segments) -> tuple[asr.Segment, ...]:
-    return tuple(
-        asr.Segment(float(s.start), float(s.end), s.text.strip(), s.no_speech_prob, s.avg_logprob)
-        for s in segments
-    )
 
 
 def assert_equal_transcripts(ours, library) -> None:
@@ -96,7 +90,8 @@ def ct2_model():
 @pytest.fixture(scope="module")
 def ct2_run(ct2_model):
     """subq's default faster-whisper run on reading.mp3, read as a stream, with its
-    checkpoints."""
+    checkpoints; and the library's run of the same file, made meanwhile in a child."""
+    library = library_runs.start("faster-whisper", READING)
     checkpoints: list[asr.Checkpoint] = []
     result = transcribe_ct2(
         ct2_model,
@@ -104,7 +99,7 @@ def ct2_run(ct2_model):
         options(),
         on_window=lambda cp, _f: checkpoints.append(cp),
     )
-    return result, checkpoints
+    return result, checkpoints, library_runs.finish(library)
 
 
 @pytest.fixture(scope="module")
@@ -112,19 +107,8 @@ def whisper_model():
     return asr.load_whisper("tiny.en", "cpu")
 
 
-def test_faster_whisper_equals_the_library_on_ten_minutes(ct2_model, ct2_run, reading):
-    ours, checkpoints = ct2_run
-    generator, _info = ct2_model.model.transcribe(
-        reading,
-        language="en",
-        beam_size=1,
-        best_of=1,
-        temperature=list(options().temperature),
-        word_timestamps=True,
-        condition_on_previous_text=True,
-        vad_filter=False,
-    )
-    library = asr.drop_invented(plain(generator), options())
+def test_faster_whisper_equals_the_library_on_ten_minutes(ct2_run, reading):
+    ours, checkpoints, library = ct2_run
     assert ours.stats["fallbacks"] == 0 and ours.refilled == ()
     assert_equal_transcripts(ours.segments, library)
     assert len(ours.segments) >= 140 and wer(references()["reading.mp3"], ours.segments) < 0.15
@@ -135,24 +119,18 @@ def test_faster_whisper_equals_the_library_on_ten_minutes(ct2_model, ct2_run, re
 
 def test_whisper_equals_the_library_on_ten_minutes(whisper_model, reading):
     """openai-whisper's `transcribe` reads files through the ffmpeg program; both are given
-    the same samples, PyAV's, as an array (subq reads them streamed)."""
+    the same samples, PyAV's (the library's as an array, subq's streamed)."""
     import whisper
 
+    # (one after the other: two torch processes side by side on two cores ran 6x slower)
     ours = asr.transcribe(whisper_model, media.open_audio(READING), options())
     library = whisper.transcribe(whisper_model, reading, **options().whisper_kwargs())
-    assert ours.stats["fallbacks"] == 0 and ours.refilled == ()
-    assert_equal_transcripts(
-        ours.segments,
-        asr.drop_invented(
-            tuple(
-                asr.Segment(
-                    s["start"], s["end"], s["text"].strip(), s["no_speech_prob"], s["avg_logprob"]
-                )
-                for s in library["segments"]
-            ),
-            options(),
-        ),
+    raw = tuple(
+        asr.Segment(s["start"], s["end"], s["text"].strip(), s["no_speech_prob"], s["avg_logprob"])
+        for s in library["segments"]
     )
+    assert ours.stats["fallbacks"] == 0 and ours.refilled == ()
+    assert_equal_transcripts(ours.segments, asr.drop_invented(raw, options()))
     assert unheard_speech(ours.segments, reading) == []
 
 
@@ -183,7 +161,7 @@ def test_skipped_speech_is_decoded_again_without_the_prompt(
     found by the VAD, decoded again, said in `refilled`, and its words come back; with
     the setting off the transcript keeps the hole (the library's behaviour). A resume
     from a checkpoint never repeats the first pass."""
-    result, checkpoints = ct2_run
+    result, checkpoints, _library = ct2_run
     last = checkpoints[-1]
     if backend == "whisper":
         run = partial(asr.transcribe, whisper_model)

@@ -4,7 +4,7 @@
 # psutil, aiofiles): wheels for what subq, its GPU tests and benchmarks/gpu/check.py import
 # and that image lacks, subq and openai-whisper built as wheels, and the Silero VAD ONNX file.
 # No faster-whisper or CTranslate2: their CUDA 12 build cannot load there, and subq's VAD
-# (engine/vad.py) needs only onnxruntime and the .onnx file.
+# (engine/asr/vad.py) needs only onnxruntime and the .onnx file.
 #
 #   bash benchmarks/gpu/prepare.sh        # prints the kit's size; must stay under 60 MiB
 set -euo pipefail
@@ -35,7 +35,7 @@ done
 # subq itself: its package-dir mapping (engine/ -> subq.engine) needs an install
 "$PY" -m pip wheel --quiet --no-deps -w "$KIT/wheels" .
 
-ONNX="$("$PY" -c "import sys; sys.path.insert(0, 'engine'); import vad; print(vad.model_path())")"
+ONNX="$("$PY" -c "from subq.engine.asr import vad; print(vad.model_path())")"
 cp "$ONNX" "$KIT/"
 
 ls -la "$KIT/wheels" "$KIT"/*.onnx
