@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # the engine and its control API
     "Engine": "runner",
-    "describe_unload": "models",
+    "describe_unload": "model_sizes",
     "Where": "commands",
     "reorder": "queue",
     # events the engine publishes
@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     # memory, as text and checks
     "CONTEXT_NOTE": "memory",
     "device_problem": "memory",
-    "fmt_bytes": "models",
+    "fmt_bytes": "model_sizes",
     # the headless front ends
     "hard_exit": "headless",
     "run_batch": "headless",
@@ -113,7 +113,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         probe,
     )
     from .memory import CONTEXT_NOTE, device_problem
-    from .models import describe_unload, fmt_bytes
+    from .model_sizes import describe_unload, fmt_bytes
     from .queue import reorder
     from .runner import Engine
     from .settings import (

@@ -26,6 +26,7 @@ from .subtitles import remove_live_temps
 
 log = logging.getLogger("subq.engine")
 HEARTBEAT = 3.0  # seconds between lease renewals; a lease is stale after LEASE_TIMEOUT
+EARLY_DEATHS = 3  # workers that die before taking a job's call, before it is blamed anyway
 MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for room
 
 
@@ -55,6 +56,7 @@ class EngineContext:
         self.start_anyway: set[int] = set()
         self.oom_count = 0
         self.crashes: dict[int, int] = {}  # job id -> its workers' deaths in a row
+        self.early_deaths: dict[int, int] = {}  # job id -> deaths before a call was taken
         self.entry: dict[int, str] = {}  # running job id -> the worker entry it runs on
 
     def run(self, job: Job, entry: str | None = None) -> None:
@@ -72,6 +74,7 @@ class EngineContext:
                 final = self._worker_died(job, died)
             else:
                 self.crashes.pop(job.id, None)
+                self.early_deaths.pop(job.id, None)
             self.queue.finish(job, final.state, final.changes)
         finally:
             self.queue.active.discard(job.id)
@@ -85,10 +88,20 @@ class EngineContext:
         held = self.queue.job(job.id) or job
         _, checkpoint = self.store.saved_checkpoint(job.id)
         at = float(checkpoint.get("seek", 0.0)) if checkpoint else 0.0
-        how = died.how.split(" (")[0]  # "signal 9", "exit status 70"
-        what = f"worker on {died.entry} died ({how}) at {clock(at)}"
-        count = self.crashes[job.id] = self.crashes.get(job.id, 0) + 1
         stage_times = tuple(held.stage_times)
+        requeue = Outcome(
+            JobState.QUEUED,
+            {"stage": None, "resume_from": at, "stage_times": stage_times, "error": None},
+        )
+        early = self.early_deaths[job.id] = self.early_deaths.get(job.id, 0) + 1
+        if not died.blamed and early <= EARLY_DEATHS:  # it never took the job's call
+            self.log("warning", f"{job.name}: {died}, before it took the job; requeued", job.id)
+            return requeue
+        what = died.what
+        if what.startswith("died ("):
+            what = "died (" + died.how.split(" (")[0] + ")"  # "signal 9", "exit status 70"
+        what = f"worker on {died.entry} {what} at {clock(at)}"
+        count = self.crashes[job.id] = self.crashes.get(job.id, 0) + 1
         if count >= 2:
             self.crashes.pop(job.id, None)
             message = f"{job.name}: {what}; it killed its worker twice in a row, so it failed"
@@ -99,10 +112,7 @@ class EngineContext:
             )
         self.log("warning", f"{job.name}: {what}; resumed", job.id)
         self.models.pool.publish(died.entry, "died", note=f"{what}; resumed")
-        return Outcome(
-            JobState.QUEUED,
-            {"stage": None, "resume_from": at, "stage_times": stage_times, "error": None},
-        )
+        return requeue
 
     def emergency_stop(self) -> None:
         """From a signal handler, just before a hard exit: commit and remove temp files."""

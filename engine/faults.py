@@ -7,7 +7,10 @@ test can inject into a child process as easily as into its own. Production runs 
 
 Kinds: an errno name raises that OSError; `OOM` raises an out-of-memory error (no torch
 needed: the worker reports it as kind "oom"); `KILL` ends the process with SIGKILL (a worker
-that dies mid-file). Counts are per run, not per process: when `SUBQ_FAULT_COUNTS` names a
+that dies mid-file; at the point `idle`, one that dies between calls); `HANG` never returns
+(a stuck native call: no message, no Stop read); at the point `reply` (a worker's
+checkpoint about to be sent), `GARBLE` sends a frame that cannot be read and `MISMATCH` a
+reply naming another call. Counts are per run, not per process: when `SUBQ_FAULT_COUNTS` names a
 file (the engine gives its workers one), the uses are counted there, under a file lock, so a
 one-shot fault fires once however many workers come and go.
 """
@@ -21,6 +24,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 _lock = threading.Lock()
 _used: dict[str, int] = {}
@@ -48,10 +52,26 @@ def maybe_fail(point: str, target: str = "") -> None:
             raise InjectedOutOfMemory("CUDA out of memory (injected by SUBQ_FAULTS)")
         if kind == "KILL":
             os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "HANG":
+            while True:
+                time.sleep(3600)
+        if kind in CHANNEL_FAULTS:
+            raise InjectedChannelFault(kind)
         code = getattr(errno, kind, None)
         if code is None:
             raise RuntimeError(f"injected fault at {point}")
         raise OSError(code, os.strerror(code), target or None)
+
+
+CHANNEL_FAULTS = ("GARBLE", "MISMATCH")
+
+
+class InjectedChannelFault(Exception):
+    """A worker's reply to be sent wrong (`kind`: GARBLE or MISMATCH), by the worker's send."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 class InjectedOutOfMemory(MemoryError):

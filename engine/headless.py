@@ -31,7 +31,7 @@ from .events import (
     WorkerChanged,
 )
 from .jobs import Job, JobState
-from .models import describe_unload, fmt_bytes
+from .model_sizes import describe_unload, fmt_bytes
 from .runner import Engine
 from .settings import Settings
 

@@ -13,9 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .jobs import Job
-from .pool import WorkerPool
+from .pool import DeviceChoice, WorkerPool
+
+if TYPE_CHECKING:
+    from .memory import Nvml
+    from .models import ModelManager
 
 log = logging.getLogger("subq.engine")
 
@@ -84,6 +89,7 @@ class Lanes:
         self._done = done
         self.lanes: dict[str, Lane] = {}
         self.failure: BaseException | None = None
+        self.choice = DeviceChoice()  # --device's entries, kept while workers run
 
     def configure(self, entries: list[str]) -> None:
         for entry in entries:
@@ -96,6 +102,20 @@ class Lanes:
         except BaseException as exc:  # the engine thread raises it (a StateError stops all)
             self.failure = exc
             raise
+
+    def entries(self, wanted: str, models: ModelManager, nvml: Nvml | None) -> list[str]:
+        """The worker entries for --device (DeviceChoice: decided when no worker runs, kept
+        while one does), with a lane each; idle workers of entries no longer used end."""
+        pool = models.pool
+        devices, changed = self.choice.devices(wanted, nvml, bool(pool.pids()))
+        entries = pool.configure(devices)  # "cpu,cpu": "cpu", "cpu#2"
+        if changed:
+            self.configure(entries)
+            busy = set(self.busy())
+            for entry in pool.entries():
+                if entry not in entries and entry not in busy and pool.alive(entry):
+                    models.unload_entry(entry, "no longer in --device")
+        return entries
 
     def free(self, entries: list[str]) -> list[str]:
         return [e for e in entries if e in self.lanes and not self.lanes[e].busy]

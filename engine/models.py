@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,22 +20,15 @@ from typing import Any
 from . import memory
 from . import worker_protocol as p
 from .events import Event, LoadedModel, LogEmitted, ModelLoaded, ModelUnloaded
+from .model_sizes import HEADROOM, fmt_bytes, whisper_estimate
 from .pool import WorkerPool, real_device
+from .worker import CallHung
 
 log = logging.getLogger("subq.engine")
 WHISPER = "whisper"
 TRANSLATION = "translation"
 
-# Parameter bytes in fp32, to judge whether a model fits before loading it.
-WHISPER_BYTES = {
-    "tiny": 151e6,
-    "base": 290e6,
-    "small": 967e6,
-    "medium": 3.06e9,
-    "large": 6.17e9,
-    "turbo": 3.24e9,
-}
-HEADROOM = 1.25  # activations, decoding caches and allocator slack on top of the weights
+LOAD_TIMEOUT_FACTOR = 5  # a load or unload may be silent this many times the hang limit
 
 
 def kinds_of(kind: str) -> set[str]:
@@ -60,12 +54,18 @@ class RemoteError(Exception):
 
 
 class WorkerDied(Exception):
-    """The worker on `entry` ended by itself during a call (kill -9, a crash, OOM killer)."""
+    """The worker on `entry` ended during a call: by itself (kill -9, a crash, the OOM
+    killer), or killed by the engine because it hung or broke the channel (`how` says).
+    `blamed`: False when it died before it took the call, so the call's job is not why."""
 
-    def __init__(self, entry: str, how: str) -> None:
-        super().__init__(f"worker on {entry} died ({how})")
+    def __init__(self, entry: str, how: str, *, blamed: bool = True, stopping: bool = False):
+        what = how if how.startswith(("hung", "killed")) else f"died ({how})"
+        super().__init__(f"worker on {entry} {what}")
         self.entry = entry
         self.how = how
+        self.what = what  # "died (signal 9)", "hung (no answer for 180 s)", "killed: ..."
+        self.blamed = blamed
+        self.stopping = stopping  # killed because it did not end a call after a Stop
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ class Loaded:
 
 
 class ModelManager:
+    """Which worker holds which model. Ownership: `_models`, `pending` and `_snapshot` are
+    changed by the lanes (a job's loads and its stage-end unloads) and by the engine thread
+    (orders, keep-alive, deaths), always under `_lock`; the lock is never held across a
+    worker call (a load can take minutes), so a table read is a snapshot and every change
+    re-checks what it found. The worker calls themselves are serialised per worker by the
+    pool (one caller at a time)."""
+
     def __init__(
         self,
         publish: Callable[[Event], None],
@@ -97,6 +104,7 @@ class ModelManager:
         self._publish = publish
         self._nvml = nvml
         self.pool = WorkerPool(publish, nvml)
+        self._lock = threading.RLock()
         self._models: dict[tuple[str, str, str], Loaded] = {}
         self._snapshot: tuple[LoadedModel, ...] = ()
         self.load_counts: collections.Counter[str] = collections.Counter()
@@ -104,6 +112,7 @@ class ModelManager:
         self.pending: dict[str, set[str]] = {}
         self._nothing_loaded = False
         self._keep_alive_deadline: float | None = None
+        self.worker_timeout: float | None = None  # seconds of silence that make a call hung
 
     # -- queries ---------------------------------------------------------------------
     def loaded(self) -> list[Loaded]:
@@ -111,7 +120,8 @@ class ModelManager:
 
     def _all(self) -> list[Loaded]:
         """A copy (lanes load and unload on their own threads; list() of a dict is atomic)."""
-        return list(self._models.values())
+        with self._lock:
+            return list(self._models.values())
 
     def snapshot(self) -> tuple[LoadedModel, ...]:
         """Safe from any thread: a tuple rebuilt on every load and unload, swapped whole."""
@@ -137,7 +147,7 @@ class ModelManager:
             label,
             device,
             request,
-            estimate=_whisper_estimate(name),
+            estimate=whisper_estimate(name),
             ignore_budget=ignore_budget,
         )
 
@@ -158,24 +168,23 @@ class ModelManager:
         ignore_budget: bool,
     ) -> RemoteModel:
         key = (kind, name, device)
-        if key in self._models and self.pool.alive(device):
-            self._publish(
-                LogEmitted(
-                    level="info", message=f"reusing {kind} model {name} (loaded once for the batch)"
-                )
-            )
-            return self._models[key].model
+        with self._lock:
+            reuse = self._models.get(key) if self.pool.alive(device) else None
+        if reuse is not None:
+            self._say("info", f"reusing {kind} model {name} (loaded once for the batch)")
+            return reuse.model
         self._forget(device, only_dead=True)
         # One model of a kind at a time: a new whisper model replaces the old one.
         for other in [m for m in self._all() if m.kind == kind and m.device == device]:
             self._unload_one(other, "replaced by " + name)
         if not ignore_budget:
-            self._make_room(kind, device, int(estimate * HEADROOM))
+            make_room(self, kind, device, int(estimate * HEADROOM))
         started = time.perf_counter()
         reply = self.call(device, request)
         seconds = time.perf_counter() - started
         handle = RemoteModel(device, reply.key, request.backend)
-        self._models[key] = Loaded(kind, name, device, handle, reply.bytes, time.time())
+        with self._lock:
+            self._models[key] = Loaded(kind, name, device, handle, reply.bytes, time.time())
         self._changed()
         self.pool.set_models(device, self.names_on(device))
         self.load_counts[kind] += 1
@@ -188,13 +197,27 @@ class ModelManager:
         self, entry: str, request: Any, on_message: Callable[[Any], None] | None = None
     ) -> Any:
         """Send `request` to the entry's worker and return its final reply; a failed call
-        raises RemoteError(kind, message), a worker that died raises WorkerDied."""
+        raises RemoteError(kind, message), a worker that died, hung or broke the channel
+        raises WorkerDied. A call that sends no message for `worker_timeout` seconds is
+        hung (a Load or an Unload, which have no windows, gets `LOAD_TIMEOUT_FACTOR` times
+        that: a large model on a slow disk is not a hang)."""
         worker = self.pool.worker(entry)
-        reply = worker.request(request, on_message)
+        limit = self.worker_timeout
+        if limit is not None and isinstance(request, p.Load | p.Unload):
+            limit *= LOAD_TIMEOUT_FACTOR
+        try:
+            reply = worker.request(request, on_message, timeout=limit)
+        except CallHung as hung:
+            self._forget(entry)
+            self.pool.died(entry, str(hung))
+            raise WorkerDied(entry, str(hung)) from None
         if isinstance(reply, p.Exited):
             self._forget(entry)
-            self.pool.died(entry, f"died ({reply.how})")
-            raise WorkerDied(entry, reply.how)
+            self.pool.died(
+                entry, reply.how if reply.how.startswith("killed") else f"died ({reply.how})"
+            )
+            stopping = reply.how.startswith("killed: it did not stop")
+            raise WorkerDied(entry, reply.how, blamed=reply.accepted, stopping=stopping)
         if isinstance(reply, p.Error):
             if reply.detail:
                 log.error("worker on %s: %s\n%s", entry, reply.message, reply.detail)
@@ -204,70 +227,68 @@ class ModelManager:
             raise RemoteError(reply.kind, reply.message)
         return reply
 
+    def reap_idle(self) -> None:
+        """Notice workers that died between calls (the engine thread, every loop): their
+        models are forgotten and the death is said once, blamed on no job."""
+        for entry, how in self.pool.dead_idle():
+            self._forget(entry)
+            what = f"worker on {entry} died while idle ({how}); no job was running on it"
+            self._say("warning", what + ", and the next one starts a new worker")
+
+    def _say(self, level: str, message: str) -> None:
+        self._publish(LogEmitted(level=level, message=message))
+
     def _forget(self, entry: str, only_dead: bool = False) -> None:
         """Drop the handles of models that lived in the entry's worker (it is gone)."""
         if only_dead and self.pool.alive(entry):
             return
-        gone = [k for k, m in list(self._models.items()) if m.device == entry]
-        for k in gone:
-            self._models.pop(k, None)
+        with self._lock:
+            gone = [k for k, m in list(self._models.items()) if m.device == entry]
+            for k in gone:
+                self._models.pop(k, None)
         if gone:
             self._changed()
-
-    def _make_room(self, kind: str, device: str, needed: int) -> None:
-        """Memory-budget policy: unload the other model before failing for want of room."""
-        free = memory.free_device_bytes(device, self._nvml())
-        if free is None or free >= needed:
-            return
-        for other in [m for m in self._all() if m.kind != kind]:
-            self._publish(
-                LogEmitted(
-                    level="info",
-                    message=f"memory budget: unloading {other.kind} model {other.name} to make "
-                    f"room for {kind} ({fmt_bytes(needed)} needed, {fmt_bytes(free)} free)",
-                )
-            )
-            self._unload_one(other, "memory budget")
-            free = memory.free_device_bytes(device, self._nvml())
-            if free is None or free >= needed:
-                return
-        raise NeedsMemory(needed, free or 0)
 
     # -- unloading -------------------------------------------------------------------
     def request_unload(self, kind: str) -> None:
         """Mark `kind` ("all" for both) to unload on each entry holding it, at that entry's
         next `apply_pending` (at once where its worker is idle, else at a stage's end)."""
         kinds = kinds_of(kind)
-        for k in kinds:
-            self.pending[k] = self.pending.get(k, set()) | {
-                m.device for m in self._all() if m.kind == k
-            }
-        self._nothing_loaded = not any(self.pending.get(k) for k in kinds)
+        with self._lock:
+            for k in kinds:
+                self.pending[k] = self.pending.get(k, set()) | {
+                    m.device for m in self._all() if m.kind == k
+                }
+            self._nothing_loaded = not any(self.pending.get(k) for k in kinds)
 
     def apply_pending(self, entries: list[str] | None = None, final: bool = True) -> bool:
         """Unload what was asked for, on `entries` (None: all); False when nothing changed.
         A kind stays shown as pending while a job runs (`final` False) even where no entry
         holds it now: a running job may load it before its stage ends."""
-        if not self.pending:
-            return False
-        before = sum(len(v) for v in self.pending.values()), len(self.pending)
+        with self._lock:
+            if not self.pending:
+                return False
+            before = sum(len(v) for v in self.pending.values()), len(self.pending)
+            wanted = {kind: set(entries_) for kind, entries_ in self.pending.items()}
         freed: list[ModelUnloaded] = []
-        for kind in sorted(self.pending):
-            targets = set(self.pending[kind])
-            if entries is not None:
-                targets &= set(entries)
+        for kind in sorted(wanted):
+            targets = wanted[kind] if entries is None else wanted[kind] & set(entries)
             for m in self._all():
                 if m.kind == kind and m.device in targets:
                     freed.append(self._unload_one(m, "requested"))
-            self.pending[kind] -= targets
-            if not self.pending[kind] and final:
-                del self.pending[kind]
+            with self._lock:
+                if kind in self.pending:
+                    self.pending[kind] -= targets
+                    if not self.pending[kind] and final:
+                        del self.pending[kind]
         if not freed and self._nothing_loaded:
             self._nothing_loaded = False
             message = "no model was loaded; nothing to unload"
             log.info(message)
-            self._publish(LogEmitted(level="info", message=message))
-        return bool(freed) or before != (sum(map(len, self.pending.values())), len(self.pending))
+            self._say("info", message)
+        with self._lock:
+            after = sum(map(len, self.pending.values())), len(self.pending)
+        return bool(freed) or before != after
 
     def keep_alive(self, idle: bool, keep: float) -> bool:
         """Called while the engine idles: unload everything once `keep` seconds have passed
@@ -300,6 +321,14 @@ class ModelManager:
         self.unload("all", reason=reason)
         self.end_idle_workers(reason)
 
+    def unload_entry(self, entry: str, reason: str) -> None:
+        """Unload everything on one entry and end its worker (an entry no longer used)."""
+        for m in self._all():
+            if m.device == entry:
+                self._unload_one(m, reason)
+        if self.pool.alive(entry):
+            self.pool.end(entry, reason)
+
     def end_idle_workers(self, reason: str) -> None:
         """End every worker that holds no model (Release, keep-alive, a worker started
         ahead of time that is no longer needed)."""
@@ -315,7 +344,8 @@ class ModelManager:
         nvml = self._nvml()
         rss_before = memory.tree_rss(pid)
         gpu_before = memory.gpu_bytes_of({pid}, nvml) if pid else None
-        self._models.pop((loaded.kind, loaded.name, entry), None)
+        with self._lock:
+            self._models.pop((loaded.kind, loaded.name, entry), None)
         self._changed()
         last = not any(m.device == entry for m in self._all())
         if pid is None:
@@ -351,31 +381,20 @@ class ModelManager:
         return tuple(f"{m.kind}:{m.name}" for m in self._all() if m.device == entry)
 
 
-def _whisper_estimate(name: str) -> int:
-    from .asr import model_path
-
-    path = model_path(name)
-    if path is not None and path.is_file():
-        return path.stat().st_size * 2  # checkpoints are often fp16; loaded as fp32
-    base = name.removesuffix(".en").split("-")[0]
-    return int(WHISPER_BYTES.get(base, WHISPER_BYTES["large"]))
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def describe_unload(event: ModelUnloaded) -> str:
-    """One line for a log: what was unloaded and how much memory came back."""
-    where = "GPU" if event.nvml_used_before is not None else "RAM"
-    ended = " (its worker ended)" if event.rss_after == 0 and event.rss_before else ""
-    return (
-        f"unloaded {event.kind} model {event.name} ({fmt_bytes(event.bytes)}): "
-        f"{fmt_bytes(event.returned)} of {where} returned{ended}"
-    )
+def make_room(manager: ModelManager, kind: str, device: str, needed: int) -> None:
+    """Memory-budget policy: unload the other model on this device (only this one: a
+    model on another device frees nothing here) before failing for want of room."""
+    free = memory.free_device_bytes(device, manager._nvml())
+    if free is None or free >= needed:
+        return
+    for other in [m for m in manager._all() if m.kind != kind and m.device == device]:
+        manager._say(
+            "info",
+            f"memory budget: unloading {other.kind} model {other.name} to make room for "
+            f"{kind} ({fmt_bytes(needed)} needed, {fmt_bytes(free)} free)",
+        )
+        manager._unload_one(other, "memory budget")
+        free = memory.free_device_bytes(device, manager._nvml())
+        if free is None or free >= needed:
+            return
+    raise NeedsMemory(needed, free or 0)

@@ -54,6 +54,28 @@ def cpu_threads(devices: list[str]) -> int | None:
     return max(1, (os.cpu_count() or 1) // n)
 
 
+class DeviceChoice:
+    """--device as worker entries, decided when no worker runs and kept while one does.
+
+    Why: "auto" is the GPU with the most free memory *now*; asked again on every engine
+    loop, a batch moved from GPU to GPU as its own model filled the one it was on, loading
+    the model and a CUDA context on each in turn. Owned by the engine thread."""
+
+    def __init__(self) -> None:
+        self._held: tuple[str, list[str]] | None = None  # (--device, its entries)
+
+    def devices(
+        self, wanted: str, nvml: memory.Nvml | None, workers_running: bool
+    ) -> tuple[list[str], bool]:
+        """The device entries, and whether they were decided anew just now."""
+        if self._held is not None and self._held[0] == wanted and workers_running:
+            return self._held[1], False
+        devices = memory.device_entries(wanted, nvml)
+        changed = self._held is None or self._held != (wanted, devices)
+        self._held = (wanted, devices)
+        return devices, changed
+
+
 @dataclass
 class Slot:
     entry: str
@@ -66,6 +88,13 @@ class Slot:
 
 
 class WorkerPool:
+    """The slots, one per device entry. Ownership: the slots table is guarded by `_lock`;
+    starting a worker by `_start_lock` (two threads never start two workers for one
+    entry); a worker's calls by its own call lock (worker.py: one caller at a time, so a
+    lane, an OOM fallback and an unload on the same worker wait for each other instead of
+    reading each other's replies). A slot's fields are written by the thread that runs
+    its entry's job (or the engine thread while the entry is idle)."""
+
     def __init__(
         self,
         publish: Callable[[Event], None],
@@ -74,7 +103,8 @@ class WorkerPool:
         self._publish = publish
         self._nvml = nvml
         self._slots: dict[str, Slot] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the slots table (not the workers: see the class)
+        self._start_lock = threading.Lock()  # one worker start at a time
         self._fault_counts: str | None = None
         self._refreshed = 0.0
 
@@ -111,10 +141,17 @@ class WorkerPool:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, entry: str, preload: tuple[str, ...] = ()) -> WorkerProcess:
-        """The entry's worker, started now if it is not running (not waited for)."""
+        """The entry's worker, started now if it is not running (not waited for). Two
+        threads asking at once get the same worker: the check and the start are one step."""
+        with self._start_lock:
+            return self._start(entry, preload)
+
+    def _start(self, entry: str, preload: tuple[str, ...]) -> WorkerProcess:
         slot = self.slot(entry)
         if slot.worker is not None and slot.worker.alive:
             return slot.worker
+        if slot.worker is not None:  # dead and not yet reaped: close its channel first
+            slot.worker.kill()
         env = {}
         if os.environ.get("SUBQ_FAULTS"):
             env["SUBQ_FAULT_COUNTS"] = self._counts_file()
@@ -166,6 +203,21 @@ class WorkerPool:
         if worker.alive:
             worker.kill()
         self.publish(entry, "died", note=note, pid=worker.pid)
+
+    def dead_idle(self) -> list[tuple[str, str]]:
+        """Workers that died between calls, noticed now (not when the next job asks them):
+        each is forgotten and published as a death on no job; (entry, how) for each."""
+        found = []
+        for entry in self.entries():
+            slot = self._slots[entry]
+            worker = slot.worker
+            if worker is None or worker.in_call or worker.exited is not None or worker.alive:
+                continue
+            how = worker.kill().how
+            slot.worker, slot.models = None, ()
+            self.publish(entry, "died", note=f"died while idle ({how})", pid=worker.pid)
+            found.append((entry, how))
+        return found
 
     def close(self) -> None:
         for entry in list(self._slots):

@@ -13,7 +13,8 @@ from . import asr, memory
 from . import worker_protocol as wp
 from .job_context import JobContext
 from .jobs import Job, clock
-from .models import RemoteError, fmt_bytes
+from .model_sizes import fmt_bytes
+from .models import RemoteError
 from .options import TranscribeOptions
 from .pool import real_device
 from .settings import Settings

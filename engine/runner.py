@@ -75,6 +75,7 @@ class Engine:
             nvml=lambda: self.sampler.nvml,
         )
         self.fatal: str | None = None  # why the engine thread stopped early, if it did
+        self.models.worker_timeout = self.settings.worker_timeout or None
         self.state = EngineState.PAUSED if paused else EngineState.IDLE
 
     # -- public API: lifecycle --------------------------------------------------------
@@ -201,9 +202,8 @@ class Engine:
                     raise self.lanes.failure
                 if self._stopping.is_set():
                     break
-                devices = memory.device_entries(self.settings.device, self.sampler.nvml)
-                entries = self.models.pool.configure(devices)  # "cpu,cpu": "cpu", "cpu#2"
-                self.lanes.configure(entries)
+                entries = self.lanes.entries(self.settings.device, self.models, self.sampler.nvml)
+                self.models.reap_idle()
                 self._unload_pending()
                 self.models.pool.refresh()
                 self._prestart(entries)
@@ -299,6 +299,7 @@ class Engine:
                 pass
             case cmd.UpdateSettings(settings):
                 self.settings = settings
+                self.models.worker_timeout = settings.worker_timeout or None
                 self.queue.update_settings(settings)
 
     def _request_unload(self, kind: str) -> None:

@@ -51,6 +51,7 @@ class Settings:
     cleanup: str = "job"
     keep_alive: float = 600.0
     oom_fallback: str = "none"
+    worker_timeout: float = 180.0
     force: bool = False
 
     def validate(self) -> Settings:
@@ -70,6 +71,8 @@ class Settings:
             raise SettingsError("--beam-size must be at least 1")
         if self.asr_batch_size < 0:
             raise SettingsError("--asr-batch-size must be 0 (off) or more")
+        if self.worker_timeout < 0:
+            raise SettingsError("--worker-timeout: seconds without an answer (0: never)")
         if self.translation_batch_size < 1:
             raise SettingsError("--translation-batch-size must be at least 1")
         if self.english_only_model and self.language not in (None, "en"):

@@ -158,6 +158,7 @@ class Store:
     def delete(self, job_id: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
 
     def jobs(self, ids: list[int] | None = None) -> list[Job]:
         with self._lock:
@@ -206,14 +207,13 @@ class Store:
     def set_transcript(
         self, job_id: int, key: str, segments: list[Any], language: str | None
     ) -> None:
-        self._set(
-            job_id,
-            transcript=json.dumps(segments),
-            transcript_key=key,
-            language=language,
-            checkpoint=None,
-            translations="{}",
-        )
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET transcript=?, transcript_key=?, language=?, checkpoint=NULL, "
+                "translations='{}' WHERE id=?",
+                (json.dumps(segments), key, language, job_id),
+            )
+            db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
 
     def checkpoint(self, job_id: int, key: str) -> dict[str, Any] | None:
         held, checkpoint = self.saved_checkpoint(job_id)
@@ -222,15 +222,43 @@ class Store:
     def saved_checkpoint(self, job_id: int) -> tuple[str | None, dict[str, Any] | None]:
         """(the transcript key it belongs to, the checkpoint), whatever the key: (None, None)
         when there is none."""
-        data = self._get(job_id, "checkpoint")
-        if not data:
-            return None, None
-        stored = json.loads(data)
-        return stored.get("key"), stored.get("checkpoint")
+        with self._lock:
+            row = self._db.execute("SELECT checkpoint FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if not row or not row[0]:
+                return None, None
+            stored = json.loads(row[0])
+            checkpoint = stored.get("checkpoint")
+            if checkpoint is not None and "segment_count" in checkpoint:
+                count = checkpoint.pop("segment_count")
+                rows = self._db.execute(
+                    "SELECT segment FROM checkpoint_segments WHERE job_id=? AND n<? ORDER BY n",
+                    (job_id, count),
+                ).fetchall()
+                checkpoint["segments"] = [json.loads(r[0]) for r in rows]
+        return stored.get("key"), checkpoint
 
     def set_checkpoint(self, job_id: int, key: str, checkpoint: dict[str, Any] | None) -> None:
-        value = json.dumps({"key": key, "checkpoint": checkpoint}) if checkpoint else None
-        self._set(job_id, checkpoint=value, resume_from=checkpoint["seek"] if checkpoint else 0)
+        """Store the checkpoint: its segments one row each, writing only those after the
+        ones already stored (a checkpoint extends the last one; one that does not, a new
+        run's, replaces them), so each window writes what it added, not the whole file."""
+        with self.transaction() as db:
+            if not checkpoint:
+                db.execute("UPDATE jobs SET checkpoint=NULL, resume_from=0 WHERE id=?", (job_id,))
+                db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
+                return
+            segments = [json.dumps(s) for s in checkpoint.get("segments", ())]
+            have = _stored_prefix(db, job_id, segments)
+            db.execute("DELETE FROM checkpoint_segments WHERE job_id=? AND n>=?", (job_id, have))
+            db.executemany(
+                "INSERT INTO checkpoint_segments (job_id, n, segment) VALUES (?, ?, ?)",
+                [(job_id, n, text) for n, text in enumerate(segments[have:], have)],
+            )
+            head = {k: v for k, v in checkpoint.items() if k != "segments"}
+            head["segment_count"] = len(segments)
+            db.execute(
+                "UPDATE jobs SET checkpoint=?, resume_from=? WHERE id=?",
+                (json.dumps({"key": key, "checkpoint": head}), checkpoint["seek"], job_id),
+            )
 
     def translations(self, job_id: int) -> dict[str, list[str]]:
         return json.loads(self._get(job_id, "translations") or "{}")
@@ -319,3 +347,17 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         created=row["created"],
         updated=row["updated"],
     )
+
+
+def _stored_prefix(db: Any, job_id: int, segments: list[str]) -> int:
+    """How many of `segments` are stored already: all that are stored, if the last stored
+    one is the same segment at the same place (a checkpoint extends the one before), else
+    none."""
+    row = db.execute(
+        "SELECT n, segment FROM checkpoint_segments WHERE job_id=? ORDER BY n DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return 0
+    last, text = row
+    return last + 1 if last < len(segments) and segments[last] == text else 0

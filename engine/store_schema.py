@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE jobs (
@@ -68,7 +68,20 @@ UPDATE jobs SET transcript_key = NULL, transcript = NULL, translations = '{}';
 UPDATE jobs SET checkpoint = NULL, resume_from = 0 WHERE checkpoint IS NOT NULL
 """
 
-MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}  # version N is reached by running MIGRATIONS[N]
+# v4: a checkpoint's segments live one row each, so a window's checkpoint writes only the
+# segments it added: the bytes a long file writes grow with its length, not its square
+# (issue 22). jobs.checkpoint keeps the rest of it and how many segments it has; a v3
+# checkpoint (segments inside the JSON) is still read as it is.
+_V4 = """
+CREATE TABLE checkpoint_segments (
+    job_id INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    segment TEXT NOT NULL,
+    PRIMARY KEY (job_id, n)
+) WITHOUT ROWID
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}  # version N is reached by running MIGRATIONS[N]
 
 
 class StateError(Exception):

@@ -13,6 +13,19 @@ held and its data torn) and no `ProcessPoolExecutor` (one death breaks the pool)
 wait` over the connections and a pidfd per process), so a worker that dies for any reason
 (kill -9, a segfault, the OOM killer) is reported at once, with its signal's name.
 
+A call is one `request`: it numbers the request, holds the worker's call lock for the
+whole call (one caller per worker, whichever thread asks), and takes only replies that
+name its number. A reply for another call, a frame that cannot be read or one over
+`MAX_FRAME` means the channel can no longer be trusted: the worker is killed, and the call
+ends as for a death ("killed: ..."). A call that hears nothing for its `timeout` is hung:
+the worker is killed ("hung (no answer for N s)"). Once a Stop was sent, a worker that has
+not ended the call within `STOP_GRACE` seconds is killed too, so a pause or a cancel never
+waits on a stuck call.
+
+Threads: `send` may be called from any thread (a lock keeps frames whole); `request` and
+everything that reads the channel run under the call lock, one thread at a time; `alive`,
+`kill` and `_reap` may be called from any thread (the reap lock closes the fds once).
+
 This module imports no model library, and neither does reading a reply: the engine's process
 stays free of torch, CTranslate2, whisper and transformers.
 """
@@ -21,6 +34,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import itertools
 import os
 import signal
 import socket
@@ -35,15 +50,20 @@ from pathlib import Path
 from typing import Any
 
 from . import worker_protocol as p
+from .worker_env import DEFAULT_LOG, WorkerError, log_target, worker_env
 
-DEFAULT_LOG = "default"  # the engine's log file (settings.log_path)
 POLL_SECONDS = 0.1  # how often a worker without a pidfd is polled for its exit
 # Replies that end a request (the others report progress on the way).
 FINAL = (p.Loaded, p.Unloaded, p.Done, p.Stopped, p.Error, p.Stats, p.Exited)
+STOP_GRACE = 5.0  # seconds a worker has to end a call after a Stop before it is killed
 
 
-class WorkerError(Exception):
-    """The worker could not be started, or died before it answered."""
+class CallHung(Exception):
+    """A call heard nothing from its worker for its whole timeout; the worker was killed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"hung (no answer for {seconds:g} s)")
+        self.seconds = seconds
 
 
 def describe_exit(code: int) -> str:
@@ -55,65 +75,6 @@ def describe_exit(code: int) -> str:
     except ValueError:
         return f"signal {-code}"
     return f"signal {-code} ({name})"
-
-
-def worker_env(
-    device: str,
-    threads: int | None = None,
-    *,
-    base: Mapping[str, str] | None = None,
-    gpu_uuid: str | None = None,
-    extra: Mapping[str, str] | None = None,
-) -> tuple[dict[str, str], str]:
-    """The environment for a worker on `device`, and the device's name inside it.
-
-    `threads` sets OMP/MKL/OpenBLAS and SUBQ_CPU_THREADS (CTranslate2's cpu_threads). A CUDA
-    entry sees only its own GPU: `gpu_uuid` (NVML's, the surest), else its index in the
-    CUDA_VISIBLE_DEVICES the user set (cuda:1 with "2,3" is GPU 3), else its index; inside
-    the worker it is cuda:0. A CPU worker sees no GPU, so it never makes a CUDA context.
-    """
-    source = os.environ if base is None else base
-    env = dict(source)
-    if threads:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(threads)
-        env["SUBQ_CPU_THREADS"] = str(threads)
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # the order NVML numbers GPUs in
-        number = int(index or 0)
-        user = source.get("CUDA_VISIBLE_DEVICES")
-        if gpu_uuid:
-            visible = gpu_uuid
-        elif user is not None:
-            entries = [e.strip() for e in user.split(",") if e.strip()]
-            if number >= len(entries):
-                raise WorkerError(
-                    f"{device}: CUDA_VISIBLE_DEVICES={user!r} lists {len(entries)} GPU(s)"
-                )
-            visible = entries[number]
-        else:
-            visible = str(number)
-        env["CUDA_VISIBLE_DEVICES"] = visible
-        local = "cuda:0"
-    else:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        local = "cpu"
-    env.update(extra or {})
-    return env, local
-
-
-def _log_target(log: str | Path | None) -> Path | None:
-    if log == DEFAULT_LOG:
-        from .settings import log_path
-
-        path = log_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return None
-        return path
-    return Path(log) if log else None
 
 
 class WorkerProcess:
@@ -136,7 +97,7 @@ class WorkerProcess:
     ) -> None:
         self.device = device
         env, self.local_device = worker_env(device, threads, gpu_uuid=gpu_uuid, extra=extra_env)
-        self.log_path = _log_target(log)
+        self.log_path = log_target(log)
         ours, theirs = socket.socketpair()
         argv = [sys.executable, "-P", "-m", "subq.engine.worker_main", "--fd", str(theirs.fileno())]
         argv += ["--parent", str(os.getpid()), "--device", device, "--local", self.local_device]
@@ -168,6 +129,7 @@ class WorkerProcess:
             if out is not subprocess.DEVNULL:
                 out.close()
         self.pid = self.popen.pid
+        self._sent = self._heard = time.monotonic()  # the call's last request and reply
         self.conn = Connection(ours.detach())
         self.sentinel: int | None = None
         with contextlib.suppress(AttributeError, OSError):
@@ -175,8 +137,14 @@ class WorkerProcess:
         self.ready: p.Ready | None = None
         self.exited: p.Exited | None = None
         self._eof = False
+        self._broken: str | None = None  # why the channel cannot be trusted any more
         self._inbox: collections.deque[Any] = collections.deque()  # read by _next only
         self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()  # one call at a time, whichever thread asks
+        self._reap_lock = threading.Lock()
+        self._calls = itertools.count(1)
+        self._stop_sent: float | None = None  # when a Stop for this call's job went out
+        self._call_job = ""  # the job the running call is for ("" for Load, Unload)
 
     def __repr__(self) -> str:
         state = self.exited.how if self.exited else "running"
@@ -184,13 +152,21 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return self.exited is None
+        """Whether the process still runs (a dead one not yet reaped is not alive)."""
+        return self.exited is None and self.popen.poll() is None
+
+    @property
+    def in_call(self) -> bool:
+        return self._call_lock.locked()
 
     def send(self, message: Any) -> bool:
         """Send a request (any thread); False if the worker is gone (wait_any will say how)."""
         if self.exited is not None:
             return False
+        if isinstance(message, p.Stop) and message.job == self._call_job and self._call_job:
+            self._stop_sent = self._stop_sent or time.monotonic()  # (a Load has no job)
         data = p.dumps(message)
+        self._sent = time.monotonic()
         with self._send_lock:
             try:
                 self.conn.send_bytes(data)
@@ -214,19 +190,57 @@ class WorkerProcess:
         on_message: Callable[[Any], None] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Send `message` and return its final reply (or Exited), handing the others (Progress,
-        Checkpointed) to `on_message`; TimeoutError after `timeout` s without any message.
-        For one caller per worker; an engine serving several workers sends and reads them
-        all through `wait_any` instead."""
-        self.send(message)  # if the worker is gone, _next reads its last words and Exited
-        while True:
-            reply = self._next(timeout)
-            if reply is None:
-                raise TimeoutError(f"no reply from the worker on {self.device} in {timeout} s")
-            if isinstance(reply, FINAL):
-                return reply
-            if on_message is not None:
-                on_message(reply)
+        """Send `message` as a new call and return its final reply (or `Exited`), handing
+        the others (Progress, Checkpointed) to `on_message`. A call that hears nothing for
+        `timeout` seconds kills the worker and raises `CallHung`; see the module's
+        docstring for replies that name another call and for Stop. One call at a time:
+        a second caller waits here for the first call to end."""
+        with self._call_lock:
+            call = next(self._calls)
+            if "call" in {f.name for f in dataclasses.fields(message)}:
+                message = dataclasses.replace(message, call=call)
+            self._stop_sent, accepted = None, False
+            self._call_job = getattr(message, "job", "")
+            self.send(message)  # if the worker is gone, _next reads its last words and Exited
+            while True:
+                reply = self._next(self._wait(timeout))
+                if reply is None:
+                    if self._stop_sent is not None and self._stop_overdue():
+                        return self._end_broken(f"did not stop within {STOP_GRACE:g} s")
+                    if timeout is not None and self._silent_for(timeout):
+                        self.kill()
+                        raise CallHung(timeout)
+                    continue
+                if isinstance(reply, p.Exited):
+                    return dataclasses.replace(reply, accepted=accepted)
+                if isinstance(reply, p.Accepted) and reply.call == call:
+                    accepted = True
+                    continue
+                if getattr(reply, "call", call) != call:
+                    return self._end_broken(f"sent a reply for call {reply.call}, not {call}")
+                self._heard = time.monotonic()
+                if isinstance(reply, FINAL):
+                    return reply
+                if on_message is not None:
+                    on_message(reply)
+
+    @staticmethod
+    def _wait(timeout: float | None) -> float:
+        """How long one read may block: a second, so the silence limit and a Stop's grace
+        (a Stop may be sent from another thread at any time) are checked every second."""
+        return 1.0 if timeout is None else min(1.0, timeout)
+
+    def _silent_for(self, seconds: float) -> bool:
+        return time.monotonic() - max(self._heard, self._sent) >= seconds
+
+    def _stop_overdue(self) -> bool:
+        return self._stop_sent is not None and time.monotonic() - self._stop_sent >= STOP_GRACE
+
+    def _end_broken(self, why: str) -> p.Exited:
+        """The channel cannot be trusted: kill the worker; the call ends as for a death."""
+        self._broken = self._broken or why
+        exited = self.kill()
+        return p.Exited(exited.code, f"killed: it {self._broken}")
 
     def _next(self, timeout: float | None) -> Any:
         """The next message (None on timeout); after the worker's end, its Exited."""
@@ -243,14 +257,20 @@ class WorkerProcess:
             try:
                 if not self.conn.poll(0):
                     break
-                data = self.conn.recv_bytes()
-            except (EOFError, OSError):
+                data = self.conn.recv_bytes(p.MAX_FRAME)
+            except EOFError:
                 self._eof = True
+                break
+            except OSError as exc:  # "bad message length": a frame over the cap
+                self._eof = True
+                self._broken = self._broken or f"sent a frame the channel refused ({exc})"
                 break
             try:
                 message = p.loads(data)
-            except Exception as exc:  # a worker's bug: reported, never raised into the engine
-                message = p.Error("", p.INTERNAL, f"unreadable message from the worker: {exc}")
+            except Exception as exc:  # the channel is out of step: nothing after it is read
+                self._eof = True
+                self._broken = self._broken or f"sent a message that cannot be read ({exc})"
+                break
             if isinstance(message, p.Ready):
                 self.ready = message
             messages.append(message)
@@ -258,16 +278,20 @@ class WorkerProcess:
 
     def _reap(self, grace: float = 2.0) -> p.Exited:
         """Wait for the process (killing it if its channel ended but it lingers); Exited."""
-        if self.exited is not None:
+        with self._reap_lock:
+            if self.exited is not None:
+                return self.exited
+            if self._broken:
+                self._signal(signal.SIGKILL)
+            try:
+                code = self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                code = self.popen.wait()
+            how = f"killed: it {self._broken}" if self._broken else describe_exit(code)
+            self.exited = p.Exited(code, how)
+            self._close()
             return self.exited
-        try:
-            code = self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
-            code = self.popen.wait()
-        self.exited = p.Exited(code, describe_exit(code))
-        self._close()
-        return self.exited
 
     def _signal(self, sig: int) -> None:
         if self.popen.returncode is not None:
@@ -294,16 +318,12 @@ class WorkerProcess:
         self.send(p.Quit())
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                code = self.popen.wait(timeout)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._signal(sig)
                 continue
             break
-        else:
-            code = self.popen.wait()
-        self.exited = p.Exited(code, describe_exit(code))
-        self._close()
-        return self.exited
+        return self._reap(grace=timeout)
 
     def __enter__(self) -> WorkerProcess:
         return self

@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from . import worker_protocol as p
 
 MODEL_LIBRARIES = ("torch", "ctranslate2", "whisper", "faster_whisper", "transformers")
@@ -87,15 +88,31 @@ class Server:
         self.models: dict[str, tuple[p.Load, Any, int]] = {}
         self.deferred: collections.deque[Any] = collections.deque()
         self.job: str | None = None
+        self.call_id = 0  # the call running (or last run): every reply names it
+        self.sent_segments = 0  # segments of this call's checkpoints already sent
         self.last_checkpoint: dict[str, Any] | None = None
         self.quitting = False
 
     # -- the channel ----------------------------------------------------------------------
     def send(self, message: Any) -> None:
-        """Send a reply, every field made plain (a numpy scalar would not unpickle there)."""
+        """Send a reply, every field made plain (a numpy scalar would not unpickle there),
+        naming the call it answers (the one running, unless it names its own)."""
         values = {f.name: p.plain(getattr(message, f.name)) for f in dataclasses.fields(message)}
+        if values.get("call") == 0:
+            values["call"] = self.call_id
+        data = p.dumps(type(message)(**values))
+        if isinstance(message, p.Checkpointed):
+            try:
+                faults.maybe_fail("reply")
+            except faults.InjectedChannelFault as fault:
+                wrong = {**values, "call": self.call_id + 1000}
+                data = (
+                    b"\x80\x05garbled"
+                    if fault.kind == "GARBLE"
+                    else p.dumps(type(message)(**wrong))
+                )
         try:
-            self.conn.send_bytes(p.dumps(type(message)(**values)))
+            self.conn.send_bytes(data)
         except OSError:  # the engine is gone: nothing to report to, nobody to hold a GPU for
             os._exit(0)
 
@@ -109,20 +126,21 @@ class Server:
         while not self.quitting:
             message = self.deferred.popleft() if self.deferred else self.recv()
             if isinstance(message, p.GetStats):
-                self.send(self.stats())
+                self.send(dataclasses.replace(self.stats(), call=message.call))
             elif isinstance(message, p.Quit):
                 self.quitting = True
             elif isinstance(message, p.Stop):
                 pass  # its call ended before the Stop arrived
             else:
                 self.call(message)
+                faults.maybe_fail("idle")  # a worker that dies between calls (tests)
 
     def safe_point(self) -> None:
         """At a window: answer GetStats, honour Stop / Quit, keep other requests for later."""
         while self.conn.poll(0):
             message = self.recv()
             if isinstance(message, p.GetStats):
-                self.send(self.stats())
+                self.send(dataclasses.replace(self.stats(), call=message.call))
             elif isinstance(message, p.Stop):
                 if message.job == self.job:
                     raise _StopCall(message.reason)
@@ -136,7 +154,9 @@ class Server:
     def call(self, message: Any) -> None:
         handler = getattr(self, "do_" + type(message).__name__.lower(), None)
         job = getattr(message, "job", "")
-        self.job, self.last_checkpoint = job, None
+        self.job, self.last_checkpoint, self.sent_segments = job, None, 0
+        self.call_id = getattr(message, "call", 0)
+        self.send(p.Accepted(self.call_id))
         try:
             if handler is None:
                 raise BadRequest(f"not a request: {type(message).__name__}")
@@ -153,7 +173,13 @@ class Server:
             self.job = None
 
     def window(self, checkpoint: dict[str, Any], fraction: float) -> None:
-        self.last_checkpoint = p.plain(checkpoint)
+        """A safe point: send the checkpoint with only the segments not sent yet in this
+        call (`segments_from` says where they go), so a long file's replies stay small."""
+        segments = checkpoint.get("segments", [])
+        delta = {**checkpoint, "segments": segments[self.sent_segments :]}
+        delta["segments_from"] = self.sent_segments
+        self.sent_segments = len(segments)
+        self.last_checkpoint = p.plain(delta)
         self.send(p.Checkpointed(self.job or "", float(fraction), self.last_checkpoint))
         self.safe_point()
 

@@ -10,6 +10,12 @@ here, so a reply can never drag torch into the engine's process. Exceptions cros
 
 One call runs at a time per worker (Load, Unload, Transcribe, Translate, Call); Stop,
 GetStats and Quit may arrive during a call and are answered at the next window.
+
+Every request carries a `call` number, new for each request to a worker, and every reply
+names the call it answers; a worker first answers `Accepted(call)` when it takes a call.
+The engine's side (worker.py) takes a reply for any other call, a frame it cannot read
+or one over `MAX_FRAME` as a broken channel and ends the worker: a reply can never be
+taken for another call's, and a death before `Accepted` is never blamed on that call.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2
+MAX_FRAME = 64 << 20  # bytes: a reply is a few KB (checkpoints carry only new segments)
 
 # Error kinds: what the engine decides on (the message is for people).
 OOM = "oom"  # out of memory on the device: retry lighter, fall back, or fail the job
@@ -46,12 +53,15 @@ class Load:
     def key(self) -> str:
         return model_key(self.kind, self.name, self.device, self.backend)
 
+    call: int = 0
+
 
 @dataclass(frozen=True)
 class Unload:
     """Free one model by key ("" = all); answered by Unloaded with the RSS given back."""
 
     key: str = ""
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class Transcribe:
     options: dict[str, Any] = field(default_factory=dict)
     resume: dict[str, Any] | None = None
     clean: bool = False
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class Translate:
     tgt: str
     batch_size: int = 32
     clean: bool = False
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,14 @@ class Call:
     job: str
     target: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    call: int = 0
 
 
 @dataclass(frozen=True)
 class GetStats:
     """Answered by Stats, between calls or at the next window of a running call."""
+
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,7 @@ class Loaded:
     bytes: int  # the model's own footprint
     seconds: float
     rss: int
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,12 +163,22 @@ class Unloaded:
     returned: int  # RSS given back by the unload (bytes; 0 if it grew)
     rss: int
     gpu_returned: int | None = None  # torch's reserved bytes given back, if CUDA was used
+    call: int = 0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The worker took call `call` (sent before any other reply to it): a worker that dies
+    before this never saw the call, so the call's job is not to blame."""
+
+    call: int
 
 
 @dataclass(frozen=True)
 class Progress:
     job: str
     fraction: float
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,12 +188,14 @@ class Checkpointed:
     job: str
     fraction: float
     checkpoint: dict[str, Any]
+    call: int = 0
 
 
 @dataclass(frozen=True)
 class Done:
     job: str
     result: Any
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,6 +203,7 @@ class Stopped:
     job: str
     reason: str
     checkpoint: dict[str, Any] | None
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,7 @@ class Error:
     kind: str
     message: str
     detail: str = ""  # the worker's traceback, for the log only
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,6 +221,7 @@ class Stats:
     rss: int
     models: tuple[tuple[str, int], ...]  # (key, bytes) per loaded model
     gpu_bytes: int | None  # torch's reserved bytes in this worker; None without CUDA
+    call: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,10 +230,23 @@ class Exited:
 
     code: int
     how: str  # "exit status 0", "exit status 70", "signal 9 (SIGKILL)"
+    accepted: bool = True  # False: it died before it took the call it was asked
 
 
 REQUESTS = (Load, Unload, Transcribe, Translate, Call, GetStats, Stop, Quit)
-REPLIES = (Ready, Loaded, Unloaded, Progress, Checkpointed, Done, Stopped, Error, Stats, Exited)
+REPLIES = (
+    Ready,
+    Accepted,
+    Loaded,
+    Unloaded,
+    Progress,
+    Checkpointed,
+    Done,
+    Stopped,
+    Error,
+    Stats,
+    Exited,
+)
 MESSAGES = {cls.__name__: cls for cls in (*REQUESTS, *REPLIES)}
 
 

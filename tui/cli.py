@@ -101,6 +101,13 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         choices=("none", "cpu"),
         help="after a GPU out-of-memory retry fails: run the job on the CPU",
     )
+    o.add_argument(
+        "--worker-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="a worker call that sends nothing for this long is hung: the worker is ended "
+        "and its file resumes from its last window (default 180; loads get 5x; 0: never)",
+    )
     o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
 
 
@@ -122,6 +129,7 @@ SETTING_KEYS = (
     "cleanup",
     "keep_alive",
     "oom_fallback",
+    "worker_timeout",
 )
 
 
