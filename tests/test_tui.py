@@ -47,7 +47,7 @@ from subq.tui.widgets.log_strip import LogStrip
 from subq.tui.widgets.memory_panel import MemoryPanel
 from subq.tui.widgets.status_bar import StatusBar
 from textual.pilot import Pilot
-from textual.widgets import Select, Static
+from textual.widgets import Input, Select, Static
 
 FIXED = 1_800_000_000.0
 
@@ -484,13 +484,17 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
         assert "ASR batch" in str(error.render())
         await pilot.press("backspace", "4")
         screen.query_one("#fill_gaps", Select).value = False  # skipped speech: leave empty
+        screen.query_one("#worker_timeout", Input).value = "soon"
+        await pilot.press("ctrl+s")
+        assert "worker timeout" in str(error.render())
+        screen.query_one("#worker_timeout", Input).value = "60"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
         await wait_until(pilot, lambda: engine.settings.beam_size == 3, what="applied")
         assert engine.settings.fill_gaps is False
     assert config_path().exists()
     assert load_config().beam_size == 3 and load_config().asr_batch_size == 4
-    assert load_config().fill_gaps is False
+    assert load_config().fill_gaps is False and load_config().worker_timeout == 60
 
 
 @async_test

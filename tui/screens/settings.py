@@ -43,6 +43,7 @@ TEXT_FIELDS = {
     "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
     "beam_size": ("beam size", "empty: greedy"),
     "asr_batch_size": ("ASR batch", "0: off; N: VAD chunks decoded N at a time"),
+    "worker_timeout": ("worker timeout (s)", "a call silent this long is hung; 0: never"),
 }
 
 BACKEND_LABELS = {"auto": "auto (faster-whisper on CPU, whisper on CUDA)"}
@@ -105,7 +106,7 @@ class SettingsScreen(Screen[None]):
                     id="cleanup",
                     compact=True,
                 )
-                for name in ("keep_alive", "beam_size", "asr_batch_size"):
+                for name in ("keep_alive", "beam_size", "asr_batch_size", "worker_timeout"):
                     yield from self._text(name, s)
                 yield Label("skipped speech")
                 yield Select(
@@ -149,6 +150,10 @@ class SettingsScreen(Screen[None]):
             keep_alive = float(self._value("keep_alive") or 0)
         except ValueError:
             raise SettingsError("keep-alive: enter seconds (0 unloads at once, -1 never)") from None
+        try:
+            worker_timeout = float(self._value("worker_timeout") or 0)
+        except ValueError:
+            raise SettingsError("worker timeout: enter seconds (0: never)") from None
         beam = self._value("beam_size")
         if beam and not beam.isdigit():
             raise SettingsError("beam size: enter a whole number, or leave it empty")
@@ -174,6 +179,7 @@ class SettingsScreen(Screen[None]):
             beam_size=int(beam) if beam else None,
             asr_batch_size=int(batch),
             fill_gaps=bool(self.query_one("#fill_gaps", Select).value),
+            worker_timeout=worker_timeout,
         ).validate()
 
     def action_save(self) -> None:
