@@ -261,10 +261,11 @@ class WorkerProcess:
             except EOFError:
                 self._eof = True
                 break
-            except OSError as exc:  # "bad message length": a frame over the cap
+            except OSError as exc:
                 self._eof = True
-                self._broken = self._broken or f"sent a frame the channel refused ({exc})"
-                break
+                if "bad message length" in str(exc):  # a frame over MAX_FRAME
+                    self._broken = self._broken or f"sent a frame over the size cap ({exc})"
+                break  # any other: the worker's end of the channel is gone (it died)
             try:
                 message = p.loads(data)
             except Exception as exc:  # the channel is out of step: nothing after it is read
