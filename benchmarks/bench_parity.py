@@ -27,6 +27,7 @@ from typing import Any
 import common as c
 
 sys.path.insert(0, str(c.ROOT / "tests"))
+from library_runs import library_segments
 from long_media import loop_clip
 
 READINGS = ("reading.mp3", "reading_long.mp3")
@@ -48,37 +49,13 @@ def differing(ours: list[tuple[float, float, str]], theirs: list[tuple[float, fl
     return diff + abs(len(ours) - len(theirs))
 
 
-def library_run(backend: str, model: Any, audio: Any, options: Any) -> list:
+def library_run(backend: str, path: Path) -> list:
+    """The library's own transcribe (tests/library_runs.py), with subq's filter for
+    invented text applied to it as to subq's (the comparison is of the decoding)."""
     from subq.engine import asr
 
-    if backend == "whisper":
-        import whisper
-
-        result = whisper.transcribe(model, audio, **options.whisper_kwargs())
-        raw = [
-            asr.Segment(
-                s["start"], s["end"], s["text"].strip(), s["no_speech_prob"], s["avg_logprob"]
-            )
-            for s in result["segments"]
-        ]
-    else:
-        generator, _ = model.model.transcribe(
-            audio,
-            language="en",
-            beam_size=1,
-            best_of=1,
-            temperature=list(options.temperature),
-            word_timestamps=True,
-            condition_on_previous_text=True,
-            vad_filter=False,
-        )
-        raw = [
-            asr.Segment(
-                float(s.start), float(s.end), s.text.strip(), s.no_speech_prob, s.avg_logprob
-            )
-            for s in generator
-        ]
-    return list(asr.drop_invented(tuple(raw), options))  # subq's filter, on both sides
+    raw = tuple(asr.Segment(*row) for row in library_segments(backend, str(path)))
+    return list(asr.drop_invented(raw, asr.TranscribeOptions(language="en")))
 
 
 def one_file(name: str, backend: str, model: Any) -> list[dict[str, Any]]:
@@ -108,7 +85,7 @@ def one_file(name: str, backend: str, model: Any) -> list[dict[str, Any]]:
 
     run = asr.transcribe if backend == "whisper" else _ct2
     t0 = time.perf_counter()
-    library = library_run(backend, model, audio, asr.TranscribeOptions(language="en"))
+    library = library_run(backend, path)
     rows.append(row("library transcribe", library, time.perf_counter() - t0))
     t0 = time.perf_counter()
     default = run(model, media.open_audio(path), asr.TranscribeOptions(language="en"))

@@ -42,7 +42,8 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> list:
     return list(asr.drop_invented(raw, asr.TranscribeOptions(language="en")))
 
 
-def _run(backend: str, path: str) -> list:
+def library_segments(backend: str, path: str) -> list:
+    """The library's own transcribe of `path` with subq's default options, as plain rows."""
     from subq.engine import asr, media
 
     options = asr.TranscribeOptions(language="en")
@@ -77,4 +78,4 @@ def _run(backend: str, path: str) -> list:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_run(sys.argv[1], sys.argv[2])))
+    print(json.dumps(library_segments(sys.argv[1], sys.argv[2])))

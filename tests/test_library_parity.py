@@ -33,6 +33,7 @@ from subq.engine import asr, media
 from subq.engine.asr import vad
 from subq.engine.asr.base import ArrayAudio
 from subq.engine.asr.faster_whisper import load_ct2, transcribe_ct2
+from test_resume_identity import assert_same_segments
 
 READING = DATA / "reading.mp3"
 TAKEN = (300.0, 322.0)  # the stretch taken out of a checkpoint: three sentences
@@ -54,15 +55,6 @@ def wer(reference: str, segments) -> float:
 
 def options(**kw: object) -> asr.TranscribeOptions:
     return asr.TranscribeOptions(language="en", **kw)  # type: ignore[arg-type]
-
-
-def assert_equal_transcripts(ours, library) -> None:
-    """Same texts and times (to the microsecond), segment by segment."""
-    assert len(ours) == len(library), (len(ours), len(library))
-    for i, (a, b) in enumerate(zip(ours, library, strict=True)):
-        assert a.text == b.text, (i, a, b)
-        assert a.start == pytest.approx(b.start, abs=1e-6), (i, a, b)
-        assert a.end == pytest.approx(b.end, abs=1e-6), (i, a, b)
 
 
 def unheard_speech(segments, audio: np.ndarray) -> list[tuple[float, float]]:
@@ -110,7 +102,7 @@ def whisper_model():
 def test_faster_whisper_equals_the_library_on_ten_minutes(ct2_run, reading):
     ours, checkpoints, library = ct2_run
     assert ours.stats["fallbacks"] == 0 and ours.refilled == ()
-    assert_equal_transcripts(ours.segments, library)
+    assert_same_segments(ours.segments, library)
     assert len(ours.segments) >= 140 and wer(references()["reading.mp3"], ours.segments) < 0.15
     assert unheard_speech(ours.segments, reading) == []
     # the first pass's value rides in every checkpoint (its cost: docs/benchmarks.md)
@@ -130,7 +122,7 @@ def test_whisper_equals_the_library_on_ten_minutes(whisper_model, reading):
         for s in library["segments"]
     )
     assert ours.stats["fallbacks"] == 0 and ours.refilled == ()
-    assert_equal_transcripts(ours.segments, asr.drop_invented(raw, options()))
+    assert_same_segments(ours.segments, asr.drop_invented(raw, options()))
     assert unheard_speech(ours.segments, reading) == []
 
 

@@ -25,8 +25,7 @@ import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from make_clips import HERE, encode, pad, pick_codec, read_wav, report, synthesize, update_reference
+from make_clips import HERE, paragraphs_mp3, pick_codec, report, update_reference
 
 SUBJECTS = (
     "my neighbour", "the old teacher", "a young doctor", "our driver", "the baker",
@@ -79,23 +78,7 @@ def sentences(seed: int, count: int) -> list[str]:
 def make_reading(name: str, seed: int, count: int, mp3: str, tmp: Path) -> Path:
     said = sentences(seed, count)
     paragraphs = [" ".join(said[i : i + PER_PARAGRAPH]) for i in range(0, count, PER_PARAGRAPH)]
-    parts, rate = [], 0
-    for i, paragraph in enumerate(paragraphs):
-        wav = tmp / f"{name}-{i}.wav"
-        synthesize(paragraph, wav)
-        samples, rate = read_wav(wav)
-        parts += [samples, np.zeros(int(rate * PAUSE_SECONDS), dtype=np.int16)]
-    samples = pad(np.concatenate(parts[:-1]), rate)
-    out = HERE / name
-    encode(
-        out,
-        samples=samples,
-        in_rate=rate,
-        duration=len(samples) / rate,
-        audio_codec=mp3,
-        audio_rate=16000,
-        audio_bitrate=16000,
-    )
+    out = paragraphs_mp3(paragraphs, PAUSE_SECONDS, mp3, tmp, HERE / name)
     update_reference(name, " ".join(said))
     return out
 
