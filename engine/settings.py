@@ -30,6 +30,11 @@ BACKENDS = ("auto", "whisper", "faster-whisper")
 TRANSCRIBE_LOOP = 2
 
 
+OPTIONAL = ("language", "translation_model", "output_dir", "beam_size")
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+KIND_WORDS[tuple] = "a list"
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = "tiny.en"
@@ -56,6 +61,7 @@ class Settings:
 
     def validate(self) -> Settings:
         """Reject impossible combinations up front, in one line a user can act on."""
+        self._check_types()
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise SettingsError(
@@ -81,6 +87,25 @@ class Settings:
                 "multilingual model such as tiny or small"
             )
         return self
+
+    def _check_types(self) -> None:
+        """A value of the wrong kind (`beam_size = "five"` in the config) is one line naming
+        the setting, before any comparison could fail on it with Python's own words."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = SETTING_KINDS.get(f.name)
+            if kind is None or (value is None and f.name in OPTIONAL):
+                continue
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise SettingsError(f"{f.name} = {value!r}: expected {KIND_WORDS[kind]}")
 
     @property
     def english_only_model(self) -> bool:
@@ -215,3 +240,16 @@ def save_config(settings: Settings, path: Path | None = None) -> Path:
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# What kind of value each setting takes (checked by Settings.validate).
+SETTING_KINDS: dict[str, type] = {
+    **dict.fromkeys(("model", "backend", "device", "cleanup", "oom_fallback"), str),
+    **dict.fromkeys(("language", "translation_model", "output_dir"), str),
+    **dict.fromkeys(("translate_to", "formats"), tuple),
+    **dict.fromkeys(("translation_batch_size", "asr_batch_size", "beam_size"), int),
+    **dict.fromkeys(("no_speech_threshold", "logprob_threshold", "keep_alive"), float),
+    "worker_timeout": float,
+    **dict.fromkeys(("condition_on_previous_text", "fill_gaps", "word_timestamps"), bool),
+    "force": bool,
+}

@@ -76,3 +76,43 @@ def test_a_device_error_is_never_blamed_on_the_checkpoint():
         asr.load_whisper(str(bundled_checkpoint()), "cuda:3")
     assert not isinstance(err.value, asr.ModelLoadError)
     assert "CUDA" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "says"),
+    [
+        (("--events", "{tmp}"), "", "--events {tmp}: is a folder; give a file"),
+        (
+            ("--output-dir", "{tmp}/a-file"),
+            "",
+            "--output-dir {tmp}/a-file: is a file, not a folder",
+        ),
+        (("--formt", "vtt"), "", "unrecognized arguments: --formt vtt (did you mean --format?)"),
+        ((), 'beam_size = "five"\n', "beam_size = 'five': expected a whole number"),
+        ((), "keep_alive = true\n", "keep_alive = True: expected a number"),
+    ],
+)
+def test_each_bad_option_is_one_line_before_any_work(clips, tmp_path, args, config, says):
+    """Before: a folder for --events and a wrong type in the config were tracebacks or
+    Python's own words, --output-dir naming a file failed after transcribing, a typo got
+    the whole usage text and no suggestion."""
+    (tmp_path / "a-file").write_text("")
+    if config:
+        config_path().parent.mkdir(parents=True, exist_ok=True)
+        config_path().write_text(config, encoding="utf-8")
+    args = tuple(a.format(tmp=tmp_path) for a in args)
+    proc = subq("run", str(clips["talk.mp4"]), "--state", str(tmp_path / "q"), *args)
+    assert proc.returncode == 2
+    assert says.format(tmp=tmp_path) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not clips["talk.mp4"].with_suffix(".srt").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_fails_its_job_in_one_line(clips, tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    proc = subq("run", str(clips["podcast.mp3"]), "--state", str(tmp_path / "q"),
+                "--backend", "whisper", "--model", str(empty), "--device", "cpu")  # fmt: skip
+    assert proc.returncode == 1
+    assert f"{empty}: not a whisper checkpoint (EOFError)" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

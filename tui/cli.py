@@ -8,8 +8,10 @@ torch, transformers and Textual load only on the path that needs them.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from subq.engine import (
     BACKENDS,
@@ -26,6 +28,21 @@ EPILOG = """examples:
   subq demo                                  transcribe the bundled clip, offline
   subq ~/videos                              open the app with a folder queued
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with an error in one line (not the whole usage) and "did you mean" for a
+    mistyped option (`--formt` -> `--format`)."""
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments:" in message:
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            for word in message.split(":", 1)[1].split():
+                near = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if near:
+                    message += f" (did you mean {near[0]}?)"
+                    break
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
@@ -137,6 +154,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Flag > config file > default."""
     overrides = {k: getattr(args, k, None) for k in SETTING_KEYS}
     settings = load_config().merged(overrides).validate()
+    if settings.output_dir and Path(settings.output_dir).expanduser().is_file():
+        raise SettingsError(f"--output-dir {settings.output_dir}: is a file, not a folder")
+    events = getattr(args, "events", None)
+    if events is not None and (events.is_dir() or not events.parent.is_dir()):
+        what = "is a folder" if events.is_dir() else f"{events.parent} does not exist"
+        raise SettingsError(f"--events {events}: {what}; give a file to append events to")
     from subq.engine import device_problem
 
     if problem := device_problem(settings.device):
@@ -145,7 +168,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def build_run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="subq run",
         description="Transcribe (and translate) a batch of media files headless, then exit.",
     )
@@ -159,7 +182,7 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 
 def build_main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="subq",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
@@ -189,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 quiet=args.quiet,
             )
         if argv[:1] == ["demo"]:
-            p = argparse.ArgumentParser(
-                prog="subq demo", description="Transcribe the bundled sample clip offline."
-            )
+            p = Parser(prog="subq demo", description="Transcribe the bundled sample clip offline.")
             add_settings_options(p)
             args = p.parse_args(argv[1:])
             from subq.engine import run_demo

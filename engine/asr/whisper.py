@@ -65,7 +65,7 @@ def load_whisper(name: str, device: str) -> Whisper:
             f"cannot download whisper model {name} (no network?): give a checkpoint path "
             "with --model, or put the file in ~/.cache/whisper"
         ) from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, EOFError) as exc:  # EOFError: an empty or cut file
         raise ModelLoadError(f"{target}: not a whisper checkpoint ({type(exc).__name__})") from None
     except RuntimeError as exc:
         # Only what torch says about the file itself is the checkpoint's fault; a device or
