@@ -6,6 +6,9 @@ model is loaded. The checks read the table as drawn, line by line.
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from subq.engine import JobState
 from subq.tui.app import SubqApp
 from subq.tui.widgets.job_table import JobTable
@@ -51,3 +54,31 @@ async def test_failed_reason_is_visible_at_80_columns(make_engine, clips) -> Non
         await pilot.pause(0.1)
         assert "dur" in drawn(jobs)[0] and "speed" in drawn(jobs)[0]
         assert "no audio stream" in line_of(jobs, "noaudio.mp4")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (140, 40), (160, 40)])
+def test_the_job_table_keeps_its_rows_at_every_size_with_a_long_log(make_engine, clips, size):
+    """Before: at 120-159 columns the log panel grew with each line and pushed the job
+    table down to two rows, then none. With jobs queued and 200 log lines the table
+    keeps most of the screen, the panels stay inside it and do not overlap."""
+    import time
+
+    engine = started(make_engine, paused=True, sample_memory=False)
+    engine.add([str(clips["podcast.mp3"]), str(clips["talk.mp4"])])
+    app = SubqApp(engine)
+
+    async def run() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: table(app).row_count == 2, what="jobs")
+            for i in range(200):
+                app.main._log("info", f"line {i}: " + "a long log message " * 4, time.time())
+            await pilot.pause(0.5)
+            jobs, memory, log = (app.main.query_one(q).region for q in ("#jobs", "#memory", "#log"))
+            width, height = size
+            assert jobs.height >= height // 2 - 2, (size, jobs)
+            for region in (jobs, memory, log):
+                assert region.right <= width and region.bottom <= height - 1, (size, region)
+            assert not jobs.overlaps(memory) and not jobs.overlaps(log)
+            assert not memory.overlaps(log), (size, memory, log)
+
+    asyncio.run(run())

@@ -217,7 +217,10 @@ class PickerScreen(Screen[list[str] | None]):
         tree = self.query_one(MediaTree)
         tree.root.set_label(display_path(self.root, relative=False))
         tree.border_title = "media files · space marks · h shows all"
-        tree.focus()
+        # typing goes to the path: `a`, then "/data/*.mp3" and Enter adds what was typed
+        # (with the tree focused the keys went nowhere and Enter added the whole folder);
+        # down or tab moves to the tree
+        self.query_one(PathInput).focus()
         self._recount()
 
     @property
