@@ -154,10 +154,16 @@ class EngineContext:
         return self.queue.change_current(job, JobState.RUNNING, stage=stage, progress=0.0)
 
     def progress(
-        self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
+        self,
+        job: Job,
+        stage: Stage,
+        fraction: float,
+        started: float,
+        audio_seconds: float | None,
+        base: float = 0.0,
     ) -> None:
         self.queue.set_progress(job.id, fraction, stage)
-        event = StageProgressed.measure(job.id, stage, fraction, started, audio_seconds)
+        event = StageProgressed.measure(job.id, stage, fraction, started, audio_seconds, base)
         self._publish(dataclasses.replace(event, device=self.entry.get(job.id)))
 
     def oom(self, job: Job, message: str) -> None:

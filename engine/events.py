@@ -87,13 +87,19 @@ class StageProgressed(Event):
         fraction: float,
         started: float,
         audio_seconds: float | None,
+        base: float = 0.0,
     ) -> StageProgressed:
-        """Progress with its speed and ETA, from the stage's start (`time.perf_counter`)."""
+        """Progress with its speed and ETA, from the stage's start (`time.perf_counter`).
+
+        `base`: the fraction done before this start (a resumed file), which took none of
+        this run's time: speed and ETA count only what this run did (a file resumed at 60 %
+        once showed "122x" and an ETA shorter than its own elapsed time)."""
         elapsed = time.perf_counter() - started
         speed = eta = None
-        if audio_seconds and elapsed > 0 and fraction > 0:
-            speed = audio_seconds * fraction / elapsed
-            eta = elapsed * (1 - fraction) / fraction
+        done = fraction - base
+        if audio_seconds and elapsed > 0 and done > 0:
+            speed = audio_seconds * done / elapsed
+            eta = elapsed * (1 - fraction) / done
         return cls(
             job_id=job_id, stage=stage, fraction=fraction, speed=speed, eta=eta, elapsed=elapsed
         )

@@ -38,7 +38,13 @@ class JobContext(Protocol):
         ...
 
     def progress(
-        self, job: Job, stage: Stage, fraction: float, started: float, audio_seconds: float | None
+        self,
+        job: Job,
+        stage: Stage,
+        fraction: float,
+        started: float,
+        audio_seconds: float | None,
+        base: float = 0.0,
     ) -> None: ...
 
     def log(self, level: str, message: str, job_id: int | None = None) -> None: ...

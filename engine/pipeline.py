@@ -245,10 +245,12 @@ class Pipeline:
         t0 = time.perf_counter()
         shown = 0.0  # word-timed segment ends can pass the next window's start a little
 
+        base = min(1.0, resume.seek / duration) if resume and duration else 0.0
+
         def show(fraction: float) -> None:
             nonlocal shown
             shown = max(shown, fraction)
-            ctx.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds)
+            ctx.progress(self.job, Stage.TRANSCRIBE, shown, t0, audio_seconds, base)
 
         def on_window(cp: dict[str, Any], fraction: float) -> None:
             if cp.get("seek", 0) > (resume.seek if resume else 0) or cp.get("segments"):
@@ -277,7 +279,7 @@ class Pipeline:
                 self.device = real_device(entry)
         finally:  # a stopped job's time counts too: the table shows the time spent
             self.times["transcribe"] = self.times.get("transcribe", 0) + time.perf_counter() - t0
-        ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds)
+        ctx.progress(self.job, Stage.TRANSCRIBE, 1.0, t0, audio_seconds, base)
         self._count_clean(done, "transcribe")
         log_refills(ctx, job, done.get("refilled", ()))
         segments = [asr.Segment.from_json(row) for row in done["segments"]]
