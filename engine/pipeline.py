@@ -103,10 +103,7 @@ class Pipeline:
             )
 
     def _stopped(self, state: JobState, reason: str) -> Outcome:
-        resume_from = self.resume_from
-        if state == JobState.CANCELLED:
-            self.ctx.store.set_checkpoint(self.job.id, "", None)
-            resume_from = 0.0
+        resume_from = self.resume_from  # kept on a cancel too: a retry resumes there
         return Outcome(
             state,
             {

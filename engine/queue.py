@@ -265,8 +265,7 @@ class JobQueue:
         if job_id in self.active:
             self.cancelled.add(job_id)
             self._log("info", f"{job.name}: cancelling at the next safe point", job_id)
-        else:
-            self.store.set_checkpoint(job_id, "", None)
+        else:  # its checkpoint stays: a retry resumes where it was (issue 25.8)
             self.change(job, JobState.CANCELLED, stage=None)
 
     @_locked
@@ -285,11 +284,12 @@ class JobQueue:
         if job and job.state.finished:
             force = job.state in (JobState.DONE, JobState.SKIPPED)
             settings = dataclasses.replace(job.settings, force=force or job.settings.force)
+            kept = job.resume_from / job.duration if job.resume_from and job.duration else 0.0
             self.change(
                 job,
                 JobState.QUEUED,
                 error=None,
-                progress=0.0,
+                progress=0.0 if force else min(1.0, kept),
                 stage=None,
                 stage_times=(),
                 settings=settings,

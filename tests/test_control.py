@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLIPS, wait_for
-from subq.engine.events import JobChanged, StageProgressed, WorkerChanged
+from subq.engine.events import JobChanged, LogEmitted, StageProgressed, WorkerChanged
 from subq.engine.jobs import ALLOWED, Job, JobState, Stage, TransitionError
 from subq.engine.outputs import content_fingerprint
 from subq.engine.pipeline import effective_settings, transcript_key
@@ -81,16 +81,20 @@ def test_cancel_running_job_writes_nothing_and_batch_goes_on(make_engine, clips)
     engine = make_engine(whole_queue=False)
     engine.start()
     engine.add([str(clips["long.mp3"]), str(clips["podcast.mp3"])])
-    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.0), 120)
+    assert wait_for(lambda: first_progress(engine, Stage.TRANSCRIBE, 0.45), 120)
     long_id = engine.jobs()[0].id
     engine.cancel(long_id)
     assert wait_for(lambda: states(engine) == [JobState.CANCELLED, JobState.DONE], 120)
     assert not clips["long.mp3"].with_suffix(".srt").exists()
     assert clips["podcast.mp3"].with_suffix(".srt").exists()
-    # Retry brings it back and it completes from scratch.
+    kept = engine.jobs()[0].resume_from
+    assert kept > 20  # a cancel keeps the checkpoint (it once dropped it)
+    # Retry brings it back from where it was, not from 0 %.
     engine.retry(long_id)
     assert wait_for(lambda: states(engine)[0] == JobState.DONE, 180)
     assert clips["long.mp3"].with_suffix(".srt").exists()
+    said = [e.message for e in engine.events if isinstance(e, LogEmitted)]
+    assert any(f"resuming at {kept:.1f} s" in m for m in said), said
 
 
 def test_reorder_while_running_and_engine_takes_first_runnable(make_engine, clips):
