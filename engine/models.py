@@ -113,15 +113,14 @@ class ModelManager:
         self._nothing_loaded = False
         self._keep_alive_deadline: float | None = None
         self.worker_timeout: float | None = None  # seconds of silence that make a call hung
+        self.releasing = False  # a Release is under way: its unloads say "released"
 
     # -- queries ---------------------------------------------------------------------
-    def loaded(self) -> list[Loaded]:
-        return self._all()
-
-    def _all(self) -> list[Loaded]:
-        """A copy (lanes load and unload on their own threads; list() of a dict is atomic)."""
+    def loaded(self) -> list[Loaded]:  # a copy, taken under the lock
         with self._lock:
             return list(self._models.values())
+
+    _all = loaded
 
     def snapshot(self) -> tuple[LoadedModel, ...]:
         """Safe from any thread: a tuple rebuilt on every load and unload, swapped whole."""
@@ -235,7 +234,7 @@ class ModelManager:
             what = f"worker on {entry} died while idle ({how}); no job was running on it"
             self._say("warning", what + ", and the next one starts a new worker")
 
-    def _say(self, level: str, message: str) -> None:
+    def _say(self, level: str, message: str) -> None:  # a line in the log
         self._publish(LogEmitted(level=level, message=message))
 
     def _forget(self, entry: str, only_dead: bool = False) -> None:
@@ -275,7 +274,7 @@ class ModelManager:
             targets = wanted[kind] if entries is None else wanted[kind] & set(entries)
             for m in self._all():
                 if m.kind == kind and m.device in targets:
-                    freed.append(self._unload_one(m, "requested"))
+                    freed.append(self._unload_one(m, "released" if self.releasing else "requested"))
             with self._lock:
                 if kind in self.pending:
                     self.pending[kind] -= targets

@@ -253,8 +253,8 @@ class Engine:
     def _on_idle(self) -> None:
         """No job runs here now."""
         if self._release:
-            self._release = False
             self.models.end_all("released")
+            self._release = self.models.releasing = False
         if self._paused:  # otherwise next_runnable has just refreshed
             self.queue.refresh_foreign()
             self._set_state("paused")
@@ -291,7 +291,7 @@ class Engine:
                 self._request_unload(kind)
             case cmd.ReleaseGpu():
                 self._apply(cmd.Pause())
-                self._release = True
+                self._release = self.models.releasing = True
                 self._request_unload("all")
             case cmd.StartAnyway(job_id):
                 self.context.start_anyway.add(job_id)

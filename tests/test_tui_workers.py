@@ -200,3 +200,32 @@ async def test_release_leaves_a_row_saying_the_worker_is_gone(app) -> None:
         await wait_until(pilot, lambda: "no worker" in panel(app), what="stopped row")
         assert "cpu: no worker (released 480 MB)" in panel(app), panel(app)
         assert "tiny.en" not in panel(app).split("no worker")[0].splitlines()[-1]
+
+
+@async_test
+async def test_a_new_worker_does_not_keep_the_last_ones_note(app) -> None:
+    """Before: a worker row kept "unloaded its last model" after a new worker had started
+    and loaded a model again."""
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        publish(
+            app,
+            WorkerChanged(device="cpu", state="idle", pid=4001, models=("whisper:tiny.en",)),
+            WorkerChanged(device="cpu", state="stopped", pid=4001, note="unloaded its last model"),
+            WorkerChanged(device="cpu", state="starting", pid=4002),
+            WorkerChanged(device="cpu", state="idle", pid=4002, models=("whisper:tiny.en",)),
+        )
+        await wait_until(pilot, lambda: "cpu idle" in panel(app), what="the new worker")
+        assert "unloaded its last model" not in panel(app), panel(app)
+
+
+@async_test
+async def test_release_on_a_machine_without_a_gpu_is_one_short_toast(app) -> None:
+    """Before: at 80x24 Release stacked three toasts (its own and one per unloaded model)
+    over half the screen, titled "Release GPU" on a machine with no GPU."""
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("R")
+        await pilot.pause(0.5)
+        titles = [n.title for n in app._notifications]
+        assert titles == ["Release"], titles

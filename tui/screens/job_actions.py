@@ -191,9 +191,11 @@ class JobActions(Screen[None]):
             EngineState.PAUSING if running else EngineState.PAUSED, BOTH_MODELS if running else ()
         )
         self.notify(
-            "Pausing and unloading every model"
-            + ("; the CUDA context stays until subq exits" if self.memory.on_gpu else ""),
-            title="Release GPU",
+            "Pausing, unloading every model and ending the workers: all their memory"
+            + (", CUDA contexts included," if self.memory.on_gpu else "")
+            + " goes back",
+            title="Release GPU" if self.memory.on_gpu else "Release",
+            timeout=4,
         )
 
     def action_settings(self) -> None:

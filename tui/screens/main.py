@@ -242,7 +242,8 @@ class MainScreen(JobActions):
                 self._model_event(event)
                 text = describe_unload(event)
                 self._log("info", f"{text} [{event.reason}]", now)
-                self.notify(text, title="Memory returned")
+                if event.reason != "released":  # Release said it in one toast already
+                    self.notify(text, title="Memory returned", timeout=4)
             case EngineStateChanged(state=state, models=models, pending=pending):
                 self.memory.keep_models(models)
                 names = self.memory.names()  # each model once, "×2" where two workers hold it

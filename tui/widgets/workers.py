@@ -27,11 +27,15 @@ class WorkerRow:
 
 
 def updated(rows: dict[str, WorkerRow], event: WorkerChanged) -> None:
-    """Record `event` in `rows` (keyed by device); an event without a note keeps the last."""
+    """Record `event` in `rows` (keyed by device); an event without a note keeps the last
+    note, unless it was a stopped worker's: a new worker then starts without it
+    ("unloaded its last model" stayed on a worker that had loaded a model again). A death's
+    note stays on the worker that replaced it: it says why that worker is new."""
     old = rows.get(event.device)
     if old is not None and event.at < old.event.at:
         return  # an older report than the one shown
-    rows[event.device] = WorkerRow(event, event.note or (old.note if old else ""))
+    keep = old is not None and not (old.event.state == "stopped" and event.state != "stopped")
+    rows[event.device] = WorkerRow(event, event.note or (old.note if keep and old else ""))
 
 
 def worker_note(device: str, note: str) -> str:
