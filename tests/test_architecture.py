@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"engine": "subq.engine", "tui": "subq.tui"}
 MAX_FILE_LINES = 400
@@ -64,13 +66,18 @@ def _imports(module: str, path: Path) -> set[str]:
     return names
 
 
-def test_no_import_cycles_in_the_engine() -> None:
-    modules = {name: path for name, path in _sources() if name.startswith("subq.engine")}
+@pytest.mark.parametrize("package", ["subq.engine", "subq.tui"])
+def test_no_import_cycles(package: str) -> None:
+    """Counting imports made only for type checking too: in the app, screens and widgets
+    reach the app through `self.app` typed by a protocol (tui/protocols.py), never by
+    importing its module (the app, four screens and the palette once formed one circle)."""
+    modules = {name: path for name, path in _sources() if name.startswith(package)}
     graph = {
         name: {m for m in _imports(name, path) if m in modules and m != name}
         for name, path in modules.items()
     }
     graph["subq.engine"] = set()  # the door's lazy re-exports import nothing at run time
+    graph.pop("subq.tui", None)
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
 

@@ -20,7 +20,7 @@ from textual.screen import Screen
 if TYPE_CHECKING:
     from subq.engine import Engine
 
-    from ..app import SubqApp
+    from ..protocols import AppView
     from ..widgets.job_table import JobTable
     from ..widgets.memory_panel import MemoryPanel
     from ..widgets.status_bar import StatusBar
@@ -41,7 +41,7 @@ class JobActions(Screen[None]):
     _counts_dirty: bool
 
     @property
-    def subq(self) -> SubqApp:
+    def subq(self) -> AppView:
         return self.app  # type: ignore[return-value]
 
     # -- helpers ----------------------------------------------------------------------
