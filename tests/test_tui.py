@@ -467,6 +467,10 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
         screen = app.screen
+        model = screen.query_one("#model", Input)
+        assert app.focused is model  # focus where the form starts, not nowhere
+        other = screen.query_one("#language", Input)
+        assert model.styles.background != other.styles.background  # and plain to see
         error = screen.query_one("#settings-error", Static)
         screen.query_one("#language").focus()
         await pilot.press(*"de")  # tiny.en is English-only: Settings.validate says so

@@ -125,6 +125,9 @@ class SettingsScreen(Screen[None]):
                 yield Button("Back (esc)", id="back", compact=True)
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#model", Input).focus()  # the first field: typing goes somewhere seen
+
     def _text(self, name: str, s: Settings) -> ComposeResult:
         label, hint = TEXT_FIELDS[name]
         value = getattr(s, name)
