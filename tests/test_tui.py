@@ -488,6 +488,7 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
         assert "ASR batch" in str(error.render())
         await pilot.press("backspace", "4")
         screen.query_one("#fill_gaps", Select).value = False  # skipped speech: leave empty
+        screen.query_one("#oom_fallback", Select).value = "cpu"
         screen.query_one("#worker_timeout", Input).value = "soon"
         await pilot.press("ctrl+s")
         assert "worker timeout" in str(error.render())
@@ -499,6 +500,7 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
     assert config_path().exists()
     assert load_config().beam_size == 3 and load_config().asr_batch_size == 4
     assert load_config().fill_gaps is False and load_config().worker_timeout == 60
+    assert load_config().oom_fallback == "cpu"
 
 
 @async_test

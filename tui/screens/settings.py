@@ -44,6 +44,21 @@ TEXT_FIELDS = {
     "beam_size": ("beam size", "empty: greedy"),
     "asr_batch_size": ("ASR batch", "0: off; N: VAD chunks decoded N at a time"),
     "worker_timeout": ("worker timeout (s)", "a call silent this long is hung; 0: never"),
+    "translation_batch_size": ("translation batch", "segments per batch (default 32)"),
+}
+CHOICES = {  # the settings that take one of a few values: (label, [(shown, value)])
+    "condition_on_previous_text": (
+        "previous text",
+        [("prompt each window with it", True), ("no prompt", False)],
+    ),
+    "fill_gaps": (
+        "skipped speech",
+        [("decode again without the prompt", True), ("leave empty (as the library does)", False)],
+    ),
+    "oom_fallback": (
+        "GPU out of memory",
+        [("retry lighter, then fail", "none"), ("retry lighter, then the CPU", "cpu")],
+    ),
 }
 
 BACKEND_LABELS = {"auto": "auto (faster-whisper on CPU, whisper on CUDA)"}
@@ -108,17 +123,12 @@ class SettingsScreen(Screen[None]):
                 )
                 for name in ("keep_alive", "beam_size", "asr_batch_size", "worker_timeout"):
                     yield from self._text(name, s)
-                yield Label("skipped speech")
-                yield Select(
-                    [
-                        ("decode again without the prompt", True),
-                        ("leave empty (as the library does)", False),
-                    ],
-                    value=s.fill_gaps,
-                    allow_blank=False,
-                    id="fill_gaps",
-                    compact=True,
-                )
+                yield from self._text("translation_batch_size", s)
+                for name, (label, options) in CHOICES.items():
+                    yield Label(label)
+                    yield Select(
+                        options, value=getattr(s, name), allow_blank=False, id=name, compact=True
+                    )
             yield Static("", id="settings-error")
             with Horizontal(id="settings-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
@@ -160,6 +170,9 @@ class SettingsScreen(Screen[None]):
         beam = self._value("beam_size")
         if beam and not beam.isdigit():
             raise SettingsError("beam size: enter a whole number, or leave it empty")
+        per_batch = self._value("translation_batch_size") or "32"
+        if not per_batch.isdigit():
+            raise SettingsError("translation batch: enter a whole number of segments")
         batch = self._value("asr_batch_size") or "0"
         if not batch.isdigit():
             raise SettingsError("ASR batch: enter 0 (off) or a whole number of chunks")
@@ -181,8 +194,9 @@ class SettingsScreen(Screen[None]):
             keep_alive=keep_alive,
             beam_size=int(beam) if beam else None,
             asr_batch_size=int(batch),
-            fill_gaps=bool(self.query_one("#fill_gaps", Select).value),
             worker_timeout=worker_timeout,
+            translation_batch_size=int(per_batch),
+            **{name: self.query_one(f"#{name}", Select).value for name in CHOICES},
         ).validate()
 
     def action_save(self) -> None:
