@@ -70,6 +70,16 @@ class ReleaseGpu:
 
 
 @dataclass(frozen=True)
+class WorkerOrder:
+    """One worker alone: "pause" (its job goes back to the queue with its checkpoint and
+    runs on another worker, or waits; it takes no new job), "resume", or "release" (paused,
+    its models unloaded and its process ended, so its device's memory goes back)."""
+
+    entry: str
+    order: Literal["pause", "resume", "release"]
+
+
+@dataclass(frozen=True)
 class StartAnyway:
     job_id: int
 
@@ -85,7 +95,8 @@ class Wake:
 
 
 Command = (
-    Add
+    WorkerOrder
+    | Add
     | Pause
     | Resume
     | Move

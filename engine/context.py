@@ -143,6 +143,9 @@ class EngineContext:
         self.queue.refresh_foreign(every=2.0)
         if job.id in self.queue.cancelled:
             raise StopRequested(JobState.CANCELLED, "cancelled")
+        entry = self.entry.get(job.id)
+        if entry is not None and entry in self.models.pool.held:
+            raise StopRequested(JobState.QUEUED, f"worker on {entry} paused; back in the queue")
         if self._paused():
             raise StopRequested(JobState.PAUSED, "paused")
 

@@ -13,12 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from .jobs import Job
 from .pool import DeviceChoice, WorkerPool
 
 if TYPE_CHECKING:
+    from .context import EngineContext
     from .memory import Nvml
     from .models import ModelManager
 
@@ -90,6 +92,7 @@ class Lanes:
         self.lanes: dict[str, Lane] = {}
         self.failure: BaseException | None = None
         self.choice = DeviceChoice()  # --device's entries, kept while workers run
+        self.releasing: set[str] = set()  # held workers to end once idle (engine thread)
 
     def configure(self, entries: list[str]) -> None:
         for entry in entries:
@@ -117,8 +120,33 @@ class Lanes:
                     models.unload_entry(entry, "no longer in --device")
         return entries
 
-    def free(self, entries: list[str]) -> list[str]:
-        return [e for e in entries if e in self.lanes and not self.lanes[e].busy]
+    def free(self, entries: list[str], held: AbstractSet[str] = frozenset()) -> list[str]:
+        """Entries whose lane has no job, leaving out the `held` ones (a worker order)."""
+        return [e for e in entries if e in self.lanes and not self.lanes[e].busy and e not in held]
+
+    def order(self, entry: str, order: str, context: EngineContext) -> None:
+        """A worker order (commands.WorkerOrder), on the engine thread. Pausing one worker
+        stops its job at the next window and sends it back to the queue with its checkpoint
+        (context.safe_point); releasing it also ends the worker once its job has stopped."""
+        pool = context.models.pool
+        if order == "resume":
+            pool.held.discard(entry)
+            self.releasing.discard(entry)
+        else:
+            pool.held.add(entry)
+            if order == "release":
+                self.releasing.add(entry)
+            context.interrupt({job for job, on in context.entry.items() if on == entry})
+            self.settle_held(context)
+        if pool.alive(entry):
+            pool.publish(entry, pool.state_of(entry), note=f"{order}d by order")
+
+    def settle_held(self, context: EngineContext) -> None:
+        """End the workers to release whose job has stopped (the engine thread's loop)."""
+        for entry in sorted(self.releasing):
+            if not (entry in self.lanes and self.lanes[entry].busy):
+                self.releasing.discard(entry)
+                context.models.unload_entry(entry, "released")
 
     def busy(self) -> list[str]:
         return [e for e, lane in self.lanes.items() if lane.busy]
@@ -137,7 +165,7 @@ class Lanes:
     ) -> None:
         """Start the workers of up to `waiting` free entries, each on its lane's thread (the
         worker lives as long as that thread)."""
-        for entry in self.free(entries)[:waiting]:
+        for entry in self.free(entries, pool.held)[:waiting]:
             slot = pool.slot(entry)
             if pool.alive(entry) or slot.starting:
                 continue

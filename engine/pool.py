@@ -105,6 +105,9 @@ class WorkerPool:
         self._slots: dict[str, Slot] = {}
         self._lock = threading.Lock()  # the slots table (not the workers: see the class)
         self._start_lock = threading.Lock()  # one worker start at a time
+        # entries paused by a worker order: they take no job. Changed by the engine thread
+        # only; read by lanes at their safe points (a set's membership test is atomic).
+        self.held: set[str] = set()
         self._fault_counts: str | None = None
         self._refreshed = 0.0
 
@@ -257,8 +260,13 @@ class WorkerPool:
             self.publish(entry, self._state(entry))
 
     def _state(self, entry: str) -> str:
-        """A live worker's state: busy while its lane runs a job (set_busy), else idle."""
-        return "busy" if self.slot(entry).job_id is not None else "idle"
+        """A live worker's state: busy while its lane runs a job (set_busy), else paused
+        (a worker order) or idle."""
+        if self.slot(entry).job_id is not None:
+            return "busy"
+        return "paused" if entry in self.held else "idle"
+
+    state_of = _state
 
     def publish(self, entry: str, state: str, note: str = "", pid: int | None = None) -> None:
         slot = self.slot(entry)

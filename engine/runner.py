@@ -63,7 +63,8 @@ class Engine:
         self._release = False  # Release asked: end the workers once the job stops
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lanes = Lanes(self._run_job, self._inbox.wake)
+        # a lane runs its job through the context (whose finally lets go of the job)
+        self.lanes = Lanes(lambda job, entry: self.context.run(job, entry), self._inbox.wake)
         self.context = EngineContext(
             self.queue,
             self.models,
@@ -104,16 +105,14 @@ class Engine:
             self._thread.join(timeout)
         self.sampler.stop()
 
-    def emergency_stop(self) -> None:
-        """From a signal handler, just before a hard exit: commit and remove temp files."""
+    def emergency_stop(self) -> None:  # from a signal handler, just before a hard exit
         self.context.emergency_stop()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing in this engine's view is runnable or running."""
         return self._inbox.idle.wait(timeout)
 
-    def close(self) -> None:
-        """After shutdown: let go of the state file (the app must not reach into the store)."""
+    def close(self) -> None:  # after shutdown: let go of the state file
         self.store.close()
 
     # -- public API: control (each returns at once) ------------------------------------
@@ -154,6 +153,9 @@ class Engine:
     def start_anyway(self, job_id: int) -> None:
         self._send(cmd.StartAnyway(job_id))
 
+    def worker_order(self, entry: str, order: str) -> None:  # pause, resume, release
+        self._send(cmd.WorkerOrder(entry, order))  # type: ignore[arg-type]
+
     def update_settings(self, settings: Settings) -> None:
         self._send(cmd.UpdateSettings(settings.validate()))
 
@@ -175,8 +177,7 @@ class Engine:
         return self._paused
 
     @property
-    def loaded_models(self) -> tuple[LoadedModel, ...]:
-        """A snapshot the app may keep; the engine thread swaps its own copy on every change."""
+    def loaded_models(self) -> tuple[LoadedModel, ...]:  # a snapshot the app may keep
         return self.models.snapshot()
 
     def _announce_unload(self, kind: str) -> None:
@@ -204,6 +205,7 @@ class Engine:
                     break
                 entries = self.lanes.entries(self.settings.device, self.models, self.sampler.nvml)
                 self.models.reap_idle()
+                self.lanes.settle_held(self.context)
                 self._unload_pending()
                 self.models.pool.refresh()
                 self._prestart(entries)
@@ -233,7 +235,7 @@ class Engine:
 
     def _dispatch(self, entries: list[str]) -> bool:
         """Hand runnable jobs to free lanes, in queue order; True if one was handed out."""
-        free = [] if self._paused else self.lanes.free(entries)
+        free = [] if self._paused else self.lanes.free(entries, self.models.pool.held)
         for n, entry in enumerate(free):
             job = self.queue.next_runnable()
             if job is None:
@@ -243,9 +245,6 @@ class Engine:
             self._set_state("running")
             self.lanes.lanes[entry].give(job)
         return bool(free)
-
-    def _run_job(self, job: Job, entry: str) -> None:  # on the entry's lane thread
-        self.context.run(job, entry)  # (its finally lets go of the job)
 
     def _has_work(self) -> bool:
         return not self._paused and self.queue.has_work()
@@ -293,6 +292,8 @@ class Engine:
                 self._apply(cmd.Pause())
                 self._release = self.models.releasing = True
                 self._request_unload("all")
+            case cmd.WorkerOrder(entry, order):
+                self.lanes.order(entry, order, self.context)
             case cmd.StartAnyway(job_id):
                 self.context.start_anyway.add(job_id)
             case cmd.Wake():

@@ -63,3 +63,43 @@ def test_a_worker_that_dies_between_calls_is_blamed_on_no_file(tmp_path, clean):
         assert (tmp_path / f"{name}.srt").read_text() == srts[name]
     deaths = [e for e in read_events(tmp_path / "ev.jsonl") if e.get("state") == "died"]
     assert len(deaths) >= 2
+
+
+def test_one_worker_paused_or_released_alone_while_the_other_goes_on(make_engine, clips, tmp_path):
+    """A worker order (the memory panel's p and R on a worker's row): the paused worker's
+    job goes back to the queue with its checkpoint and finishes on the other worker; the
+    paused one takes no job; released, its process ends while the other keeps its model."""
+    from conftest import wait_for
+    from subq.engine.events import StageProgressed, WorkerChanged
+    from subq.engine.jobs import JobState
+    from subq.engine.settings import Settings
+
+    story = shutil.copy(DATA / "story.mp3", tmp_path / "story.mp3")
+    engine = make_engine(Settings(keep_alive=-1, device="cpu,cpu"))
+    engine.start()
+    engine.add([story, str(clips["long.mp3"])])
+
+    def on(device: str) -> set[int]:
+        return {
+            e.job_id
+            for e in engine.events
+            if isinstance(e, StageProgressed) and e.device == device and e.fraction > 0.1
+        }
+
+    def all_done(count: int) -> bool:
+        jobs = engine.jobs()
+        return len(jobs) == count and all(j.state == JobState.DONE for j in jobs)
+
+    assert wait_for(lambda: on("cpu") and on("cpu#2"), 120)
+    moved = next(iter(on("cpu")))
+    engine.worker_order("cpu", "release")
+    assert wait_for(lambda: engine.models.pool.slot("cpu").worker is None, 60)
+    assert wait_for(lambda: all_done(2), 300)
+    later = [e for e in engine.events if isinstance(e, StageProgressed) and e.job_id == moved]
+    assert later[-1].device == "cpu#2"  # it finished on the other worker, resumed there
+    said = [e.note for e in engine.events if isinstance(e, WorkerChanged) and e.device == "cpu"]
+    assert any("released" in n for n in said), said
+    assert engine.models.pool.slot("cpu").worker is None  # it took no job while held
+    engine.worker_order("cpu", "resume")
+    engine.add([str(clips["podcast.mp3"]), str(clips["talk.mp4"])])
+    assert wait_for(lambda: all_done(4), 120)
