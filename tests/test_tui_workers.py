@@ -229,3 +229,32 @@ async def test_release_on_a_machine_without_a_gpu_is_one_short_toast(app) -> Non
         await pilot.pause(0.5)
         titles = [n.title for n in app._notifications]
         assert titles == ["Release"], titles
+
+
+@async_test
+async def test_w_pauses_one_worker_from_its_row_and_the_other_goes_on(make_engine, clips):
+    """Per-device control: w lists the workers; p on the highlighted row pauses that worker
+    alone (its job goes back to the queue and finishes on the other one), p again resumes."""
+    from subq.tui.screens.workers import WorkersScreen
+
+    engine = make_engine(Settings(keep_alive=-1, device="cpu,cpu"), sample_memory=False)
+    engine.start()
+    app = SubqApp(engine, start_paths=[str(clips["long.mp3"]), str(clips["podcast.mp3"])])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: "cpu busy" in panel(app), 120, "a busy worker")
+        await pilot.press("w")
+        await wait_until(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the list")
+        assert [entry for entry, _ in app.screen.rows][:1] == ["cpu"]
+        await pilot.press("p")  # the first row: cpu
+        await wait_until(pilot, lambda: "cpu paused" in panel(app), 120, "cpu paused")
+        await wait_until(
+            pilot,
+            lambda: all(j.state == JobState.DONE for j in engine.jobs()),
+            240,
+            "both files done on the other worker",
+        )
+        assert "cpu paused" in panel(app)
+        await pilot.press("w")
+        await wait_until(pilot, lambda: isinstance(app.screen, WorkersScreen), what="the list")
+        await pilot.press("p")
+        await wait_until(pilot, lambda: "cpu paused" not in panel(app), 60, "cpu resumed")

@@ -198,6 +198,23 @@ class JobActions(Screen[None]):
             timeout=4,
         )
 
+    def action_workers(self) -> None:
+        """One worker alone: pause, resume or release it (screens/workers.py)."""
+        from .workers import WorkersScreen
+
+        rows = [(entry, row.event.state) for entry, row in sorted(self.memory.worker_rows.items())]
+        if not rows:
+            self.notify("No worker runs yet: one starts with the first job", severity="warning")
+            return
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                entry, order = answer
+                self.engine.worker_order(entry, order)
+                self.notify(f"{order} the worker on {entry}", title="One worker", timeout=4)
+
+        self.app.push_screen(WorkersScreen(rows), chosen)
+
     def action_settings(self) -> None:
         """Edit the settings that apply to jobs not started yet."""
         from .settings import SettingsScreen

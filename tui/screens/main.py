@@ -65,7 +65,7 @@ GROUPS = {
         "remove",
         "retry",
     ),
-    "Models and GPU": ("unload", "release"),
+    "Models and GPU": ("unload", "release", "workers"),
     "App": ("settings", "help", "palette", "quit"),
 }
 
@@ -149,6 +149,14 @@ class MainScreen(JobActions):
             "Release",
             id="release",
             tooltip="Pause, unload every model and end every worker process",
+        ),
+        Binding(
+            "w",
+            "workers",
+            "Workers",
+            id="workers",
+            show=False,
+            tooltip="Pause, resume or release one worker while the others go on",
         ),
         Binding(
             "s",
