@@ -58,3 +58,21 @@ def test_kit_scripts_name_no_ctranslate2_and_ignore_the_kit():
     wanted = prepare.split("for pkg in", 1)[1].split("; do", 1)[0]
     assert "ctranslate2" not in wanted and "faster-whisper" not in wanted
     assert "/.gpu-kit/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_prepare_sh_builds_the_kit(tmp_path):
+    """The kit for the GPU machine builds here, as CI builds it (it reaches the package
+    index): once it imported the VAD from where it no longer was, and nothing noticed
+    until a GPU machine was at hand."""
+    kit = tmp_path / "kit"
+    env = dict(os.environ, PYTHON=sys.executable, SUBQ_GPU_KIT=str(kit))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu" / "prepare.sh")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wheels = {p.name.split("-")[0] for p in (kit / "wheels").iterdir()}
+    assert {"subq", "openai_whisper", "av", "textual"} <= wheels, wheels
+    assert list(kit.glob("silero_vad*.onnx"))
+    assert sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) < 60 * 2**20

@@ -40,7 +40,7 @@ from subq.tui.screens.details import DetailsScreen
 from subq.tui.screens.dialogs import QuitScreen, UnloadScreen
 from subq.tui.screens.help import HelpScreen
 from subq.tui.screens.main import MainScreen
-from subq.tui.screens.picker import MediaTree, PathInput, PickerScreen, complete_path
+from subq.tui.screens.picker import MediaTree, PickerScreen, complete_path
 from subq.tui.screens.settings import SettingsScreen
 from subq.tui.widgets.job_table import JobTable
 from subq.tui.widgets.log_strip import LogStrip

@@ -11,7 +11,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
-KIT="$ROOT/.gpu-kit"
+KIT="${SUBQ_GPU_KIT:-$ROOT/.gpu-kit}"  # the suite builds one in a temp folder
 rm -rf "$KIT"
 mkdir -p "$KIT/wheels"
 cd "$ROOT"
