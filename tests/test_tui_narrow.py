@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from subq.engine import JobState
 from subq.tui.app import SubqApp
+from subq.tui.screens.main import MainScreen
 from subq.tui.widgets.job_table import JobTable
 from test_tui import async_test, started, state_of, table, wait_until
 
@@ -80,5 +81,46 @@ def test_the_job_table_keeps_its_rows_at_every_size_with_a_long_log(make_engine,
                 assert region.right <= width and region.bottom <= height - 1, (size, region)
             assert not jobs.overlaps(memory) and not jobs.overlaps(log)
             assert not memory.overlaps(log), (size, memory, log)
+
+    asyncio.run(run())
+
+
+# the first is "slides].mp4" in a folder "lecture [": its path holds "lecture [/slides].mp4"
+NAMES = ("slides].mp4", "[Group] Anime - 01 [1080p].mkv", "[@click=app.quit].mp4")
+
+
+def test_file_names_are_text_in_toasts_titles_and_details(make_engine, clips):
+    """Before: a failure toast for a name holding `[/slides]` raised MarkupError and the app
+    exited; `[Group] ...` lost its tag; `[@click=app.quit]` in a name became an action."""
+    from subq.tui.screens.details import DetailsScreen
+
+    folder = clips["noaudio.mp4"].parent
+    paths = []
+    (folder / "lecture [").mkdir()
+    for name in NAMES:  # no audio stream: each fails at the probe, with a toast
+        path = folder / ("lecture [" if name == NAMES[0] else "") / name
+        path.write_bytes(clips["noaudio.mp4"].read_bytes())
+        paths.append(str(path))
+    engine = started(make_engine, sample_memory=False)
+    app = SubqApp(engine, start_paths=paths)
+
+    async def run() -> None:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_until(
+                pilot, lambda: all(state_of(app, n) == JobState.FAILED for n in NAMES), 60, "failed"
+            )
+            await pilot.pause(1.5)  # the toasts are drawn (a markup error ended the app here)
+            toasts = list(app._notifications)
+            shown = "\n".join(f"{n.title} {n.message}" for n in toasts)
+            assert "lecture [/slides].mp4" in shown and "[Group] Anime" in shown, shown
+            # drawn as text: as markup, "[/slides]" is a MarkupError that ends the app
+            assert toasts and not any(n.markup for n in toasts)
+            assert app.is_running and isinstance(app.screen, MainScreen)
+            table(app).move_cursor(row=1)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="details")
+            await pilot.pause(0.3)
+            summary = str(app.screen.query_one("#details-summary").render())
+            assert "[Group] Anime - 01 [1080p].mkv" in summary, summary
 
     asyncio.run(run())

@@ -29,6 +29,7 @@ from subq.engine import (
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 
 from .messages import EngineEvent, EventBridge
 from .screens.details import DetailsScreen
@@ -85,6 +86,20 @@ class SubqApp(App[int]):
         self.main = MainScreen(engine)
         self.quitting = False
         self.connected = False  # True once the main screen shows the engine's queue
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast is plain text: messages carry file names, and a name is never markup
+        (`lecture [/slides].mp4` raised MarkupError and ended the app; `[@click=app.quit]`
+        in a name became an action). subq writes no markup in its own messages."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def get_default_screen(self) -> MainScreen:
         return self.main

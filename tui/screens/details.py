@@ -18,6 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -98,7 +99,7 @@ class DetailsScreen(Screen[None]):
         self._previewed = (path, mtime)
         count = len(self.job.outputs)
         more = f" (o: next of {count})" if count > 1 else ""
-        preview.border_title = f"subtitles: {Path(path).name}{more}"
+        preview.border_title = f"subtitles: {escape(Path(path).name)}{more}"  # a name is text
         preview.update(Text("\n".join(lines)))
 
 
