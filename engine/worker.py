@@ -216,6 +216,8 @@ class WorkerProcess:
                 if isinstance(reply, p.Accepted) and reply.call == call:
                     accepted = True
                     continue
+                if isinstance(reply, p.Stats) and reply.call != call:
+                    continue  # an answer to a GetStats sent outside any call: harmless
                 if getattr(reply, "call", call) != call:
                     return self._end_broken(f"sent a reply for call {reply.call}, not {call}")
                 self._heard = time.monotonic()

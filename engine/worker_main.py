@@ -98,7 +98,7 @@ class Server:
         """Send a reply, every field made plain (a numpy scalar would not unpickle there),
         naming the call it answers (the one running, unless it names its own)."""
         values = {f.name: p.plain(getattr(message, f.name)) for f in dataclasses.fields(message)}
-        if values.get("call") == 0:
+        if values.get("call") == 0 and not isinstance(message, p.Stats):  # Stats: its asker's
             values["call"] = self.call_id
         data = p.dumps(type(message)(**values))
         if isinstance(message, p.Checkpointed):

@@ -188,3 +188,19 @@ def test_a_checkpoint_writes_only_the_segments_it_added(tmp_path) -> None:
     store.set_checkpoint(job.id, "", None)
     assert store.saved_checkpoint(job.id) == (None, None)
     assert store._db.execute("SELECT count(*) FROM checkpoint_segments").fetchone()[0] == 0
+
+
+def test_stats_asked_outside_any_call_never_end_a_call() -> None:
+    """A GetStats sent straight down the channel (not as a call) is answered at the next
+    window with the asker's number, not the running call's: the call still ends with Done."""
+    w = worker()
+    asked: list[bool] = []
+
+    def ask(_message: object) -> None:
+        if not asked:
+            asked.append(w.send(p.GetStats()))
+
+    reply = w.request(spin("j", 10), ask)
+    assert asked == [True] and isinstance(reply, p.Done) and reply.result == {"windows": 10}
+    assert w.alive
+    w.stop()
