@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +246,12 @@ class Store:
                 db.execute("UPDATE jobs SET checkpoint=NULL, resume_from=0 WHERE id=?", (job_id,))
                 db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
                 return
-            segments = [json.dumps(s) for s in checkpoint.get("segments", ())]
+            segments = checkpoint.get("segments", ())
             have = _stored_prefix(db, job_id, segments)
             db.execute("DELETE FROM checkpoint_segments WHERE job_id=? AND n>=?", (job_id, have))
-            db.executemany(
+            db.executemany(  # only the new ones are serialised, not the whole list again
                 "INSERT INTO checkpoint_segments (job_id, n, segment) VALUES (?, ?, ?)",
-                [(job_id, n, text) for n, text in enumerate(segments[have:], have)],
+                [(job_id, n, json.dumps(seg)) for n, seg in enumerate(segments[have:], have)],
             )
             head = {k: v for k, v in checkpoint.items() if k != "segments"}
             head["segment_count"] = len(segments)
@@ -349,7 +349,7 @@ def _job_from_row(row: dict[str, Any]) -> Job:
     )
 
 
-def _stored_prefix(db: Any, job_id: int, segments: list[str]) -> int:
+def _stored_prefix(db: Any, job_id: int, segments: Sequence[Any]) -> int:
     """How many of `segments` are stored already: all that are stored, if the last stored
     one is the same segment at the same place (a checkpoint extends the one before), else
     none."""
@@ -360,4 +360,4 @@ def _stored_prefix(db: Any, job_id: int, segments: list[str]) -> int:
     if row is None:
         return 0
     last, text = row
-    return last + 1 if last < len(segments) and segments[last] == text else 0
+    return last + 1 if last < len(segments) and json.dumps(segments[last]) == text else 0
