@@ -120,20 +120,20 @@ class ModelManager:
         with self._lock:
             return list(self._models.values())
 
-    _all = loaded
-
     def snapshot(self) -> tuple[LoadedModel, ...]:
         """Safe from any thread: a tuple rebuilt on every load and unload, swapped whole."""
         return self._snapshot
 
     def _changed(self) -> None:
-        self._snapshot = tuple(LoadedModel(m.kind, m.name, m.device, m.bytes) for m in self._all())
+        self._snapshot = tuple(
+            LoadedModel(m.kind, m.name, m.device, m.bytes) for m in self.loaded()
+        )
 
     def names(self) -> tuple[str, ...]:
-        return tuple(f"{m.kind}:{m.name}" for m in self._all())
+        return tuple(f"{m.kind}:{m.name}" for m in self.loaded())
 
     def is_loaded(self, kind: str) -> bool:
-        return any(m.kind == kind for m in self._all())
+        return any(m.kind == kind for m in self.loaded())
 
     # -- loading ---------------------------------------------------------------------
     def whisper(
@@ -174,7 +174,7 @@ class ModelManager:
             return reuse.model
         self._forget(device, only_dead=True)
         # One model of a kind at a time: a new whisper model replaces the old one.
-        for other in [m for m in self._all() if m.kind == kind and m.device == device]:
+        for other in [m for m in self.loaded() if m.kind == kind and m.device == device]:
             self._unload_one(other, "replaced by " + name)
         if not ignore_budget:
             make_room(self, kind, device, int(estimate * HEADROOM))
@@ -207,16 +207,10 @@ class ModelManager:
         try:
             reply = worker.request(request, on_message, timeout=limit)
         except CallHung as hung:
-            self._forget(entry)
-            self.pool.died(entry, str(hung))
-            raise WorkerDied(entry, str(hung)) from None
+            raise self._lost(WorkerDied(entry, str(hung))) from None
         if isinstance(reply, p.Exited):
-            self._forget(entry)
-            self.pool.died(
-                entry, reply.how if reply.how.startswith("killed") else f"died ({reply.how})"
-            )
-            stopping = reply.how.startswith("killed: it did not stop")
-            raise WorkerDied(entry, reply.how, blamed=reply.accepted, stopping=stopping)
+            blamed, stuck = reply.accepted, reply.stuck
+            raise self._lost(WorkerDied(entry, reply.how, blamed=blamed, stopping=stuck))
         if isinstance(reply, p.Error):
             if reply.detail:
                 log.error("worker on %s: %s\n%s", entry, reply.message, reply.detail)
@@ -233,6 +227,12 @@ class ModelManager:
             self._forget(entry)
             what = f"worker on {entry} died while idle ({how}); no job was running on it"
             self._say("warning", what + ", and the next one starts a new worker")
+
+    def _lost(self, died: WorkerDied) -> WorkerDied:
+        """The worker of `died` is gone: forget its models and say so on its row."""
+        self._forget(died.entry)
+        self.pool.died(died.entry, died.what)
+        return died
 
     def _say(self, level: str, message: str) -> None:  # a line in the log
         self._publish(LogEmitted(level=level, message=message))
@@ -256,7 +256,7 @@ class ModelManager:
         with self._lock:
             for k in kinds:
                 self.pending[k] = self.pending.get(k, set()) | {
-                    m.device for m in self._all() if m.kind == k
+                    m.device for m in self.loaded() if m.kind == k
                 }
             self._nothing_loaded = not any(self.pending.get(k) for k in kinds)
 
@@ -272,7 +272,7 @@ class ModelManager:
         freed: list[ModelUnloaded] = []
         for kind in sorted(wanted):
             targets = wanted[kind] if entries is None else wanted[kind] & set(entries)
-            for m in self._all():
+            for m in self.loaded():
                 if m.kind == kind and m.device in targets:
                     freed.append(self._unload_one(m, "released" if self.releasing else "requested"))
             with self._lock:
@@ -313,7 +313,7 @@ class ModelManager:
 
     def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
         """Unload one kind (or all); returns what each unload gave back."""
-        return [self._unload_one(m, reason) for m in self._all() if kind in (None, "all", m.kind)]
+        return [self._unload_one(m, reason) for m in self.loaded() if kind in (None, "all", m.kind)]
 
     def end_all(self, reason: str) -> None:
         """Unload everything and end every worker (Release): nothing stays on a device."""
@@ -322,7 +322,7 @@ class ModelManager:
 
     def unload_entry(self, entry: str, reason: str) -> None:
         """Unload everything on one entry and end its worker (an entry no longer used)."""
-        for m in self._all():
+        for m in self.loaded():
             if m.device == entry:
                 self._unload_one(m, reason)
         if self.pool.alive(entry):
@@ -331,7 +331,7 @@ class ModelManager:
     def end_idle_workers(self, reason: str) -> None:
         """End every worker that holds no model (Release, keep-alive, a worker started
         ahead of time that is no longer needed)."""
-        held = {m.device for m in self._all()}
+        held = {m.device for m in self.loaded()}
         for entry in list(self.pool.entries()):
             if entry not in held and self.pool.alive(entry):
                 self.pool.end(entry, reason)
@@ -346,7 +346,7 @@ class ModelManager:
         with self._lock:
             self._models.pop((loaded.kind, loaded.name, entry), None)
         self._changed()
-        last = not any(m.device == entry for m in self._all())
+        last = not any(m.device == entry for m in self.loaded())
         if pid is None:
             rss_after, gpu_after = 0, None
         elif last:  # the worker's last model: end it, everything it held comes back
@@ -377,7 +377,7 @@ class ModelManager:
         return event
 
     def names_on(self, entry: str) -> tuple[str, ...]:
-        return tuple(f"{m.kind}:{m.name}" for m in self._all() if m.device == entry)
+        return tuple(f"{m.kind}:{m.name}" for m in self.loaded() if m.device == entry)
 
 
 def make_room(manager: ModelManager, kind: str, device: str, needed: int) -> None:
@@ -386,7 +386,7 @@ def make_room(manager: ModelManager, kind: str, device: str, needed: int) -> Non
     free = memory.free_device_bytes(device, manager._nvml())
     if free is None or free >= needed:
         return
-    for other in [m for m in manager._all() if m.kind != kind and m.device == device]:
+    for other in [m for m in manager.loaded() if m.kind != kind and m.device == device]:
         manager._say(
             "info",
             f"memory budget: unloading {other.kind} model {other.name} to make room for "

@@ -182,7 +182,7 @@ class WorkerPool:
             except (WorkerError, TimeoutError) as exc:
                 self.end(entry, "did not start")
                 raise WorkerError(str(exc)) from None
-            self.publish(entry, self._state(entry))
+            self.publish(entry, self.state_of(entry))
         return worker
 
     def end(self, entry: str, note: str = "") -> int:
@@ -246,27 +246,25 @@ class WorkerPool:
         for entry in self.entries():
             slot = self._slots[entry]
             if slot.worker is not None and slot.worker.alive and slot.worker.ready is not None:
-                self.publish(entry, self._state(entry))
+                self.publish(entry, self.state_of(entry))
 
     def set_busy(self, entry: str, job_id: int | None) -> None:
         slot = self.slot(entry)
         slot.job_id = job_id
         if slot.worker is not None:
-            self.publish(entry, self._state(entry))
+            self.publish(entry, self.state_of(entry))
 
     def set_models(self, entry: str, models: tuple[str, ...]) -> None:
         self.slot(entry).models = models
         if self.alive(entry):
-            self.publish(entry, self._state(entry))
+            self.publish(entry, self.state_of(entry))
 
-    def _state(self, entry: str) -> str:
+    def state_of(self, entry: str) -> str:
         """A live worker's state: busy while its lane runs a job (set_busy), else paused
         (a worker order) or idle."""
         if self.slot(entry).job_id is not None:
             return "busy"
         return "paused" if entry in self.held else "idle"
-
-    state_of = _state
 
     def publish(self, entry: str, state: str, note: str = "", pid: int | None = None) -> None:
         slot = self.slot(entry)

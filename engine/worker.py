@@ -206,7 +206,8 @@ class WorkerProcess:
                 reply = self._next(self._wait(timeout))
                 if reply is None:
                     if self._stop_sent is not None and self._stop_overdue():
-                        return self._end_broken(f"did not stop within {STOP_GRACE:g} s")
+                        why = f"did not stop within {STOP_GRACE:g} s"
+                        return dataclasses.replace(self._end_broken(why), stuck=True)
                     if timeout is not None and self._silent_for(timeout):
                         self.kill()
                         raise CallHung(timeout)

@@ -231,6 +231,7 @@ class Exited:
     code: int
     how: str  # "exit status 0", "exit status 70", "signal 9 (SIGKILL)"
     accepted: bool = True  # False: it died before it took the call it was asked
+    stuck: bool = False  # True: ended by the engine for not stopping a call after a Stop
 
 
 REQUESTS = (Load, Unload, Transcribe, Translate, Call, GetStats, Stop, Quit)

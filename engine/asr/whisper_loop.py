@@ -80,10 +80,9 @@ def transcribe_whisper(
     dtype = torch.float16 if options.fp16 and model.device.type != "cpu" else torch.float32
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # triton notices are not news
-        known = resume.loudest if resume else None
-        if known is None:
-            known = file_loudest(source, partial(log10_mel, n_mels=n_mels), whisper_frames)
-        loudest = known
+        loudest = resume.loudest if resume else None
+        if loudest is None:
+            loudest = file_loudest(source, partial(log10_mel, n_mels=n_mels), whisper_frames)
         language = (resume.language if resume else None) or options.language
         if language is None:
             first = log_mel(stft_input(source, 0, N_FRAMES), n_mels, loudest)
