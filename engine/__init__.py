@@ -57,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "expand_paths": "media",
     "is_media": "media",
     "probe": "media",
+    "Prober": "prober",
+    "probe_isolated": "prober",
     # memory, as text and checks
     "CONTEXT_NOTE": "memory",
     "device_problem": "memory",
@@ -114,6 +116,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
     )
     from .memory import CONTEXT_NOTE, device_problem
     from .model_sizes import describe_unload, fmt_bytes
+    from .prober import Prober, probe_isolated
     from .queue import reorder
     from .runner import Engine
     from .settings import (

@@ -191,7 +191,10 @@ def _open(path: Path):  # -> BinaryIO
 
 
 def probe(path: Path) -> MediaInfo:
-    """Check the file is readable media with an audio stream; cheap (reads the header only)."""
+    """Check the file is readable media with an audio stream; cheap (reads the header only).
+
+    A demuxer crash here takes its process down, so the engine and the app's job table probe
+    through prober.py's reader child (`probe_isolated`), which runs this; workers run it too."""
     import av
 
     path = Path(path)

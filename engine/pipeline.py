@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import asr, logfile, media, memory
+from . import asr, logfile, media, memory, prober
 from . import worker_protocol as wp
 from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState, Stage
@@ -130,7 +130,7 @@ class Pipeline:
         job, store, s = self.job, self.ctx.store, self.settings
         path = Path(job.path)
         started = time.perf_counter()
-        info = media.probe(path)
+        info = prober.probe_isolated(path)  # a reader child: a crash costs this file only
         self.fingerprint = content_fingerprint(path)
         self.times["probe"] = time.perf_counter() - started
         self.job = job = dataclasses.replace(job, duration=info.duration)

@@ -26,7 +26,7 @@ from subq.engine import (
     QueueReordered,
     WorkerChanged,
     describe_unload,
-    probe,
+    probe_isolated,
 )
 from textual import on, work
 from textual.app import ComposeResult
@@ -305,11 +305,12 @@ class MainScreen(JobActions):
 
     @work(thread=True, group="probe")
     def probe_durations(self, jobs: list[tuple[int, str]]) -> None:
-        """Read durations of queued files off the UI thread (the engine probes only on run)."""
+        """Read durations of queued files off the UI thread (the engine probes only on run),
+        in the reader child: a file that crashes or hangs FFmpeg costs its duration only."""
         durations: dict[int, float | None] = {}
         for job_id, path in jobs:
             try:
-                durations[job_id] = probe(Path(path)).duration
+                durations[job_id] = probe_isolated(Path(path)).duration
             except (MediaError, OSError):
                 durations[job_id] = None
             if len(durations) >= 50:
