@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .private import private_dir, private_file
 from .settings import log_path
 
 _attached: Path | None = None
@@ -26,7 +27,8 @@ def attach() -> Path | None:
         return _attached
     path = log_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # it names every file the user worked on: theirs alone
         handler = _QuietFileHandler(path, encoding="utf-8")
     except OSError:
         return None

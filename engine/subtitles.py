@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults, procs
+from .private import user_file_mode
 
 MAX_LINE = 42
 MAX_LINES = 2
@@ -159,7 +160,7 @@ def write_atomic(path: Path, text: str) -> None:
             f.flush()
             faults.maybe_fail("write", str(path))
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, user_file_mode())  # mkstemp made it 0600; the user's umask decides
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:

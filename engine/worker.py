@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from . import worker_protocol as p
+from .private import open_private_log
 from .worker_env import DEFAULT_LOG, WorkerError, log_target, worker_env
 
 POLL_SECONDS = 0.1  # how often a worker without a pidfd is polled for its exit
@@ -110,7 +111,7 @@ class WorkerProcess:
         try:
             if self.log_path is not None:
                 with contextlib.suppress(OSError):
-                    out = open(self.log_path, "ab")  # noqa: SIM115 - closed below
+                    out = open_private_log(self.log_path)  # closed below
             self.popen = subprocess.Popen(
                 argv,
                 env=env,

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .private import private_dir
+
 DEFAULT_LOG = "default"  # the engine's log file (settings.log_path)
 
 
@@ -69,7 +71,7 @@ def log_target(log: str | Path | None) -> Path | None:
 
         path = log_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
         except OSError:
             return None
         return path
