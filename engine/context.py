@@ -19,13 +19,17 @@ from . import worker_protocol as wp
 from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage, clock
 from .models import ModelManager, NeedsMemory, WorkerDied
+from .orders import CANCEL, REMOVE, Order
 from .pipeline import Outcome, Pipeline, StopRequested
 from .queue import JobQueue
-from .store import Store
+from .store import LeaseLost, Store
 from .subtitles import remove_live_temps
 
 log = logging.getLogger("subq.engine")
-HEARTBEAT = 3.0  # seconds between lease renewals; a lease is stale after LEASE_TIMEOUT
+# Seconds between lease renewals, which also read the orders other processes left for the
+# running jobs: a cancel from another terminal reaches the job within 2 s (a renewal is
+# one small transaction; a lease is stale after leases.LEASE_TIMEOUT).
+HEARTBEAT = 1.0
 EARLY_DEATHS = 3  # workers that die before taking a job's call, before it is blamed anyway
 MEMORY_RECHECK = 3.0  # seconds between free-memory checks while a job waits for room
 
@@ -42,6 +46,7 @@ class EngineContext:
         paused: Callable[[], bool],
         stopping: threading.Event,
         nvml: Callable[[], memory.Nvml | None],
+        cancel: Callable[[int], None] = lambda job_id: None,
     ) -> None:
         self.queue = queue
         self.store: Store = queue.store
@@ -52,7 +57,8 @@ class EngineContext:
         self._paused = paused
         self._stopping = stopping
         self._nvml = nvml
-        self.heartbeat = Heartbeat(self.store, lambda: set(queue.active), stopping)
+        # an order from another process to stop a running job becomes this engine's cancel
+        self.heartbeat = Heartbeat(self.store, lambda: set(queue.active), stopping, cancel)
         self.start_anyway: set[int] = set()
         self.oom_count = 0
         self.crashes: dict[int, int] = {}  # job id -> its workers' deaths in a row
@@ -72,6 +78,8 @@ class EngineContext:
                 final = Pipeline(self, job, entry).run()
             except WorkerDied as died:
                 final = self._worker_died(job, died)
+            except LeaseLost as lost:  # another process runs it now: write nothing more
+                final = Outcome(JobState.INTERRUPTED, {"error": str(lost)})
             else:
                 self.crashes.pop(job.id, None)
                 self.early_deaths.pop(job.id, None)
@@ -198,11 +206,17 @@ class Heartbeat:
     its next safe point."""
 
     def __init__(
-        self, store: Store, running: Callable[[], set[int]], stopping: threading.Event
+        self,
+        store: Store,
+        running: Callable[[], set[int]],
+        stopping: threading.Event,
+        cancel: Callable[[int], None],
     ) -> None:
         self._store = store
         self._running = running
         self._stopping = stopping
+        self._cancel = cancel
+        self._cancelled: set[int] = set()  # jobs whose stop order was handed on
         self.lost: dict[int, str] = {}  # job id -> why its lease is gone
 
     def start(self) -> None:
@@ -213,12 +227,19 @@ class Heartbeat:
             running = self._running()
             if not running:
                 continue
+            found: list[Order] = []
             try:
-                held = set(self._store.heartbeat(sorted(running)))
+                renewed, found = self._store.heartbeat_and_orders(sorted(running))
+                held = set(renewed)
             except Exception as exc:
                 held, reason = set(), f"cannot renew its lease: {exc}"
             else:
                 reason = "its lease was taken by another worker"
+            for order in found:  # cancel and remove stop the job; the rest wait for its end
+                if order.kind in (CANCEL, REMOVE) and order.job_id not in self._cancelled:
+                    self._cancelled.add(order.job_id)
+                    self._cancel(order.job_id)
+            self._cancelled &= running
             for job_id in running - held:
                 if job_id in self._running():
                     self.lost[job_id] = f"{reason}; it stops here and resumes later"

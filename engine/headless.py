@@ -294,6 +294,13 @@ class _SignalStop:
             return
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, self._handle)
+        self._old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, self._suspend)
+
+    def _suspend(self, _signum: int, _frame: Any) -> None:
+        """Ctrl-Z: stop between two state-file transactions, never inside one (a stopped
+        holder of SQLite's write lock would block every other process on the queue)."""
+        with self.engine.store.between_transactions():
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def restore(self) -> None:
         for sig, old in self._old.items():

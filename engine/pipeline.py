@@ -39,7 +39,7 @@ from .recovery import (
 )
 from .remote import remote_call
 from .settings import Settings
-from .store import DoneRecord, StateError
+from .store import DoneRecord, LeaseLost, StateError
 from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
 from .translate import TranslationError, model_name_for
 
@@ -82,11 +82,11 @@ class Pipeline:
             cause = stopped.cause
             if isinstance(cause, StopRequested):
                 return self._stopped(cause.state, str(cause))
-            if isinstance(cause, StateError):
+            if isinstance(cause, StateError | LeaseLost):
                 raise cause from None
             raise
-        except (StateError, WorkerDied):
-            raise  # the queue cannot be saved / the worker died: the engine decides
+        except (StateError, WorkerDied, LeaseLost):
+            raise  # the queue cannot be saved / the worker died / the job is another's
         except (media.MediaError, asr.ModelLoadError, TranslationError, GpuMemoryError) as exc:
             return self._failed(str(exc))
         except OSError as exc:

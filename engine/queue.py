@@ -3,15 +3,14 @@ next runnable job, and other workers' jobs; plus the one rule for moving a job."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import media
+from . import media, orders
 from .commands import Where
 from .events import Event, JobChanged, JobRemoved, QueueReordered
 from .jobs import Job, JobState, Stage
@@ -24,10 +23,12 @@ from .outputs import (
     output_targets,
     outputs_current,
 )
+from .queue_shared import SharedQueue, _locked
 from .settings import Settings
-from .store import Store
+from .store import HeldElsewhere, LeaseLost, Store
 
 Log = Callable[..., None]  # (level, message, job_id=None)
+_AFRESH: dict[str, Any] = {"error": None, "progress": 0.0, "stage": None, "stage_times": ()}
 
 
 def reorder(order: list[int], job_id: int, where: Where) -> list[int]:
@@ -77,19 +78,7 @@ def outputs_are_current(store: Store, job: Job, settings: Settings, base: str) -
     )
 
 
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
-    """One change at a time: the engine thread applies orders while lanes start, advance
-    and finish their jobs, and a read-modify-write (a move) must not undo a lane's change."""
-
-    @functools.wraps(method)
-    def locked(self: JobQueue, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
-class JobQueue:
+class JobQueue(SharedQueue):
     """The jobs this worker sees, in queue order, on top of the shared store.
 
     The engine thread and the lanes change it, one change at a time (`_locked`); `jobs()`
@@ -106,6 +95,7 @@ class JobQueue:
         self._jobs: dict[int, Job] = {}
         self.active: set[int] = set()  # the jobs this engine runs now (one per worker)
         self.cancelled: set[int] = set()  # running jobs that stop at their next safe point
+        self.asked: set[int] = set()  # jobs with an order of ours waiting for their holder
         self._last_refresh = 0.0
 
     # -- reading (any thread) ------------------------------------------------------------
@@ -121,7 +111,10 @@ class JobQueue:
         return any(j.state.runnable for j in self.jobs())
 
     def busy(self) -> bool:
-        return any(j.state == JobState.RUNNING or j.state.runnable for j in self.jobs())
+        """Something here runs or waits, or an order of ours waits for another process."""
+        return bool(self.asked) or any(
+            j.state == JobState.RUNNING or j.state.runnable for j in self.jobs()
+        )
 
     # -- changes -------------------------------------------------------------------------
     @_locked
@@ -145,9 +138,11 @@ class JobQueue:
 
     @_locked
     def change(self, job: Job, state: JobState, **changes: Any) -> Job:
-        """Commit first, then publish: the store is the truth after a crash."""
+        """Commit first, then publish: the store is the truth after a crash. A job this
+        engine runs is written as its lease holder (LeaseLost if it was taken); any other
+        job only while no other live process holds it (HeldElsewhere)."""
         new = job.moved_to(state, **changes)
-        self.store.save(new)
+        self.store.save(new, holder=job.id in self.active)
         self._put(new)
         self._publish(JobChanged(job=new, previous=job.state))
         return new
@@ -220,23 +215,26 @@ class JobQueue:
             and outputs_are_current(self.store, job, settings, base)
         ):
             note = "already done"
-        elif job.state.runnable or job.state == JobState.RUNNING:
+        elif (job.settings, job.output_base) == (settings, base) and (
+            job.state.runnable or job.state == JobState.RUNNING
+        ):
             note = "already in the queue"
-            if job.state.runnable and (job.settings, job.output_base) != (settings, base):
-                job = dataclasses.replace(job, settings=settings, output_base=base)
-                self.store.save(job)
         else:
-            note = "queued again"
-            job = job.moved_to(
-                JobState.QUEUED,
+            note = "already in the queue" if job.state.runnable else "queued again"
+            new = job.moved_to(
+                job.state if job.state.runnable else JobState.QUEUED,
                 settings=settings,
                 output_base=base,
-                error=None,
-                progress=0.0,
-                stage=None,
-                stage_times=(),
+                **({} if job.state.runnable else _AFRESH),
             )
-            self.store.save(job)
+            try:
+                if job.state == JobState.RUNNING:
+                    raise HeldElsewhere(job.worker or "another process")
+                self.store.save(new, holder=False)
+                job = new
+            except HeldElsewhere as holder:
+                self.ask(job, orders.READD, str(holder), settings=settings, output_base=base)
+                return
         if in_view:
             self._log("info", f"{job.path}: {note}", job.id)
         elif note != "queued again":
@@ -265,8 +263,11 @@ class JobQueue:
         if job_id in self.active:
             self.cancelled.add(job_id)
             self._log("info", f"{job.name}: cancelling at the next safe point", job_id)
-        else:  # its checkpoint stays: a retry resumes where it was (issue 25.8)
+            return
+        try:  # its checkpoint stays: a retry resumes where it was (issue 25.8)
             self.change(job, JobState.CANCELLED, stage=None)
+        except HeldElsewhere as holder:
+            self.ask(job, orders.CANCEL, str(holder))
 
     @_locked
     def remove(self, job_id: int) -> None:
@@ -274,8 +275,13 @@ class JobQueue:
             self.cancel(job_id)
             self._log("info", "a running job is cancelled first; remove it once it stops", job_id)
             return
-        if self.job(job_id) is not None:
-            self.store.delete(job_id)
+        job = self.job(job_id)
+        if job is not None:
+            try:
+                self.store.delete(job_id)
+            except HeldElsewhere as holder:
+                self.ask(job, orders.REMOVE, str(holder))
+                return
             self._forget(job_id)
 
     @_locked
@@ -285,78 +291,47 @@ class JobQueue:
             force = job.state in (JobState.DONE, JobState.SKIPPED)
             settings = dataclasses.replace(job.settings, force=force or job.settings.force)
             kept = job.resume_from / job.duration if job.resume_from and job.duration else 0.0
-            self.change(
-                job,
-                JobState.QUEUED,
-                error=None,
-                progress=0.0 if force else min(1.0, kept),
-                stage=None,
-                stage_times=(),
-                settings=settings,
-            )
+            try:
+                self.change(
+                    job,
+                    JobState.QUEUED,
+                    error=None,
+                    progress=0.0 if force else min(1.0, kept),
+                    stage=None,
+                    stage_times=(),
+                    settings=settings,
+                )
+            except HeldElsewhere as holder:  # queued and started elsewhere meanwhile
+                self._log("info", f"{job.name}: already runs in process {holder}", job_id)
+                self._sync(job_id, self.store.job(job_id))
 
     @_locked
     def clear_finished(self) -> None:
+        """Finished jobs leave the queue for good (their rows and stored work); what they
+        wrote stays known, so a later run still tells subq's files from the user's."""
         for job in self.jobs():
-            if job.state.finished:
-                self._forget(job.id)
+            if job.state.finished and job.id not in self.active:
+                self.remove(job.id)
 
     @_locked
     def resume_paused(self) -> None:
         for job in self.jobs():
             if job.state == JobState.PAUSED and job.id not in self.active:
-                self.change(job, JobState.QUEUED)
+                with contextlib.suppress(HeldElsewhere):  # resumed elsewhere meanwhile
+                    self.change(job, JobState.QUEUED)
 
     @_locked
     def update_settings(self, settings: Settings) -> None:
-        """New settings reach the jobs that have not started yet."""
+        """New settings reach the jobs of this batch that have not started yet: those this
+        process queued, or whose queuing process is gone (a saved queue), never the jobs a
+        live `subq run` elsewhere queued with its own options."""
+        mine = self.store.batch_of_live_others()
         for job in self.jobs():
-            if job.state == JobState.QUEUED and job.progress == 0 and not job.resume_from:
+            fresh = job.state == JobState.QUEUED and job.progress == 0 and not job.resume_from
+            if fresh and job.id not in mine:
                 base = base_for(self.store, self._log, job, settings)
-                self.change(job, JobState.QUEUED, settings=settings, output_base=base)
-
-    # -- picking work and following other workers ------------------------------------------
-    @_locked
-    def next_runnable(self) -> Job | None:
-        """The first runnable job this worker could claim, fresh from the store."""
-        self.refresh_foreign()  # a dead worker's job is taken up in queue order, first
-        for job in self.jobs():
-            if not job.state.runnable or job.id in self.active:
-                continue
-            holder = self.store.claim(job.id)
-            fresh = self.store.job(job.id)
-            if holder is not None or fresh is None or not fresh.state.runnable:
-                if holder is None:
-                    self.store.release(job.id)
-                self._sync(job.id, fresh)
-                continue
-            return fresh
-        return None
-
-    def _sync(self, job_id: int, fresh: Job | None) -> None:
-        with self._lock:
-            if fresh is None:
-                self._jobs.pop(job_id, None)
-            else:
-                self._jobs[job_id] = fresh
-        self._publish(JobChanged(job=fresh) if fresh else JobRemoved(job_id=job_id))
-
-    @_locked
-    def refresh_foreign(self, every: float = 0.0) -> None:
-        """Jobs another worker runs: follow their state from the shared store, and free the
-        jobs of workers that are gone (a dead pid on this host, or a stale heartbeat)."""
-        now = time.monotonic()
-        if now - self._last_refresh < every:
-            return
-        self._last_refresh = now
-        for job in self.jobs():
-            if job.state == JobState.RUNNING and job.id not in self.active:
-                fresh = self.store.job(job.id)
-                if fresh is None or fresh.state != job.state or fresh.stage != job.stage:
-                    self._sync(job.id, fresh)
-        for job_id in self.store.recover_stale():
-            if self.job(job_id) is not None:
-                self._sync(job_id, self.store.job(job_id))
+                with contextlib.suppress(HeldElsewhere):  # started elsewhere meanwhile
+                    self.change(job, JobState.QUEUED, settings=settings, output_base=base)
 
     # -- the running job -------------------------------------------------------------------
     @property
@@ -372,9 +347,15 @@ class JobQueue:
 
     @_locked
     def finish(self, job: Job, state: JobState, changes: dict[str, Any]) -> None:
+        """Write the job's end as its holder, let go of it, then carry out the orders other
+        processes left for it meanwhile. A lost lease writes nothing: the job is another's."""
         try:
             self.change_current(job, state, **changes)
+        except LeaseLost as lost:
+            self._log("warning", f"{job.name}: {lost}; stopped without writing", job.id)
+            self._sync(job.id, self.store.job(job.id))
         finally:
             self.store.release(job.id)
             self.active.discard(job.id)
             self.cancelled.discard(job.id)
+        self.carry_out(job.id)

@@ -74,6 +74,7 @@ class Engine:
             paused=lambda: self._paused,
             stopping=self._stopping,
             nvml=lambda: self.sampler.nvml,
+            cancel=lambda job_id: self._send(cmd.Cancel(job_id)),
         )
         self.fatal: str | None = None  # why the engine thread stopped early, if it did
         self.models.worker_timeout = self.settings.worker_timeout or None

@@ -1,56 +1,88 @@
 """The queue's durable state in SQLite (WAL): order, states, settings, transcripts, leases.
 
-Every change is committed before the engine acts on it. Several workers (processes) may
-share one file: a running job carries a lease (leases.py). The schema, its migrations and
-opening the file (a corrupt one is moved aside) are in store_schema.py.
+Every change is committed before the engine acts on it. Several processes may share one
+file: a running job carries a lease (leases.py), and every write of a job row is fenced by
+it. A runner's writes (its job's state, checkpoints, transcript, translations, outputs)
+need the lease to be its own, else `LeaseLost`; anyone's orders (cancel, retry, new
+settings) need the job to be held by no other live process, else `HeldElsewhere`, and
+the order is left in `orders` for the holder (orders.py). The schema, its migrations and
+opening the file are in store_schema.py. The file, its WAL and its lock are 0600.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import leases
+from . import leases, orders
 from .jobs import Job, JobState, Stage
+from .leases import FREE_OR_MINE, HELD_BY_ME
+from .private import private_dir, private_file
 from .settings import Settings
-from .store_schema import StateError, open_db
+from .store_data import DoneRecord, HeldElsewhere, JobData, LeaseLost
+from .store_schema import StateError, open_db, refuse_foreign
+
+__all__ = ["DoneRecord", "HeldElsewhere", "LeaseLost", "StateError", "Store"]
 
 
-@dataclass(frozen=True)
-class DoneRecord:
-    """A finished run: the input's content fingerprint, the output settings' key, and the
-    size:hash of every file written (path -> sum)."""
+class Store(JobData):
+    """One connection to the state file. Its lock (an RLock) owns the connection: every
+    statement runs under it, so the engine thread, the lanes and the heartbeat share it."""
 
-    input: str
-    key: str | None
-    sums: dict[str, str]
-
-
-class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.moved_aside: Path | None = None
         self.migration_notes: list[str] = []  # for the engine to log once it runs
-        self.worker = leases.WORKER
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = self._open()
+        private_dir(self.path.parent)
+        refuse_foreign(self.path)
+        private_file(self.path)
+        # A shared flock on a side file says "a live process has this queue open" for as
+        # long as the store is: a damaged file is set aside only when nobody holds it.
+        self._in_use = Path(f"{self.path}.lock")
+        private_file(self._in_use)
+        self._lock_fd = os.open(self._in_use, os.O_RDWR)
+        try:
+            self._db = self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        for suffix in ("-wal", "-shm"):
+            if Path(f"{self.path}{suffix}").exists():
+                private_file(Path(f"{self.path}{suffix}"))
+
+    @property
+    def worker(self) -> str:
+        """This process as leases and the history name it ("pid@host")."""
+        return leases.describe(os.getpid(), leases.HOST)
 
     def _open(self) -> sqlite3.Connection:
-        db, self.moved_aside, notes = open_db(self.path)
+        db, self.moved_aside, notes = open_db(self.path, self._held_by_others)
         self.migration_notes += notes
         return db
+
+    def _held_by_others(self) -> bool:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        return False
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            with suppress(OSError):
+                os.close(self._lock_fd)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -72,6 +104,12 @@ class Store:
                     self._db.execute("ROLLBACK")
                 raise StateError(f"cannot save the queue: disk full at {self.path}") from None
 
+    @contextmanager
+    def between_transactions(self) -> Iterator[None]:
+        """No transaction of this process opens while inside (it holds the connection)."""
+        with self._lock:
+            yield
+
     # -- jobs ------------------------------------------------------------------------
     def add_jobs(
         self, new: list[tuple[str, str, tuple[str, ...]]], settings: Settings
@@ -80,21 +118,23 @@ class Store:
         so queuing a folder of hundreds of files costs one commit, not hundreds."""
         now = time.time()
         jobs = []
+        settings_json = settings.to_json()
         with self.transaction() as db:
             top = db.execute("SELECT MAX(position) FROM jobs").fetchone()[0] or 0
             for offset, (path, base, notes) in enumerate(new, 1):
                 cur = db.execute(
                     "INSERT INTO jobs (path, position, state, settings, output_base, notes, "
-                    "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "created, updated, added_pid, added_proc) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         path,
                         top + offset,
                         JobState.QUEUED.value,
-                        settings.to_json(),
+                        settings_json,
                         base,
                         json.dumps(notes),
                         now,
                         now,
+                        *leases.me(),
                     ),
                 )
                 jobs.append(
@@ -119,16 +159,19 @@ class Store:
             rows = self._db.execute("SELECT output_base FROM jobs WHERE output_base IS NOT NULL")
             return {r[0] for r in rows.fetchall()}
 
-    def save(self, job: Job) -> Job:
-        """Persist every field of the job (the row is the truth after a crash)."""
+    def save(self, job: Job, *, holder: bool) -> Job:
+        """Persist the job's fields (the row is the truth after a crash), fenced by its lease:
+        as its `holder` (LeaseLost when the lease is not ours any more), or as an order on a
+        job no other live process holds (HeldElsewhere naming the one that does). The
+        position is not written here: it belongs to the queue's order (save_positions),
+        so a runner's save never undoes a move made meanwhile by another process."""
         now = time.time()
         with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET position=?, state=?, stage=?, error=?, settings=?, duration=?, "
+            cur = db.execute(
+                "UPDATE jobs SET state=?, stage=?, error=?, settings=?, duration=?, "
                 "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, updated=? "
-                "WHERE id=?",
+                f"WHERE id=? AND {HELD_BY_ME if holder else FREE_OR_MINE}",
                 (
-                    job.position,
                     job.state.value,
                     job.stage.value if job.stage else None,
                     job.error,
@@ -141,8 +184,11 @@ class Store:
                     job.output_base,
                     now,
                     job.id,
+                    *leases.me(),
                 ),
             )
+            if not cur.rowcount:
+                self._refused(db, job.id, holder)
             db.execute(
                 "INSERT INTO history (job_id, at, worker, state, detail) VALUES (?, ?, ?, ?, ?)",
                 (job.id, now, self.worker, job.state.value, job.error),
@@ -156,9 +202,15 @@ class Store:
             )
 
     def delete(self, job_id: int) -> None:
+        """Remove the job for good, unless another live process runs it (HeldElsewhere)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            cur = db.execute(
+                f"DELETE FROM jobs WHERE id=? AND {FREE_OR_MINE}", (job_id, *leases.me())
+            )
+            if not cur.rowcount:
+                self._refused(db, job_id, holder=False)
             db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM orders WHERE job_id=?", (job_id,))
 
     def jobs(self, ids: list[int] | None = None) -> list[Job]:
         with self._lock:
@@ -187,115 +239,11 @@ class Store:
             ).fetchone()
         return self.job(row[0]) if row else None
 
-    # -- per-job data: transcript, checkpoint, translations, done signature --------
-    def _get(self, job_id: int, column: str) -> Any:
-        with self._lock:
-            row = self._db.execute(f"SELECT {column} FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return row[0] if row else None
-
-    def _set(self, job_id: int, **values: Any) -> None:
-        cols = ", ".join(f"{k}=?" for k in values)
-        with self.transaction() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*values.values(), job_id))
-
-    def transcript(self, job_id: int, key: str) -> tuple[list[Any], str | None] | None:
-        if self._get(job_id, "transcript_key") != key:
-            return None
-        data = self._get(job_id, "transcript")
-        return (json.loads(data), self._get(job_id, "language")) if data else None
-
-    def set_transcript(
-        self, job_id: int, key: str, segments: list[Any], language: str | None
-    ) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET transcript=?, transcript_key=?, language=?, checkpoint=NULL, "
-                "translations='{}' WHERE id=?",
-                (json.dumps(segments), key, language, job_id),
-            )
-            db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
-
-    def checkpoint(self, job_id: int, key: str) -> dict[str, Any] | None:
-        held, checkpoint = self.saved_checkpoint(job_id)
-        return checkpoint if held == key else None
-
-    def saved_checkpoint(self, job_id: int) -> tuple[str | None, dict[str, Any] | None]:
-        """(the transcript key it belongs to, the checkpoint), whatever the key: (None, None)
-        when there is none."""
-        with self._lock:
-            row = self._db.execute("SELECT checkpoint FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if not row or not row[0]:
-                return None, None
-            stored = json.loads(row[0])
-            checkpoint = stored.get("checkpoint")
-            if checkpoint is not None and "segment_count" in checkpoint:
-                count = checkpoint.pop("segment_count")
-                rows = self._db.execute(
-                    "SELECT segment FROM checkpoint_segments WHERE job_id=? AND n<? ORDER BY n",
-                    (job_id, count),
-                ).fetchall()
-                checkpoint["segments"] = [json.loads(r[0]) for r in rows]
-        return stored.get("key"), checkpoint
-
-    def set_checkpoint(self, job_id: int, key: str, checkpoint: dict[str, Any] | None) -> None:
-        """Store the checkpoint: its segments one row each, writing only those after the
-        ones already stored (a checkpoint extends the last one; one that does not, a new
-        run's, replaces them), so each window writes what it added, not the whole file."""
-        with self.transaction() as db:
-            if not checkpoint:
-                db.execute("UPDATE jobs SET checkpoint=NULL, resume_from=0 WHERE id=?", (job_id,))
-                db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
-                return
-            segments = checkpoint.get("segments", ())
-            have = _stored_prefix(db, job_id, segments)
-            db.execute("DELETE FROM checkpoint_segments WHERE job_id=? AND n>=?", (job_id, have))
-            db.executemany(  # only the new ones are serialised, not the whole list again
-                "INSERT INTO checkpoint_segments (job_id, n, segment) VALUES (?, ?, ?)",
-                [(job_id, n, json.dumps(seg)) for n, seg in enumerate(segments[have:], have)],
-            )
-            head = {k: v for k, v in checkpoint.items() if k != "segments"}
-            head["segment_count"] = len(segments)
-            db.execute(
-                "UPDATE jobs SET checkpoint=?, resume_from=? WHERE id=?",
-                (json.dumps({"key": key, "checkpoint": head}), checkpoint["seek"], job_id),
-            )
-
-    def translations(self, job_id: int) -> dict[str, list[str]]:
-        return json.loads(self._get(job_id, "translations") or "{}")
-
-    def set_translation(self, job_id: int, key: str, texts: list[str]) -> None:
-        with self.transaction() as db:
-            row = db.execute("SELECT translations FROM jobs WHERE id=?", (job_id,)).fetchone()
-            data = json.loads(row[0] or "{}") if row else {}
-            data[key] = texts
-            db.execute("UPDATE jobs SET translations=? WHERE id=?", (json.dumps(data), job_id))
-
-    def done_record(self, job_id: int) -> DoneRecord | None:
-        """What the last finished run wrote, from which input and with which settings."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT input_sig, done_key, output_sums FROM jobs WHERE id=?", (job_id,)
-            ).fetchone()
-        if not row or row[0] is None:
-            return None
-        return DoneRecord(row[0], row[1], json.loads(row[2] or "{}"))
-
-    def set_done_record(self, job_id: int, record: DoneRecord | None) -> None:
-        if record is None:
-            self._set(job_id, input_sig=None, done_key=None, output_sums=None)
-            return
-        self._set(
-            job_id,
-            input_sig=record.input,
-            done_key=record.key,
-            output_sums=json.dumps(record.sums),
-        )
-
     # -- leases (leases.py), each in one transaction ---------------------------------
     def claim(self, job_id: int) -> str | None:
         """Take the job's lease; returns None on success, or the holder's "pid@host"."""
         with self.transaction() as db:
-            return leases.claim(db, job_id, self.worker)
+            return leases.claim(db, job_id)
 
     def heartbeat(self, job_ids: list[int]) -> list[int]:
         """Renew this worker's leases; returns the jobs whose lease it still holds."""
@@ -305,6 +253,46 @@ class Store:
     def release(self, job_id: int) -> None:
         with self.transaction() as db:
             leases.release(db, job_id)
+
+    def heartbeat_and_orders(self, job_ids: list[int]) -> tuple[list[int], list[orders.Order]]:
+        """Renew this process's leases and read its jobs' waiting orders, in one
+        transaction: (the jobs still held, their orders)."""
+        with self.transaction() as db:
+            held = leases.renew(db, job_ids)
+            return held, orders.pending(db, held) if held else []
+
+    def batch_of_live_others(self) -> set[int]:
+        """Queued jobs that another live process queued: its batch, not ours to change."""
+        me = leases.me()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, added_pid, added_proc FROM jobs "
+                "WHERE state=? AND added_pid IS NOT NULL",
+                (JobState.QUEUED.value,),
+            ).fetchall()
+        return {
+            i for i, pid, proc in rows if (pid, proc) != me and proc and leases.proc_of(pid) == proc
+        }
+
+    # -- orders for jobs another process runs (orders.py) -----------------------------
+    def add_order(
+        self,
+        job_id: int,
+        kind: str,
+        settings: Settings | None = None,
+        output_base: str | None = None,
+    ) -> int:
+        with self.transaction() as db:
+            return orders.add(db, job_id, kind, settings, output_base)
+
+    def pending_orders(self, job_ids: list[int] | None = None) -> list[orders.Order]:
+        with self._lock:
+            return orders.pending(self._db, job_ids)
+
+    def take_orders(self, job_id: int) -> list[orders.Order]:
+        """The job's waiting orders, removed as they are read (carried out once)."""
+        with self.transaction() as db:
+            return orders.take(db, job_id)
 
     def recover_stale(self) -> list[int]:
         """Jobs left running by a dead worker become interrupted (resumable)."""
@@ -347,17 +335,3 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         created=row["created"],
         updated=row["updated"],
     )
-
-
-def _stored_prefix(db: Any, job_id: int, segments: Sequence[Any]) -> int:
-    """How many of `segments` are stored already: all that are stored, if the last stored
-    one is the same segment at the same place (a checkpoint extends the one before), else
-    none."""
-    row = db.execute(
-        "SELECT n, segment FROM checkpoint_segments WHERE job_id=? ORDER BY n DESC LIMIT 1",
-        (job_id,),
-    ).fetchone()
-    if row is None:
-        return 0
-    last, text = row
-    return last + 1 if last < len(segments) and json.dumps(segments[last]) == text else 0

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+APPLICATION_ID = 0x73756271  # "subq" in the file's header: a state file says whose it is
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _V1 = """
 CREATE TABLE jobs (
@@ -81,16 +84,52 @@ CREATE TABLE checkpoint_segments (
 ) WITHOUT ROWID
 """
 
-MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}  # version N is reached by running MIGRATIONS[N]
+# v5 (issue 23): a lease names a process that can be checked (leases.py: boot id, pid
+# namespace and start time in lease_proc); a job remembers the process that queued it, so a
+# settings change reaches only its own batch; orders for a job another process runs wait
+# in `orders` for its holder (or whoever runs it next); the header says the file is subq's.
+_V5 = """
+ALTER TABLE jobs ADD COLUMN lease_proc TEXT;
+ALTER TABLE jobs ADD COLUMN added_pid INTEGER;
+ALTER TABLE jobs ADD COLUMN added_proc TEXT;
+CREATE TABLE orders (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    settings TEXT,
+    output_base TEXT,
+    at REAL NOT NULL,
+    by_pid INTEGER NOT NULL,
+    by_proc TEXT
+);
+CREATE INDEX orders_job ON orders(job_id);
+PRAGMA application_id=1937072753
+"""
+
+MIGRATIONS = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: _V5,
+}  # version N is reached by running MIGRATIONS[N]
 
 
 class StateError(Exception):
     """The state file cannot be used as is; str() is the one-line message."""
 
 
-def open_db(path: Path) -> tuple[sqlite3.Connection, Path | None, list[str]]:
+def open_db(
+    path: Path, in_use: Callable[[], bool]
+) -> tuple[sqlite3.Connection, Path | None, list[str]]:
     """The connection, where a corrupt file was moved aside (or None), and what the
-    migration has to say (checkpoints it dropped), for the engine to log once it runs."""
+    migration has to say (checkpoints it dropped), for the engine to log once it runs.
+
+    A file that is not subq's is refused and left untouched (`--state` pointed at the
+    wrong file must not cost the user that file). A corrupt subq file is moved aside only
+    when `in_use()` says no other live process has it open: theirs may be a passing fault
+    of this process's view (a full disk, a network mount), not of the file."""
+    refuse_foreign(path)
     notes: list[str] = []
     try:
         db = _connect(path)
@@ -103,12 +142,60 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, Path | None, list[str]]:
         )
         if not corrupt:
             raise StateError(f"{path}: cannot open the state file: {reason}") from None
+        if in_use():
+            raise StateError(
+                f"{path}: state file is damaged ({reason}) and open in another subq "
+                "process; stop that process first, or use --state with another file"
+            ) from None
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         for suffix in ("-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         os.replace(path, aside)
         db = _connect(path)
         return db, aside, _migrate(db)
+
+
+def refuse_foreign(path: Path) -> None:
+    """StateError unless `path` is missing, empty, or a subq state file (even a damaged
+    one: its header says so)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state file: {exc.strerror}") from None
+    if not head:
+        return
+    why = None if head.startswith(SQLITE_MAGIC) else "it is not an SQLite database"
+    if why is None:
+        why = _foreign_tables(path)
+    if why:
+        raise StateError(
+            f"{path}: not a subq state file ({why}); left as it is: give --state another file"
+        )
+
+
+def _foreign_tables(path: Path) -> str | None:
+    """Why an SQLite file is not subq's, or None. Read through a read-only connection, as
+    the header in the main file may be older than the WAL beside it (after a kill -9)."""
+    try:
+        ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=15)
+        try:
+            app = ro.execute("PRAGMA application_id").fetchone()[0]
+            version = ro.execute("PRAGMA user_version").fetchone()[0]
+            names = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            ro.close()
+    except sqlite3.DatabaseError:
+        return None  # damaged: the open finds that and says so
+    if app == APPLICATION_ID:
+        return None
+    if app != 0:
+        return "it is another program's SQLite database"
+    if (version > 0 and "jobs" not in names) or (version == 0 and names):
+        return "it is an SQLite database without subq's tables"
+    return None
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -18,7 +18,7 @@ from conftest import CLIPS, DATA, wait_for
 from subq.engine.jobs import JobState
 from subq.engine.settings import Settings
 from subq.engine.store import StateError, Store
-from subq.engine.store_schema import SCHEMA_VERSION
+from subq.engine.store_schema import APPLICATION_ID, SCHEMA_VERSION
 
 
 def subq_run(args: list[str], events: Path, **popen: object) -> subprocess.Popen:
@@ -219,30 +219,91 @@ def test_a_v2_text_prompt_checkpoint_is_dropped_with_a_log_line_and_the_file_res
     assert job.resume_from == 0 and engine.store.saved_checkpoint(job.id) == (None, None)
 
 
-@pytest.mark.parametrize("content", [b"this is not sqlite at all" * 100, "truncate"])
-def test_corrupt_state_is_moved_aside_and_a_new_queue_starts(tmp_path, content):
+def test_a_damaged_state_file_is_moved_aside_and_a_new_queue_starts(tmp_path):
     path = tmp_path / "state.sqlite3"
-    if content == "truncate":
-        store = Store(path)
-        for i in range(200):
-            store.add_job(f"/x/{i}.mp4", Settings())
-        store.close()
+    store = Store(path)
+    for i in range(200):
+        store.add_job(f"/x/{i}.mp4", Settings())
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    store = Store(path)
+    if store.moved_aside is None:
+        pytest.skip("sqlite read the truncated file without noticing; nothing to recover")
+    assert store.moved_aside.exists() and ".corrupt-" in store.moved_aside.name
+    assert store.jobs() == []
+
+
+def test_a_damaged_state_file_another_live_process_holds_is_left_alone(tmp_path):
+    """A damage seen here may be this process's view (a network mount, a full disk): the
+    file is set aside only when no other live process has the queue open."""
+    path = tmp_path / "state.sqlite3"
+    store = Store(path)
+    for i in range(200):
+        store.add_job(f"/x/{i}.mp4", Settings())
+    store.close()
+    holder = subprocess.Popen(  # another process with the queue open
+        [sys.executable, "-c", "import sys,time; from subq.engine.store import Store; "
+         "s = Store(sys.argv[1]); print('open', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
-    else:
+        try:
+            Store(path).close()
+        except StateError as exc:
+            assert "open in another subq process" in str(exc)
+        else:
+            pytest.skip("sqlite read the truncated file without noticing; nothing to recover")
+        assert path.stat().st_size == len(data) // 2
+        assert not list(tmp_path.glob("*.corrupt-*"))
+    finally:
+        holder.kill()
+        holder.wait()
+    store = Store(path)  # nobody holds it now: set aside, and a new queue starts
+    assert store.moved_aside is not None and store.jobs() == []
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"my notes, not a queue\n" * 50, "not an SQLite database"),
+        ("other-app", "another program's SQLite database"),
+        ("plain-sqlite", "without subq's tables"),
+    ],
+)
+def test_a_file_that_is_not_a_subq_state_file_is_refused_untouched(tmp_path, content, why):
+    path = tmp_path / "notes.db"
+    if isinstance(content, bytes):
         path.write_bytes(content)
-    store = Store(path)
-    if content == "truncate" and store.moved_aside is None:
-        pytest.skip("sqlite read the truncated file without noticing; nothing to recover")
-    assert store.moved_aside is not None and store.moved_aside.exists()
-    assert ".corrupt-" in store.moved_aside.name
-    assert store.jobs() == []
+    else:
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE recipes (name)")
+        if content == "other-app":
+            db.execute("PRAGMA application_id=42")
+        db.commit()
+        db.close()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=why):
+        Store(path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.db"
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--state", str(path), "x.mp3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "not a subq state file" in proc.stderr
 
 
 def test_state_from_a_newer_subq_is_refused_untouched(tmp_path):
     path = tmp_path / "state.sqlite3"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE future (x)")
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")  # a newer subq's file says so
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
     db.commit()
     db.close()

@@ -78,6 +78,7 @@ def _job_with_stored_transcript(store: Store, media: Path, settings: Settings) -
     job = store.add_job(str(media), settings)
     key = transcript_key(effective_settings(settings, "cpu"), content_fingerprint(media))
     rows = [asr.Segment(0.0, 1.5, "Hello there.").to_json()]
+    assert store.claim(job.id) is None  # the pipeline writes as the job's holder
     store.set_transcript(job.id, key, rows, "en")
     return job
 

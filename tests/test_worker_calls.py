@@ -169,6 +169,7 @@ def test_a_checkpoint_writes_only_the_segments_it_added(tmp_path) -> None:
 
     store = Store(tmp_path / "s.db")
     job = store.add_job(str(tmp_path / "a.mp3"), Settings())
+    assert store.claim(job.id) is None  # only the job's holder writes its checkpoints
     segments: list[list] = []
     changes = []
     for window in range(240):  # two hours of 30 s windows, ~4 segments each
