@@ -26,7 +26,6 @@ from .outputs import (
     done_key,
     output_targets,
     outputs_current,
-    text_sum,
 )
 from .pool import real_device
 from .recovery import (
@@ -40,8 +39,9 @@ from .recovery import (
 from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, LeaseLost, StateError
-from .subtitles import FORMATTERS, Cue, make_cues, remove_stale_temps, write_atomic
+from .subtitles import Cue, make_cues, remove_stale_temps
 from .translate import TranslationError, model_name_for
+from .writing import write_targets
 
 __all__ = ["JobContext", "Outcome", "Pipeline", "StopRequested"]
 
@@ -188,9 +188,9 @@ class Pipeline:
                 },
             )
         store.set_done_record(job.id, DoneRecord(self.fingerprint, key, written))
-        notes = job.notes
+        notes = self.job.notes
         if not cues:
-            notes = (*notes, "no speech found: the subtitles are empty")
+            notes = tuple(dict.fromkeys((*notes, "no speech found: the subtitles are empty")))
         return Outcome(
             JobState.DONE,
             {
@@ -212,17 +212,14 @@ class Pipeline:
         self.job = self.ctx.enter_stage(self.job, Stage.WRITE)
         t0 = time.perf_counter()
         targets[0].path.parent.mkdir(parents=True, exist_ok=True)
-        sums = {}
-        for target in targets:
-            text = FORMATTERS[target.fmt](cues)
-            try:
-                write_atomic(target.path, text)
-            except OSError as exc:
-                exc.filename = exc.filename or str(target.path)  # a write error names no file
-                raise
-            sums[str(target.path)] = text_sum(text)
+        sums = write_targets(self.ctx.store, cues, targets, self.settings.force, self._kept)
         self.times["write"] = self.times.get("write", 0.0) + time.perf_counter() - t0
         return sums
+
+    def _kept(self, reason: str) -> None:
+        self.ctx.log("warning", f"{self.job.name}: {reason}", self.job.id)
+        notes = tuple(dict.fromkeys((*self.job.notes, reason)))  # once, however many runs
+        self.job = dataclasses.replace(self.job, notes=notes)
 
     def _transcript(self, duration: float | None) -> list[asr.Segment]:
         ctx, store, s, job = self.ctx, self.ctx.store, self.settings, self.job

@@ -274,6 +274,22 @@ class Store(JobData):
             i for i, pid, proc in rows if (pid, proc) != me and proc and leases.proc_of(pid) == proc
         }
 
+    # -- the subtitles subq wrote, beyond their jobs' lives ------------------------------
+    def written_sums(self, paths: list[str]) -> dict[str, str]:
+        """path -> the size:hash subq wrote there last, for those of `paths` it wrote."""
+        marks = ",".join("?" * len(paths))
+        with self._lock:
+            rows = self._db.execute(f"SELECT path, sum FROM written WHERE path IN ({marks})", paths)
+            return dict(rows.fetchall())
+
+    def record_written(self, sums: dict[str, str]) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO written (path, sum, at) VALUES (?, ?, ?)",
+                [(path, value, now) for path, value in sums.items()],
+            )
+
     # -- orders for jobs another process runs (orders.py) -----------------------------
     def add_order(
         self,

@@ -87,7 +87,9 @@ CREATE TABLE checkpoint_segments (
 # v5 (issue 23): a lease names a process that can be checked (leases.py: boot id, pid
 # namespace and start time in lease_proc); a job remembers the process that queued it, so a
 # settings change reaches only its own batch; orders for a job another process runs wait
-# in `orders` for its holder (or whoever runs it next); the header says the file is subq's.
+# in `orders` for its holder (or whoever runs it next); `written` remembers every subtitle
+# subq wrote and its sum, beyond its job's life, so a file that is not subq's as it wrote
+# it is the user's and kept; the header says the file is subq's.
 _V5 = """
 ALTER TABLE jobs ADD COLUMN lease_proc TEXT;
 ALTER TABLE jobs ADD COLUMN added_pid INTEGER;
@@ -103,6 +105,14 @@ CREATE TABLE orders (
     by_proc TEXT
 );
 CREATE INDEX orders_job ON orders(job_id);
+CREATE TABLE written (
+    path TEXT PRIMARY KEY,
+    sum TEXT NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT OR REPLACE INTO written (path, sum, at)
+    SELECT key, value, updated FROM jobs, json_each(jobs.output_sums)
+    WHERE jobs.output_sums IS NOT NULL;
 PRAGMA application_id=1937072753
 """
 
