@@ -18,7 +18,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -99,7 +98,8 @@ class DetailsScreen(Screen[None]):
         self._previewed = (path, mtime)
         count = len(self.job.outputs)
         more = f" (o: next of {count})" if count > 1 else ""
-        preview.border_title = f"subtitles: {escape(Path(path).name)}{more}"  # a name is text
+        # Text, not a str: a str title is markup, and escape() leaves "[Group]" a tag
+        preview.border_title = Text.assemble("subtitles: ", Path(path).name, more)
         preview.update(Text("\n".join(lines)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from rich.text import Text
 from subq.engine import Job, JobState
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -63,7 +64,7 @@ class StatusBar(Horizontal):
         pending.update(f" unload pending: {', '.join(self.pending)} " if self.pending else "")
         pending.display = bool(self.pending)
         text = "models: " + (", ".join(m.replace(":", " ") for m in self.models) or "none")
-        self.models_label.update(text)
+        self.models_label.update(Text(text))  # a model may be a path: text, not markup
 
     def show_counts(self, jobs: Iterable[Job], paused: bool) -> None:
         """Jobs per state, always as words; a hint when a paused batch has work left."""
