@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from . import faults
+from . import faults, procs
 from .events import GpuProcess, GpuSample, MemorySampled
 
 CONTEXT_NOTE = (
@@ -297,7 +297,7 @@ def pick_cuda_device(nvml: Nvml | None = None) -> str:
     return f"cuda:{free.index(max(free))}"
 
 
-CPU_WORKERS = min(2, os.cpu_count() or 1)
+CPU_WORKERS = min(2, procs.usable_cpus())  # the cores this process may use, not the machine's
 
 
 def device_entries(device: str, nvml: Nvml | None = None) -> list[str]:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import memory
+from . import memory, procs
 from . import worker_protocol as p
 from .events import Event, WorkerChanged
 from .worker import WorkerError, WorkerProcess
@@ -49,9 +49,10 @@ def cpu_threads(devices: list[str]) -> int | None:
     """Threads per CPU worker when several share the cores; None (the library's default)
     for a single one."""
     n = sum(1 for d in devices if real_device(d) == "cpu")
-    if n <= 1:
+    usable = procs.usable_cpus()
+    if n <= 1 and usable == os.cpu_count():
         return None
-    return max(1, (os.cpu_count() or 1) // n)
+    return max(1, usable // max(1, n))
 
 
 class DeviceChoice:

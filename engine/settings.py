@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,6 +31,10 @@ BACKENDS = ("auto", "whisper", "faster-whisper")
 TRANSCRIBE_LOOP = 2
 
 
+# ISO 639-1 or 639-3, optionally with a script or region as the multilingual models write
+# them (NLLB's fra_Latn, pt-BR): the code goes into file and model names, so nothing else
+# (no "../x") may pass.
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
 OPTIONAL = ("language", "translation_model", "output_dir", "beam_size")
 KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 KIND_WORDS[tuple] = "a list"
@@ -81,6 +86,12 @@ class Settings:
             raise SettingsError("--worker-timeout: seconds without an answer (0: never)")
         if self.translation_batch_size < 1:
             raise SettingsError("--translation-batch-size must be at least 1")
+        for code in self.translate_to:
+            if not LANGUAGE_CODE.fullmatch(code):
+                raise SettingsError(
+                    f"--translate-to: {code!r} is not a language code; use codes such as "
+                    "de, fr, deu or fra_Latn"
+                )
         if self.english_only_model and self.language not in (None, "en"):
             raise SettingsError(
                 f"model {self.model} is English-only; --language {self.language} needs a "
