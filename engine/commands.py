@@ -21,6 +21,7 @@ Where = Literal["up", "down", "top", "bottom"]
 class Add:
     paths: tuple[str, ...]
     settings: Settings | None = None
+    expanded: int = 0  # the rest of an earlier Add: how many of `paths` are files found
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@ next runnable job, and other workers' jobs; plus the one rule for moving a job."
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,10 @@ from .settings import Settings
 from .store import HeldElsewhere, LeaseLost, Store
 
 Log = Callable[..., None]  # (level, message, job_id=None)
+# Seconds of adding per engine turn (one commit); the rest waits behind any order sent
+# meanwhile, so a pause or a key press is applied within about this long during a big add.
+ADD_TURN = 0.02
+ADD_MAX = 250  # files queued per turn: inserting them is as long again as finding them
 _AFRESH: dict[str, Any] = {"error": None, "progress": 0.0, "stage": None, "stage_times": ()}
 
 
@@ -52,16 +58,21 @@ def reorder(order: list[int], job_id: int, where: Where) -> list[int]:
     return rest
 
 
-def base_for(store: Store, log: Log, job: Job, settings: Settings) -> str:
-    """The job's output base under `settings`: kept while the folder is the same."""
+def base_for(
+    store: Store, log: Log, job: Job, settings: Settings, taken: set[str] | None = None
+) -> str:
+    """The job's output base under `settings`: kept while the folder is the same. `taken`:
+    the bases in use, when the caller holds them already (a batch of re-adds)."""
     path = Path(job.path)
     write = WriteOptions.of(settings)
     folder = output_folder(path, write)
     parent = Path(job.output_base or "").parent
     if job.output_base and (parent == folder or (settings.output_dir and parent.parent == folder)):
         return job.output_base
-    taken = store.output_bases() - {job.output_base}
-    base, note = choose_base(path, write, taken)
+    if taken is None:
+        taken = store.output_bases()
+    base, note = choose_base(path, write, taken - {job.output_base})
+    taken.add(base)
     if note:
         log("warning", note, job.id)
     return base
@@ -170,29 +181,50 @@ class JobQueue(SharedQueue):
 
     # -- orders --------------------------------------------------------------------------
     @_locked
-    def add(self, paths: Sequence[str], settings: Settings) -> None:
+    def add(
+        self, paths: Sequence[str], settings: Settings, expanded: int = 0
+    ) -> tuple[tuple[str, ...], int]:
+        """One turn of adding: the first `expanded` of `paths` are files found already, the
+        rest command-line arguments (folders, patterns). A turn finds files, or queues up
+        to ADD_MAX of them in one transaction, for about ADD_TURN seconds; it returns what
+        is left (and how many of it are found files) for the engine's next turn, so orders
+        sent meanwhile wait for one turn, not for 10,000 files."""
         settings = settings.validate()
-        seen: set[str] = set()
+        files, args = list(paths[:expanded]), list(paths[expanded:])
+        started = time.monotonic()
+        if not files:
+            while args and time.monotonic() - started < ADD_TURN:
+                found = [str(p) for p in media.expand_paths(args[:256])]
+                counts = collections.Counter(found)
+                for key in [k for k, n in counts.items() if n > 1]:
+                    self._log("info", f"{key}: given twice; added once")
+                files += counts
+                del args[:256]
+            return (*files, *args), len(files)
+        known = {j.path: j for j in self.jobs()}
         taken = self.store.output_bases()
         new: list[tuple[str, str, tuple[str, ...]]] = []
-        for path in media.expand_paths(paths):
-            key = str(path)
-            if key in seen:
-                self._log("info", f"{key}: given twice; added once")
-                continue
-            seen.add(key)
-            existing = self._find(key)
-            if existing is not None:
-                self._readd(existing, settings)
-                continue
-            base, note = choose_base(path, WriteOptions.of(settings), taken)
-            taken.add(base)
-            new.append((key, base, (note,) if note else ()))
-        for job in self.store.add_jobs(new, settings):
+        done = 0
+        with self.store.transaction():
+            for key in files:
+                if done >= ADD_MAX or (done and time.monotonic() - started > ADD_TURN):
+                    break
+                done += 1
+                existing = known.get(key) or self.store.latest_for_path(key)
+                if existing is not None:
+                    self._readd(existing, settings, taken)
+                    continue
+                base, note = choose_base(Path(key), WriteOptions.of(settings), taken)
+                taken.add(base)
+                new.append((key, base, (note,) if note else ()))
+            added = self.store.add_jobs(new, settings)
+        rest = (*files[done:], *args)
+        for job in added:
             for note in job.notes:
                 self._log("warning", note, job.id)
             self._put(job)
             self._publish(JobChanged(job=job))
+        return rest, len(files) - done
 
     def _find(self, path: str) -> Job | None:
         for job in self.jobs():
@@ -200,7 +232,7 @@ class JobQueue(SharedQueue):
                 return job
         return self.store.latest_for_path(path)
 
-    def _readd(self, job: Job, settings: Settings) -> None:
+    def _readd(self, job: Job, settings: Settings, taken: set[str] | None = None) -> None:
         """The same file again: resume, keep or redo it, never add a duplicate.
 
         The new request's output folder, formats and languages win: a finished job whose
@@ -208,7 +240,7 @@ class JobQueue(SharedQueue):
         formats) is queued again, and its stored transcript writes them without transcribing.
         """
         in_view = self.job(job.id) is not None
-        base = base_for(self.store, self._log, job, settings)
+        base = base_for(self.store, self._log, job, settings, taken)
         if (
             job.state in (JobState.DONE, JobState.SKIPPED)
             and not settings.force

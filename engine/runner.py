@@ -267,8 +267,10 @@ class Engine:
 
     def _apply(self, c: cmd.Command) -> None:
         match c:
-            case cmd.Add(paths, settings):
-                self.queue.add(paths, settings or self.settings)
+            case cmd.Add(paths, settings, expanded):  # a batch now, the rest behind any order
+                rest, found = self.queue.add(paths, settings or self.settings, expanded)
+                if rest:
+                    self._send(cmd.Add(rest, settings, found))
             case cmd.Pause():
                 if not self._paused:
                     self._paused = True

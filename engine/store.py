@@ -42,6 +42,7 @@ class Store(JobData):
         self.moved_aside: Path | None = None
         self.migration_notes: list[str] = []  # for the engine to log once it runs
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open in the thread holding the lock (a batch)
         private_dir(self.path.parent)
         refuse_foreign(self.path)
         private_file(self.path)
@@ -86,16 +87,30 @@ class Store(JobData):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE so a read-then-write (a lease claim) is atomic across processes."""
+        """BEGIN IMMEDIATE so a read-then-write (a lease claim) is atomic across processes.
+
+        Inside another transaction of the same thread it joins that one (one commit for a
+        batch: adding hundreds of files costs one fsync); an exception raised there is the
+        caller's to handle, and the outer transaction decides what is committed."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                self._depth = 1
                 try:
                     yield self._db
                 except BaseException:
                     with suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    self._depth = 0
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 if "full" not in str(exc) and "disk I/O" not in str(exc):

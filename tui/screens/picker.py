@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from subq.engine import MediaError, expand_path, is_media, probe
+from subq.engine import MediaError, expand_path, is_media, probe_isolated
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -304,7 +304,8 @@ class PickerScreen(Screen[list[str] | None]):
             return None
         if key not in self._durations:
             try:
-                self._durations[key] = probe(path).duration
+                # out of process: a crafted file in the folder costs only itself
+                self._durations[key] = probe_isolated(path).duration
             except MediaError:
                 self._durations[key] = None
         return self._durations[key]
