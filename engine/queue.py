@@ -3,16 +3,14 @@ next runnable job, and other workers' jobs; plus the one rule for moving a job."
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import media, orders
+from . import orders
 from .commands import Where
 from .events import Event, JobChanged, JobRemoved, QueueReordered
 from .jobs import Job, JobState, Stage
@@ -25,15 +23,12 @@ from .outputs import (
     output_targets,
     outputs_current,
 )
+from .queue_adding import Adding
 from .queue_shared import SharedQueue, _locked
 from .settings import Settings
 from .store import HeldElsewhere, LeaseLost, Store
 
 Log = Callable[..., None]  # (level, message, job_id=None)
-# Seconds of adding per engine turn (one commit); the rest waits behind any order sent
-# meanwhile, so a pause or a key press is applied within about this long during a big add.
-ADD_TURN = 0.02
-ADD_MAX = 250  # files queued per turn: inserting them is as long again as finding them
 _AFRESH: dict[str, Any] = {"error": None, "progress": 0.0, "stage": None, "stage_times": ()}
 
 
@@ -89,7 +84,7 @@ def outputs_are_current(store: Store, job: Job, settings: Settings, base: str) -
     )
 
 
-class JobQueue(SharedQueue):
+class JobQueue(Adding, SharedQueue):
     """The jobs this worker sees, in queue order, on top of the shared store.
 
     The engine thread and the lanes change it, one change at a time (`_locked`); `jobs()`
@@ -180,52 +175,6 @@ class JobQueue(SharedQueue):
         self._publish(JobRemoved(job_id=job_id))
 
     # -- orders --------------------------------------------------------------------------
-    @_locked
-    def add(
-        self, paths: Sequence[str], settings: Settings, expanded: int = 0
-    ) -> tuple[tuple[str, ...], int]:
-        """One turn of adding: the first `expanded` of `paths` are files found already, the
-        rest command-line arguments (folders, patterns). A turn finds files, or queues up
-        to ADD_MAX of them in one transaction, for about ADD_TURN seconds; it returns what
-        is left (and how many of it are found files) for the engine's next turn, so orders
-        sent meanwhile wait for one turn, not for 10,000 files."""
-        settings = settings.validate()
-        files, args = list(paths[:expanded]), list(paths[expanded:])
-        started = time.monotonic()
-        if not files:
-            while args and time.monotonic() - started < ADD_TURN:
-                found = [str(p) for p in media.expand_paths(args[:256])]
-                counts = collections.Counter(found)
-                for key in [k for k, n in counts.items() if n > 1]:
-                    self._log("info", f"{key}: given twice; added once")
-                files += counts
-                del args[:256]
-            return (*files, *args), len(files)
-        known = {j.path: j for j in self.jobs()}
-        taken = self.store.output_bases()
-        new: list[tuple[str, str, tuple[str, ...]]] = []
-        done = 0
-        with self.store.transaction():
-            for key in files:
-                if done >= ADD_MAX or (done and time.monotonic() - started > ADD_TURN):
-                    break
-                done += 1
-                existing = known.get(key) or self.store.latest_for_path(key)
-                if existing is not None:
-                    self._readd(existing, settings, taken)
-                    continue
-                base, note = choose_base(Path(key), WriteOptions.of(settings), taken)
-                taken.add(base)
-                new.append((key, base, (note,) if note else ()))
-            added = self.store.add_jobs(new, settings)
-        rest = (*files[done:], *args)
-        for job in added:
-            for note in job.notes:
-                self._log("warning", note, job.id)
-            self._put(job)
-            self._publish(JobChanged(job=job))
-        return rest, len(files) - done
-
     def _find(self, path: str) -> Job | None:
         for job in self.jobs():
             if job.path == path:
@@ -339,8 +288,7 @@ class JobQueue(SharedQueue):
 
     @_locked
     def clear_finished(self) -> None:
-        """Finished jobs leave the queue for good (their rows and stored work); what they
-        wrote stays known, so a later run still tells subq's files from the user's."""
+        """Finished jobs leave for good; what they wrote stays known (the `written` table)."""
         for job in self.jobs():
             if job.state.finished and job.id not in self.active:
                 self.remove(job.id)

@@ -267,10 +267,8 @@ class Engine:
 
     def _apply(self, c: cmd.Command) -> None:
         match c:
-            case cmd.Add(paths, settings, expanded):  # a batch now, the rest behind any order
-                rest, found = self.queue.add(paths, settings or self.settings, expanded)
-                if rest:
-                    self._send(cmd.Add(rest, settings, found))
+            case cmd.Add(paths, settings, expanded):  # a turn now, the rest behind any order
+                self.queue.add(paths, settings or self.settings, expanded, later=self._send)
             case cmd.Pause():
                 if not self._paused:
                     self._paused = True

@@ -62,8 +62,7 @@ class Store(JobData):
                 private_file(Path(f"{self.path}{suffix}"))
 
     @property
-    def worker(self) -> str:
-        """This process as leases and the history name it ("pid@host")."""
+    def worker(self) -> str:  # this process as leases and the history name it ("pid@host")
         return leases.describe(os.getpid(), leases.HOST)
 
     def _open(self) -> sqlite3.Connection:
@@ -71,7 +70,7 @@ class Store(JobData):
         self.migration_notes += notes
         return db
 
-    def _held_by_others(self) -> bool:
+    def _held_by_others(self) -> bool:  # is the shared flock held by another process?
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -119,11 +118,9 @@ class Store(JobData):
                     self._db.execute("ROLLBACK")
                 raise StateError(f"cannot save the queue: disk full at {self.path}") from None
 
-    @contextmanager
-    def between_transactions(self) -> Iterator[None]:
+    def between_transactions(self) -> threading.RLock:
         """No transaction of this process opens while inside (it holds the connection)."""
-        with self._lock:
-            yield
+        return self._lock
 
     # -- jobs ------------------------------------------------------------------------
     def add_jobs(
