@@ -127,15 +127,18 @@ idle = me.memory_info().rss
 engine.add([sys.argv[2]])
 time.sleep(0.5)
 engine.wait_idle(240)
-tree = [p.pid for p in me.children(recursive=True)]
+# the media reader child (prober.py) holds no model and no GPU: not a worker
+workers_of = lambda: [p for p in me.children(recursive=True)
+                      if "subq.engine.prober" not in " ".join(p.cmdline())]
+tree = [p.pid for p in workers_of()]
 held = [p for p in tree if any("ctranslate2" in m.path for m in psutil.Process(p).memory_maps())]
 busy = me.memory_info().rss
 engine.release_gpu()
 deadline = time.monotonic() + 30
-while me.children(recursive=True) and time.monotonic() < deadline:
+while workers_of() and time.monotonic() < deadline:
     time.sleep(0.1)
 after = me.memory_info().rss
-left = [p.pid for p in me.children(recursive=True)]
+left = [p.pid for p in workers_of()]
 mods = [m for m in ("torch", "ctranslate2", "whisper", "transformers") if m in sys.modules]
 print(json.dumps(dict(idle=idle, busy=busy, after=after, tree=tree, held=held, left=left,
                       mods=mods, workers=sorted(set(workers)))))
