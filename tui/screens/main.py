@@ -20,7 +20,6 @@ from subq.engine import (
     JobRemoved,
     JobState,
     LogEmitted,
-    MediaError,
     ModelLoaded,
     ModelUnloaded,
     QueueReordered,
@@ -182,6 +181,7 @@ class MainScreen(JobActions):
         self._asked_at = 0.0  # time.time() of the last pause/resume/unload request
         self._counts_dirty = True
         self._probe_timer: Timer | None = None
+        self._probing: set[int] = set()  # job ids handed to a probe worker, not answered yet
         self._toasts: list[tuple[str, str, SeverityLevel]] = []
         self._errors: deque[str] = deque(maxlen=16)  # logged: a failed job's is not said twice
         # Made here, not looked up per event: hundreds of events a second must stay cheap.
@@ -300,8 +300,12 @@ class MainScreen(JobActions):
 
     def _start_probe(self) -> None:
         self._probe_timer = None
-        if self.table.unprobed():
-            self.probe_durations(self.table.unprobed())
+        if self._probing:
+            return  # one probe thread at a time: it asks again for rows added meanwhile
+        jobs = self.table.unprobed()
+        if jobs:
+            self._probing.update(i for i, _path in jobs)
+            self.probe_durations(jobs)
 
     @work(thread=True, group="probe")
     def probe_durations(self, jobs: list[tuple[int, str]]) -> None:
@@ -311,7 +315,7 @@ class MainScreen(JobActions):
         for job_id, path in jobs:
             try:
                 durations[job_id] = probe_isolated(Path(path)).duration
-            except (MediaError, OSError):
+            except Exception:  # MediaError, OSError, anything: every row gets its answer
                 durations[job_id] = None
             if len(durations) >= 50:
                 self.post_message(self.Probed(durations))
@@ -320,7 +324,10 @@ class MainScreen(JobActions):
 
     @on(Probed)
     def _probed(self, message: Probed) -> None:
+        self._probing.difference_update(message.durations)
         self.table.set_probed(message.durations)
+        if not self._probing:
+            self._probe_soon()  # rows that arrived while it ran
 
     def _model_event(self, event: ModelLoaded | ModelUnloaded) -> None:
         self.memory.model_event(event)

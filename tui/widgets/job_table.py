@@ -1,11 +1,15 @@
 """The job table: one row per job in queue order, updated cell by cell.
 
 Rows are keyed by job id. Events only record the newest job snapshot and mark the row
-dirty; `draw()` (the app's ~4 Hz flush) adds new rows in one batch and rewrites only the
-cells that changed (`update_cell`). A DataTable re-renders every visible cell after any
-change, so drawing per event would repaint hundreds of times while a big folder is queued;
-drawing per flush keeps a slow SSH link and a busy CPU out of each other's way. Key presses
-(move, cancel) change rows at once. State is always written as a word; colour repeats it.
+dirty; `draw()` (the app's ~4 Hz flush) adds new rows and rewrites only the cells that
+changed (`update_cell`). A DataTable re-renders every visible cell after any change, so
+drawing per event would repaint hundreds of times while a big folder is queued; drawing
+per flush keeps a slow SSH link and a busy CPU out of each other's way. New rows are added
+for at most ADD_BUDGET per flush (a row costs about 0.1 ms to add and as much again to
+measure), so 10,000 files arriving at once fill the table over some seconds while keys
+and frames keep their turn; a key that needs every row (home, end, a move) adds the rest.
+Key presses (move, cancel) change rows at once. State is always written as a word; colour
+repeats it.
 
 Column widths and cell text (and folding columns at 80x24) are in job_cells.py.
 """
@@ -25,7 +29,7 @@ from textual.widgets.data_table import ColumnKey, RowDoesNotExist
 
 from .job_cells import COLUMNS, OUTPUT_MIN, RowState, cells, pad, widths
 
-ADD_INTERVAL = 1.0  # seconds between batches of new rows
+ADD_BUDGET = 0.02  # seconds of adding new rows per flush
 
 
 class JobTable(DataTable[object]):
@@ -57,8 +61,7 @@ class JobTable(DataTable[object]):
         self.rows_by_id: dict[int, RowState] = {}
         self.order: list[int] = []  # queue order, including rows not drawn yet
         self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
-        self._unadded: list[int] = []
-        self._added_at = 0.0  # time.monotonic() of the last batch of new rows
+        self._unadded: dict[int, None] = {}  # recorded, not yet drawn, in arrival order
         self._dirty: set[int] = set()
         self.narrow = False  # dur and speed folded away, progress without its bar
         self._ran_on: dict[str, int] = {}  # device entry -> the job it ran last
@@ -133,6 +136,11 @@ class JobTable(DataTable[object]):
         """All jobs in queue order (includes rows waiting to be drawn)."""
         return [self.rows_by_id[i].job for i in self.order]
 
+    @property
+    def backlog(self) -> int:
+        """Rows recorded and not drawn yet (thousands while a big folder arrives)."""
+        return len(self._unadded)
+
     def unprobed(self) -> list[tuple[int, str]]:
         """Jobs whose duration nobody has read yet (the engine probes only when it runs)."""
         return [
@@ -149,7 +157,7 @@ class JobTable(DataTable[object]):
             row = self.rows_by_id[job.id] = RowState(job, at)
             row.started_at = now if job.state == JobState.RUNNING else None
             self.order.append(job.id)
-            self._unadded.append(job.id)
+            self._unadded[job.id] = None
             return
         if at < row.changed_at:
             return  # an older snapshot than the one shown
@@ -204,47 +212,50 @@ class JobTable(DataTable[object]):
 
     # -- drawing --------------------------------------------------------------------
     def draw(self, now: float) -> None:
-        """Add new rows in one batch, rewrite changed cells, count running jobs' time."""
-        # Every change re-renders all visible cells; while hundreds of jobs are being queued,
-        # show new rows at most once a second so the engine (same process, same GIL) keeps
-        # going. A single add after a quiet second shows at once.
-        if time.monotonic() - self._added_at >= ADD_INTERVAL:
-            self.draw_now(now)
-        waiting = set(self._unadded)  # drawn whole, with their newest values, when added
-        for job_id in self._dirty - waiting:
+        """Add new rows (for up to ADD_BUDGET), rewrite changed cells, count running jobs' time."""
+        if self._unadded:
+            self._add_rows(now, time.perf_counter() + ADD_BUDGET)
+        waiting = self._unadded  # drawn whole, with their newest values, when added
+        for job_id in [i for i in self._dirty if i not in waiting]:
             row = self.rows_by_id.get(job_id)
             if row is not None:
                 self._write(row, self._cells(row, now))
-        self._dirty &= waiting
+        self._dirty = {i for i in self._dirty if i in waiting}
         for row in self.rows_by_id.values():
             if row.job.state == JobState.RUNNING and row.job.id not in waiting:
                 self._write(row, self._cells(row, now), only=("time",))
 
     def draw_now(self, now: float = 0.0) -> None:
-        """Add the recorded new rows (at once before a key acts on rows)."""
-        if self._unadded:
-            self._added_at = time.monotonic()
-        for job_id in self._unadded:
-            if job_id in self.rows_by_id:
-                self.add_row(*self._cells(self.rows_by_id[job_id], now), key=str(job_id))
+        """Add all the recorded new rows (at once before a key acts on every row)."""
+        self._add_rows(now, float("inf"))
+
+    def _add_rows(self, now: float, until: float) -> None:
+        """Add recorded new rows in arrival order until `until` (time.perf_counter())."""
+        added = 0
+        while self._unadded:
+            if added % 16 == 0 and time.perf_counter() >= until:
+                return
+            job_id = next(iter(self._unadded))
+            del self._unadded[job_id]
+            self.add_row(*self._cells(self.rows_by_id[job_id], now), key=str(job_id))
             self._dirty.discard(job_id)
-        self._unadded.clear()
+            added += 1
 
     def remove_job(self, job_id: int) -> None:
         """Forget a job the engine removed."""
         if self.rows_by_id.pop(job_id, None) is None:
             return
         self.order.remove(job_id)
-        if job_id in self._unadded:
-            self._unadded.remove(job_id)
-            return
+        if self._unadded.pop(job_id, 0) is None:
+            return  # never drawn
         with contextlib.suppress(RowDoesNotExist):
             self.remove_row(str(job_id))
 
     def mark(self, job_id: int, text: str) -> None:
         """Show an order the engine has not applied yet ("cancelling…") in the stage cell,
         until the job's state changes."""
-        self.draw_now()
+        if job_id in self._unadded:
+            self.draw_now()
         row = self.rows_by_id.get(job_id)
         if row is not None:
             row.mark = text
