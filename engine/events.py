@@ -51,6 +51,7 @@ class JobChanged(Event):
             "error": j.error,
             "outputs": list(j.outputs),
             "resume_from": j.resume_from,
+            "language": j.language,
         }
 
 

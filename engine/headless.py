@@ -136,7 +136,8 @@ class ConsolePrinter:
             speed = ""
             if job.duration and times.get("transcribe"):
                 speed = f", {job.duration / times['transcribe']:.1f}x realtime"
-            self._line(f"{who}done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed})")
+            lang = f", language {job.language}" if job.language else ""
+            self._line(f"{who}done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed}){lang}")
             for out in job.outputs:
                 self._line(f"  wrote {out}")
             for note in job.notes:
@@ -206,16 +207,17 @@ class EventWriter:
 
 
 def summary(jobs: list[Job]) -> str:
-    rows = [("#", "file", "state", "time", "detail")]
+    rows = [("#", "file", "state", "lang", "time", "detail")]
     for i, job in enumerate(jobs, 1):
         total = sum(t for _k, t in job.stage_times)
         detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
-        rows.append((str(i), job.name, job.state.value, f"{total:.1f}s" if total else "", detail))
-    widths = [min(max(columns(r[c]) for r in rows), 40) for c in range(4)]
+        time_ = f"{total:.1f}s" if total else ""
+        rows.append((str(i), job.name, job.state.value, job.language or "", time_, detail))
+    widths = [min(max(columns(r[c]) for r in rows), 40) for c in range(5)]
     lines = []
     for r in rows:
-        cells = [pad(r[c], widths[c]) for c in range(4)]
-        lines.append("  ".join([*cells, r[4]]).rstrip())
+        cells = [pad(r[c], widths[c]) for c in range(5)]
+        lines.append("  ".join([*cells, r[5]]).rstrip())
     return "\n".join(lines)
 
 

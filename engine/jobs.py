@@ -88,6 +88,7 @@ class Job:
     created: float = 0.0
     updated: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    language: str | None = None  # spoken: given by --language, else as detected
 
     @property
     def name(self) -> str:

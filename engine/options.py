@@ -28,6 +28,7 @@ class TranscribeOptions:
     """Everything that shapes the transcript, passed whole (one value, not 20 keywords)."""
 
     language: str | None = None
+    task: str = "transcribe"  # or "translate": Whisper's own translation into English
     beam_size: int | None = None
     condition_on_previous_text: bool = True
     no_speech_threshold: float = 0.6
@@ -41,6 +42,7 @@ class TranscribeOptions:
     def whisper_kwargs(self) -> dict[str, Any]:
         """These options as openai-whisper's `transcribe` keywords (the reference run)."""
         kw: dict[str, Any] = dict(
+            task=self.task,
             language=self.language,
             condition_on_previous_text=self.condition_on_previous_text,
             no_speech_threshold=self.no_speech_threshold,
@@ -62,7 +64,7 @@ class TranslateOptions:
     targets: tuple[str, ...] = ()
     model_template: str | None = None  # None: the default family for each pair
     batch_size: int = 32
-    source: str = "en"  # the transcript's language
+    source: str | None = None  # as given by --language; None: the one detected per file
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,17 @@ class WriteOptions:
     formats: tuple[str, ...] = ("srt",)
     output_dir: str | None = None
     languages: tuple[str, ...] = ()  # a `base.LANG.fmt` per translation, too
+    transcript_lang: str | None = None  # "en" with --task translate: `base.en.fmt`
 
     @classmethod
     def of(cls, s: Settings) -> WriteOptions:
         """Where outputs go needs no device: the queue asks before a job runs."""
-        return cls(formats=s.formats, output_dir=s.output_dir, languages=s.translate_to)
+        return cls(
+            formats=s.formats,
+            output_dir=s.output_dir,
+            languages=s.translate_to,
+            transcript_lang="en" if s.task == "translate" else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class StageOptions:
             decode=DecodeOptions(),
             transcribe=TranscribeOptions(
                 language="en" if s.english_only_model else s.language,
+                task=s.task,
                 beam_size=s.beam_size,
                 condition_on_previous_text=s.condition_on_previous_text,
                 word_timestamps=s.word_timestamps,
@@ -107,7 +116,7 @@ class StageOptions:
                 targets=s.translate_to,
                 model_template=s.translation_model,
                 batch_size=s.translation_batch_size,
-                source=s.language or "en",
+                source="en" if s.english_only_model or s.task == "translate" else s.language,
             ),
             write=WriteOptions.of(s),
         )

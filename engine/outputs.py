@@ -76,7 +76,8 @@ def output_targets(base: str, options: WriteOptions) -> list[OutputTarget]:
     """`base.srt` for the transcript and `base.LANG.srt` per translation, per format."""
     targets = []
     for fmt in options.formats:
-        targets.append(OutputTarget(Path(f"{base}.{fmt}"), fmt, None))
+        spoken = f".{options.transcript_lang}" if options.transcript_lang else ""
+        targets.append(OutputTarget(Path(f"{base}{spoken}.{fmt}"), fmt, None))
         targets += [
             OutputTarget(Path(f"{base}.{lang}.{fmt}"), fmt, lang) for lang in options.languages
         ]

@@ -40,7 +40,7 @@ from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, LeaseLost, StateError
 from .subtitles import Cue, make_cues, remove_stale_temps
-from .translate import TranslationError, model_name_for
+from .translate import TranslationError, model_name_for, same_language
 from .writing import write_targets
 
 __all__ = ["JobContext", "Outcome", "Pipeline", "StopRequested"]
@@ -66,6 +66,7 @@ class Pipeline:
         self.options = StageOptions.build(self.settings, self.device)
         self.resume_from = job.resume_from
         self.fingerprint = ""
+        self.language: str | None = None  # spoken, as given or detected (with the transcript)
         self._forced_flag = False
 
     @property
@@ -157,17 +158,19 @@ class Pipeline:
         # translation that cannot load or crashes must never take them with it.
         written = self._write(cues, [t for t in targets if t.lang is None])
         errors = []
+        src = self.options.translate.source or self.language or "en"
         for lang in self.options.translate.targets:
-            try:
-                texts = self._translation(cues, lang)
+            try:  # into the language spoken: the transcript itself, no model
+                copy = same_language(src, lang)
+                texts = [c.text for c in cues] if copy else self._translation(cues, src, lang)
             except (TranslationError, asr.ModelLoadError, GpuMemoryError, RemoteError) as exc:
-                errors.append(f"translation to {lang} failed: {exc}")
+                errors.append(f"translation {src}→{lang} failed: {exc}")
                 continue
             except Exception as exc:
                 if isinstance(exc, StopRequested | asr.TranscriptionStopped | WorkerDied):
                     raise
                 log.exception("translation to %s failed for %s", lang, job.path)
-                errors.append(f"translation to {lang} failed: {_first_line(exc)}")
+                errors.append(f"translation {src}→{lang} failed: {_first_line(exc)}")
                 continue
             translated = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts, strict=True)]
             written |= self._write(translated, [t for t in targets if t.lang == lang])
@@ -185,6 +188,7 @@ class Pipeline:
                     "stage_times": tuple(self.times.items()),
                     "duration": info.duration,
                     "resume_from": 0.0,
+                    "language": self.language,
                 },
             )
         store.set_done_record(job.id, DoneRecord(self.fingerprint, key, written))
@@ -202,6 +206,7 @@ class Pipeline:
                 "duration": info.duration,
                 "notes": notes,
                 "resume_from": 0.0,
+                "language": self.language,
             },
         )
 
@@ -227,6 +232,7 @@ class Pipeline:
         stored = None if s.force else store.transcript(job.id, key)
         if stored is not None:
             ctx.log("info", f"{job.name}: reusing the stored transcript", job.id)
+            self.language = stored[1]
             return [asr.Segment.from_json(row) for row in stored[0]]
         resume = resume_point(ctx, job, key)
         audio_seconds = duration
@@ -279,15 +285,15 @@ class Pipeline:
         segments = [asr.Segment.from_json(row) for row in done["segments"]]
         store.set_transcript(job.id, key, done["segments"], done["language"])
         self.job = dataclasses.replace(self.job, resume_from=0.0)
+        self.language = done["language"]
         self.resume_from = 0.0
         return segments
 
     def _remote(self, entry: str, request: Any, on_window: Any, on_progress: Any) -> Any:
         return remote_call(self.ctx, lambda: self.job, entry, request, on_window, on_progress)
 
-    def _translation(self, cues: list[Cue], lang: str) -> list[str]:
+    def _translation(self, cues: list[Cue], src: str, lang: str) -> list[str]:
         ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
-        src = options.source
         name = model_name_for(options.model_template, src, lang)
         key = f"{lang}|{name}|{self.transcript_key}"
         stored = store.translations(job.id).get(key)

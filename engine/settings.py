@@ -35,6 +35,7 @@ TRANSCRIBE_LOOP = 2
 # them (NLLB's fra_Latn, pt-BR): the code goes into file and model names, so nothing else
 # (no "../x") may pass.
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
+TASKS = ("transcribe", "translate")
 OPTIONAL = ("language", "translation_model", "output_dir", "beam_size")
 KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 KIND_WORDS[tuple] = "a list"
@@ -45,6 +46,7 @@ class Settings:
     model: str = "tiny.en"
     backend: str = "auto"
     language: str | None = None
+    task: str = "transcribe"
     translate_to: tuple[str, ...] = ()
     translation_model: str | None = None
     translation_batch_size: int = 32
@@ -92,6 +94,18 @@ class Settings:
                     f"--translate-to: {code!r} is not a language code; use codes such as "
                     "de, fr, deu or fra_Latn"
                 )
+        if self.task not in TASKS:
+            raise SettingsError(f"--task: use {' or '.join(TASKS)}")
+        if self.task == "translate" and self.english_only_model:
+            raise SettingsError(
+                f"model {self.model} is English-only; --task translate needs a multilingual "
+                "model such as base or small"
+            )
+        if self.task == "translate" and "en" in self.translate_to:
+            raise SettingsError(
+                "--task translate writes English itself (NAME.en.srt): leave en out of "
+                "--translate-to"
+            )
         if self.english_only_model and self.language not in (None, "en"):
             raise SettingsError(
                 f"model {self.model} is English-only; --language {self.language} needs a "
@@ -136,7 +150,8 @@ class Settings:
             "logprob_threshold",
             "asr_batch_size",
         )
-        return _digest({"loop": TRANSCRIBE_LOOP, **{k: getattr(self, k) for k in keys}})
+        task = {"task": self.task} if self.task != "transcribe" else {}  # old keys stay valid
+        return _digest({"loop": TRANSCRIBE_LOOP, **{k: getattr(self, k) for k in keys}, **task})
 
     def output_key(self) -> str:
         """Hash of everything that shapes the written files, for skip-if-done."""
@@ -255,7 +270,7 @@ def save_config(settings: Settings, path: Path | None = None) -> Path:
 
 # What kind of value each setting takes (checked by Settings.validate).
 SETTING_KINDS: dict[str, type] = {
-    **dict.fromkeys(("model", "backend", "device", "cleanup", "oom_fallback"), str),
+    **dict.fromkeys(("model", "backend", "device", "cleanup", "oom_fallback", "task"), str),
     **dict.fromkeys(("language", "translation_model", "output_dir"), str),
     **dict.fromkeys(("translate_to", "formats"), tuple),
     **dict.fromkeys(("translation_batch_size", "asr_batch_size", "beam_size"), int),

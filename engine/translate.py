@@ -90,6 +90,11 @@ def model_limits(model: Any, tokenizer: Any) -> Limits:
     )
 
 
+def same_language(src: str, tgt: str) -> bool:
+    """Translating into the language spoken is a copy ("es" and NLLB's "spa_Latn" alike)."""
+    return tgt == src or NLLB_CODES.get(src) == tgt
+
+
 def model_name_for(template: str | None, src: str, tgt: str) -> str:
     """The model to use for a language pair: a template with {src}/{tgt}, or one model."""
     return (template or DEFAULT_TEMPLATE).format(src=src, tgt=tgt)

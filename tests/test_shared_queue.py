@@ -8,13 +8,15 @@ Real `subq run` processes on one real state file; the second writer is either an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import DATA, wait_for
 from subq.engine import leases
 from subq.engine.jobs import JobState
 from subq.engine.settings import Settings
@@ -28,7 +30,9 @@ def _job_of(store: Store, path) -> object:
 
 def test_a_cancel_from_another_process_stops_the_job_where_it_runs(clips, tmp_path, make_engine):
     state = tmp_path / "q.db"
-    long = clips["long.mp3"]
+    # story.mp3 (3 min): long.mp3 (70 s) could finish on an idle machine before the second
+    # engine is up and the order reaches the runner's heartbeat, which is not what is tested
+    long = Path(shutil.copy(DATA / "story.mp3", clips["long.mp3"].parent / "story.mp3"))
     runner = subq_run(["--device", "cpu", "--state", str(state), str(long)], tmp_path / "a.jsonl")
     assert wait_for(lambda: transcribe_progress(tmp_path / "a.jsonl", 0.02, long), 120)
     app = make_engine(Settings(keep_alive=-1), state=state, paused=True)  # the app's engine

@@ -80,7 +80,7 @@ def test_missing_translation_model_fails_the_job_in_one_line(make_engine, clips)
     job = engine.jobs()[0]
     assert job.state == JobState.FAILED
     assert "Helsinki-NLP/opus-mt-en-de" in job.error and "\n" not in job.error
-    assert "podcast.mp3" in job.error and "translation to de failed" in job.error
+    assert "podcast.mp3" in job.error and "translation en→de failed" in job.error
     srt = clips["podcast.mp3"].with_suffix(".srt")
     assert srt.exists() and srt_text(srt)  # the transcript's subtitles survive the failure
     assert job.outputs == (str(srt),)
@@ -101,7 +101,7 @@ def test_a_failed_language_keeps_the_rest_and_retry_redoes_only_it(
     assert engine.wait_idle(120)
     job = engine.jobs()[0]
     assert job.state == JobState.FAILED
-    assert "translation to fr failed" in job.error and "opus-fr" in job.error
+    assert "translation en→fr failed" in job.error and "opus-fr" in job.error
     base = clips["podcast.mp3"].with_suffix("")
     german = Path(f"{base}.de.srt")
     assert german.exists() and Path(f"{base}.srt").exists()
@@ -129,5 +129,5 @@ def test_subq_run_exits_1_when_a_translation_fails(clips, tmp_path):
     )
     assert code == 1
     printed = out.getvalue()
-    assert "error: talk.mp4: translation to de failed" in printed
+    assert "error: talk.mp4: translation en→de failed" in printed
     assert clips["talk.mp4"].with_suffix(".srt").exists()

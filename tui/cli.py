@@ -60,6 +60,12 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--language", help="spoken language, e.g. en (default: detect)")
     g.add_argument(
+        "--task",
+        choices=("transcribe", "translate"),
+        help="transcribe in the language spoken, or translate into English with Whisper "
+        "itself, written as NAME.en.srt (default: transcribe)",
+    )
+    g.add_argument(
         "--device",
         help="auto, cpu, cuda or cuda:N; a list runs one worker per entry and several files "
         "at once (cuda:0,cuda:1; cpu,cpu: two CPU workers); all: every GPU (default: auto)",
@@ -132,6 +138,7 @@ SETTING_KEYS = (
     "model",
     "backend",
     "language",
+    "task",
     "device",
     "beam_size",
     "asr_batch_size",

@@ -99,7 +99,7 @@ def _run(
         batch = min(resume.batch_size, batch)
     language = (resume.language if resume else None) or _language(fw, options, audio, plan)
     tokenizer = Tokenizer(
-        fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=language
+        fw.hf_tokenizer, fw.model.is_multilingual, task=options.task, language=language
     )
     opts = library_options(
         tokenizer,

@@ -78,9 +78,9 @@ def parse_device(device: str) -> tuple[str, int]:
 
 def resolve_model(name: str) -> str:
     """The folder (or downloadable name) faster-whisper should load for `name`."""
-    from ..bundled import bundled_model_dir
+    from ..packaged import packaged_model_dir
 
-    if name == "tiny.en" and (folder := bundled_model_dir()) is not None:
+    if (folder := packaged_model_dir(name)) is not None:  # tiny.en, base: no download
         return str(folder)
     path = model_path(name)
     if path is not None:

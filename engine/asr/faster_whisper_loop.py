@@ -133,7 +133,7 @@ class Ct2Loop:
         self.loudest = known if known is not None else file_loudest(fw.feature_extractor, audio)
         self.language = (resume.language if resume else None) or self._language()
         self.tokenizer = Tokenizer(
-            fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=self.language
+            fw.hf_tokenizer, fw.model.is_multilingual, task=options.task, language=self.language
         )
         self.opts = library_options(self.tokenizer, options)
 

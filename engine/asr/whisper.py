@@ -34,12 +34,19 @@ def load_whisper(name: str, device: str) -> Whisper:
     import torch
     import whisper
 
-    from ..bundled import bundled_checkpoint
+    from ..bundled import converted_checkpoint
+    from ..packaged import packaged_model_dir
 
-    target = name
-    if name == "tiny.en" and (ckpt := bundled_checkpoint()) is not None:
-        target = str(ckpt)
-    elif (path := model_path(name)) is not None:
+    target, folder = name, packaged_model_dir(name)  # tiny.en, base: no download
+    path = model_path(name)
+    if folder is None and path is not None and path.name == "model.bin":
+        folder = path.parent
+    elif folder is None and path is not None and (path / "model.bin").is_file():
+        folder = path  # a CTranslate2 folder (a faster-whisper model): converted once
+    if folder is not None:
+        label = "bundled-whisper" if name == "tiny.en" else f"whisper-{folder.name}"
+        target = str(converted_checkpoint(folder, label))
+    elif path is not None:
         target = str(path)
     elif name not in whisper.available_models():
         raise ModelLoadError(
@@ -50,8 +57,8 @@ def load_whisper(name: str, device: str) -> Whisper:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = whisper.load_model(target, device=device)
-        if target != name:
-            _set_bundled_alignment_heads(model)
+        if folder is not None:
+            _set_alignment_heads(model, folder)
         return model
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
@@ -83,16 +90,22 @@ _CHECKPOINT_FAULTS = re.compile(
 
 
 def _set_bundled_alignment_heads(model: Whisper) -> None:
-    """Word timings use cross-attention heads; the bundled config names tiny.en's."""
+    """The bundled tiny.en's alignment heads (tests load its checkpoint by hand)."""
+    from ..bundled import bundled_model_dir
+
+    if (folder := bundled_model_dir()) is not None:
+        _set_alignment_heads(model, folder)
+
+
+def _set_alignment_heads(model: Whisper, folder: Path) -> None:
+    """Word timings use cross-attention heads; a CTranslate2 folder's config names them
+    (a converted checkpoint keeps whisper's default of every head in the top half)."""
     import json
 
     import torch
 
-    from ..bundled import bundled_model_dir
-
-    folder = bundled_model_dir()
     try:
-        heads = json.loads((folder / "config.json").read_text())["alignment_heads"]  # type: ignore[operator]
+        heads = json.loads((folder / "config.json").read_text())["alignment_heads"]
     except (OSError, KeyError, TypeError, ValueError):
         return
     mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)

@@ -146,7 +146,7 @@ class _BatchDecoder:
         self.dtype = "float16" if fp16 else "float32"
         beam = options.beam_size if options.beam_size and options.beam_size > 1 else None
         self.decoding = whisper.DecodingOptions(
-            task="transcribe",
+            task=options.task,
             language=options.language,
             temperature=options.temperature[0] if options.temperature else 0.0,
             beam_size=beam,
@@ -164,7 +164,7 @@ class _BatchDecoder:
                 self.model.is_multilingual,
                 num_languages=self.model.num_languages,
                 language=language,
-                task="transcribe",
+                task=self.options.task,
             )
         return self._tokenizers[language]
 

@@ -91,7 +91,7 @@ def transcribe_whisper(
             model.is_multilingual,
             num_languages=model.num_languages,
             language=language,
-            task="transcribe",
+            task=options.task,
         )
         state = _State(resume, loudest)
 
@@ -206,6 +206,7 @@ def _decode_with_fallback(
     result = None
     for t in options.temperature:
         kwargs: dict[str, Any] = dict(
+            task=options.task,
             language=language,
             fp16=dtype == torch.float16,
             prompt=list(state.prompt[-PROMPT_TOKENS:]),

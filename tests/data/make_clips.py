@@ -4,6 +4,7 @@ Run from anywhere:
 
     python tests/data/make_clips.py            # every clip
     python tests/data/make_clips.py --only story  # only story.mp3 (+ its reference)
+    python tests/data/make_clips.py --only languages  # only french.mp3 and spanish.mp3
 
 Needs the ``espeak-ng`` program (speech synthesis) and PyAV (``import av``) for all
 encoding and muxing; the ``ffmpeg`` program is not used.  The outputs are committed,
@@ -18,6 +19,9 @@ Writes, relative to the repository root:
 * ``tests/data/story.mp3``     about 3 minutes of distinct narrative sentences in eight
                                paragraphs with short pauses, 16 kHz mono MP3 at 16 kbit/s
 * ``tests/data/noaudio.mp4``   a couple of seconds of video with no audio stream
+* ``tests/data/french.mp3``, ``tests/data/spanish.mp3``  four sentences each, spoken by
+                               espeak-ng's fr and es voices (the English of the same
+                               sentences is in references.json as ``NAME:en``)
 * ``tests/data/references.json``  {file name: exact text spoken} for every speech clip
 * ``engine/data/demo.mp3`` and ``engine/data/demo.txt``  the demo clip shipped in the package
 
@@ -142,18 +146,53 @@ STORY = (
 STORY_TEXT = " ".join(STORY)
 STORY_PAUSE_SECONDS = 1.2
 
+# Speech in other languages (base detects espeak-ng's French and Spanish; it took its German
+# for Latin or Yiddish): name -> (espeak-ng voice, sentences, the same in English).
+LANGUAGES = {
+    "french.mp3": (
+        "fr",
+        (
+            "Bonjour à tous.",
+            "Aujourd'hui nous parlons de la cuisine française.",
+            "Le pain frais est très important pour le petit déjeuner.",
+            "Merci beaucoup et à bientôt.",
+        ),
+        (
+            "Hello everyone.",
+            "Today we are talking about French cooking.",
+            "Fresh bread is very important for breakfast.",
+            "Thank you very much and see you soon.",
+        ),
+    ),
+    "spanish.mp3": (
+        "es",
+        (
+            "Buenos días a todos.",
+            "Hoy vamos a hablar de la historia de Madrid.",
+            "La ciudad tiene muchos museos y parques.",
+            "Muchas gracias y hasta luego.",
+        ),
+        (
+            "Good morning everyone.",
+            "Today we are going to talk about the history of Madrid.",
+            "The city has many museums and parks.",
+            "Thank you very much and see you later.",
+        ),
+    ),
+}
+
 # Tiny synthetic video stream.
 VIDEO_SIZE = 64
 VIDEO_FPS = 2
 
 
-def synthesize(text: str, wav_path: Path) -> None:
+def synthesize(text: str, wav_path: Path, voice: str = VOICE) -> None:
     """Speak ``text`` into a 22.05 kHz mono 16-bit wav with espeak-ng."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         sys.exit("make_clips.py needs the espeak-ng program (apt-get install espeak-ng)")
     subprocess.run(
-        [exe, "-v", VOICE, "-s", str(SPEED_WPM), "-w", str(wav_path), text],
+        [exe, "-v", voice, "-s", str(SPEED_WPM), "-w", str(wav_path), text],
         check=True,
     )
 
@@ -283,7 +322,7 @@ def make_story(mp3: str, tmp: Path) -> Path:
 
 
 def paragraphs_mp3(
-    paragraphs: Sequence[str], pause: float, mp3: str, tmp: Path, out_path: Path
+    paragraphs: Sequence[str], pause: float, mp3: str, tmp: Path, out_path: Path, voice=VOICE
 ) -> Path:
     """Each paragraph spoken on its own, joined by `pause` seconds of silence, as a 16 kHz
     mono MP3 at 16 kbit/s (so voice activity detection finds natural places to cut)."""
@@ -291,7 +330,7 @@ def paragraphs_mp3(
     rate = 0
     for i, paragraph in enumerate(paragraphs):
         wav = tmp / f"{out_path.stem}-{i}.wav"
-        synthesize(paragraph, wav)
+        synthesize(paragraph, wav, voice)
         samples, rate = read_wav(wav)
         parts.append(samples)
         parts.append(np.zeros(int(rate * pause), dtype=np.int16))
@@ -308,6 +347,19 @@ def paragraphs_mp3(
     return out_path
 
 
+def make_languages(mp3: str) -> list[Path]:
+    """french.mp3 and spanish.mp3: sentences said one by one, and their references (the
+    words spoken, and the English of them for Whisper's translate task)."""
+    outputs = []
+    with tempfile.TemporaryDirectory(prefix="subq-clips-") as tmp:
+        for name, (voice, sentences, english) in LANGUAGES.items():
+            out = paragraphs_mp3(sentences, 0.6, mp3, Path(tmp), HERE / name, voice)
+            update_reference(name, " ".join(sentences))
+            update_reference(f"{name}:en", " ".join(english))
+            outputs.append(out)
+    return [*outputs, HERE / "references.json"]
+
+
 def update_reference(name: str, text: str) -> None:
     """Set one clip's reference text, keeping the others as committed."""
     path = HERE / "references.json"
@@ -320,7 +372,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--only",
-        choices=["story"],
+        choices=["story", "languages"],
         help="make only this clip; leave the other committed files byte for byte as they are",
     )
     args = parser.parse_args()
@@ -330,6 +382,9 @@ def main() -> None:
             out_path = make_story(mp3, Path(tmp))
         update_reference("story.mp3", STORY_TEXT)
         report([out_path, HERE / "references.json"])
+        return
+    if args.only == "languages":
+        report(make_languages(mp3))
         return
 
     h264 = pick_codec("libx264", "mpeg4")

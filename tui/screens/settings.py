@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 FORMAT_CHOICES = (*((f,) for f in FORMATS), FORMATS)  # srt, vtt, srt,vtt
 TEXT_FIELDS = {
-    "model": ("model", "tiny.en, base, small, large-v3, turbo or a checkpoint path"),
+    "model": ("model", "tiny.en, base (99 languages), small, large-v3, turbo, or a path"),
     "language": ("language", "spoken language, e.g. en; empty: detect"),
     "translate_to": ("translate to", "target languages, e.g. de,fr; empty: none"),
     "translation_model": ("translation model", "empty: Helsinki-NLP/opus-mt-{src}-{tgt}"),
@@ -47,6 +47,10 @@ TEXT_FIELDS = {
     "translation_batch_size": ("translation batch", "segments per batch (default 32)"),
 }
 CHOICES = {  # the settings that take one of a few values: (label, [(shown, value)])
+    "task": (
+        "task",
+        [("transcribe the language spoken", "transcribe"), ("translate into English", "translate")],
+    ),
     "condition_on_previous_text": (
         "previous text",
         [("prompt each window with it", True), ("no prompt", False)],
