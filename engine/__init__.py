@@ -63,10 +63,16 @@ _EXPORTS: dict[str, str] = {
     "CONTEXT_NOTE": "memory",
     "device_problem": "memory",
     "fmt_bytes": "model_sizes",
+    # the engine as a service the app attaches to
+    "EngineClient": "client",
+    "EngineUnavailable": "client",
+    "attach_engine": "client",
+    "connect_engine": "client",
     # the headless front ends
     "hard_exit": "headless",
     "run_batch": "headless",
     "run_demo": "headless",
+    "summary": "headless",
 }
 
 __all__ = sorted(_EXPORTS)

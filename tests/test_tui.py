@@ -632,7 +632,15 @@ def test_signal_checkpoints_and_exits_within_two_seconds(sig, clips, tmp_path) -
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "subq.tui.cli", "--state", str(state), str(clips["long.mp3"])],
+        [
+            sys.executable,
+            "-m",
+            "subq.tui.cli",
+            "--here",
+            "--state",
+            str(state),
+            str(clips["long.mp3"]),
+        ],
         stdin=slave,
         stdout=slave,
         stderr=slave,

@@ -1,17 +1,18 @@
 """Home and End in the job table: the first and the last job, not a sideways scroll.
 
 Real engine, real clips; the engine starts paused so the rows stay where they were added.
+Run twice: with the engine in the app's process, and attached to the engine service.
 """
 
 from __future__ import annotations
 
 from subq.tui.app import SubqApp
-from test_tui import async_test, names, select, started, table, wait_until
+from test_tui import async_test, names, select, table, wait_until
 
 
 @async_test
-async def test_home_and_end_go_to_the_first_and_last_job(make_engine, clips) -> None:
-    engine = started(make_engine, paused=True, sample_memory=False)
+async def test_home_and_end_go_to_the_first_and_last_job(app_engine, clips) -> None:
+    engine = app_engine(paused=True)
     paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
     app = SubqApp(engine, start_paths=paths)
     async with app.run_test(size=(80, 24)) as pilot:  # narrow: the table could scroll sideways

@@ -89,6 +89,7 @@ class SubqApp(App[int]):
         self.start_paths = [str(p) for p in start_paths]
         self.bridge = EventBridge(self)
         self._gc_paused = False  # the cyclic GC paused by _pause_gc_while (UI thread only)
+        self.detached = bool(getattr(engine, "detached", False))  # an engine service's app
         self.main = MainScreen(engine)
         self.quitting = False
         self.connected = False  # True once the main screen shows the engine's queue
@@ -205,6 +206,9 @@ class SubqApp(App[int]):
         """Quit; with work in progress ask first, since quitting pauses the batch."""
         if self.quitting:
             return
+        if self.detached:
+            self._quit_detached()
+            return
         if not self.work_in_progress():
             self.stop_and_exit(pause=False)
             return
@@ -215,6 +219,32 @@ class SubqApp(App[int]):
                 self.stop_and_exit(pause=True)
 
         self.push_screen(QuitScreen(), answered)
+
+    def _quit_detached(self) -> None:
+        """The engine is a service: leave it running (the default) or stop it."""
+        from .screens.dialogs import DetachScreen
+
+        def answered(answer: str | None) -> None:
+            if answer == "leave":
+                self.quitting = True
+                self.engine.shutdown()  # detach; the batch goes on
+                self.exit(0)
+            elif answer == "stop":
+                self.quitting = True
+                self.main.stopping()
+                self._stop_service()
+
+        if self.work_in_progress():
+            self.push_screen(DetachScreen(), answered)
+        else:
+            answered("leave")  # nothing to leave running: the service ends when idle
+
+    @work(thread=True, exit_on_error=False, group="shutdown")
+    def _stop_service(self) -> None:
+        try:
+            self.engine.stop_engine(timeout=SHUTDOWN_TIMEOUT)  # type: ignore[attr-defined]
+        finally:
+            self.call_from_thread(self.exit, 0)
 
     def stop_and_exit(self, pause: bool) -> None:
         """Pause (keeping the queue), stop the engine off the UI thread, then exit."""

@@ -134,6 +134,11 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
 
 
+SERVICE_HELP = {
+    "status": "Show your engine's queue, state and memory (exit status 1: no engine runs).",
+    "stop": "End your engine at its next safe point; the running file keeps its checkpoint.",
+}
+
 SETTING_KEYS = (
     "model",
     "backend",
@@ -185,6 +190,11 @@ def build_run_parser() -> argparse.ArgumentParser:
         "--events", type=Path, metavar="FILE", help="append engine events as JSON lines to FILE"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and failures")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="hand the files to your engine (started if none runs) and return at once",
+    )
     return p
 
 
@@ -195,11 +205,21 @@ def build_main_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         description="Subtitles for batches of videos on shared GPU servers. Without a "
         "subcommand, opens the app with PATHS queued.\n\nsubcommands:\n"
-        "  run PATHS...   headless batch (see subq run --help)\n"
+        "  run PATHS...   headless batch (see subq run --help); --detach queues to the engine\n"
+        "  status         the engine's queue (--json for scripts)\n"
+        "  stop           end the engine at its next safe point (the queue is kept)\n"
         "  demo           transcribe the bundled sample clip\n\n"
+        "The app attaches to your engine, a background process per state file that goes on "
+        "when the terminal or SSH session ends; --here runs the engine inside the app.\n\n"
         f"settings file: {config_path()}",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or globs to queue")
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="run the engine inside this app (it stops when the app ends) instead of "
+        "attaching to your background engine",
+    )
     add_settings_options(p)
     return p
 
@@ -209,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["run"]:
             args = build_run_parser().parse_args(argv[1:])
+            if args.detach:
+                from .attached import run_detached
+
+                return run_detached(args.paths, settings_from(args), args.state, args.quiet)
             from subq.engine import run_batch
 
             return run_batch(
@@ -218,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
                 events=args.events,
                 quiet=args.quiet,
             )
+        if argv[:1] in (["status"], ["stop"]):
+            p = Parser(prog=f"subq {argv[0]}", description=SERVICE_HELP[argv[0]])
+            p.add_argument("--state", type=Path, help="queue state file (default: user data dir)")
+            if argv[0] == "status":
+                p.add_argument("--json", action="store_true", help="print JSON for scripts")
+            args = p.parse_args(argv[1:])
+            from .attached import show_status, stop_service
+
+            if argv[0] == "status":
+                return show_status(args.state, args.json)
+            return stop_service(args.state)
         if argv[:1] == ["demo"]:
             p = Parser(prog="subq demo", description="Transcribe the bundled sample clip offline.")
             add_settings_options(p)
@@ -227,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(settings_from(args))
         args = build_main_parser().parse_args(argv)
         settings = settings_from(args)
-        from subq.tui.app import run_app
+        if args.here:
+            from subq.tui.app import run_app
 
-        return run_app(args.paths, settings, state=args.state)
+            return run_app(args.paths, settings, state=args.state)
+        from .attached import run_attached
+
+        return run_attached(args.paths, settings, args.state)
     except SettingsError as exc:
         print(f"subq: {exc}", file=sys.stderr)
         return 2

@@ -78,3 +78,35 @@ class QuitScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "pause")
+
+
+class DetachScreen(ModalScreen[str | None]):
+    """The engine runs as its own process: leave the batch running (the default), stop it,
+    or stay. "leave" and "stop" are the answers; None stays."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l,enter", "answer('leave')", "Leave it running", id="detach_leave"),
+        Binding("s", "answer('stop')", "Stop the batch", id="detach_stop"),
+        Binding("c,escape", "answer(None)", "Cancel", id="detach_cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "Quit subq?"
+            yield Label(
+                "A job is running or waiting. The batch can go on without this window: "
+                "open subq again from any terminal to see it. Stopping it keeps the running "
+                "job's checkpoint and the queue.",
+                classes="dialog-text",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("[u]L[/u]eave it running", id="leave", variant="primary", compact=True)
+                yield Button("[u]S[/u]top the batch", id="stop", compact=True)
+                yield Button("[u]C[/u]ancel", id="cancel", compact=True)
+
+    def action_answer(self, answer: str | None) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)

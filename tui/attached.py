@@ -1,0 +1,155 @@
+"""The front ends of the engine service: the app attached to it, and the commands that
+queue to it, show it and stop it (`subq run --detach`, `subq status`, `subq stop`).
+
+The app and these commands only ever talk to the service through `subq.engine`'s client;
+the service itself is engine/service.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from subq.engine import (
+    EngineUnavailable,
+    Settings,
+    attach_engine,
+    connect_engine,
+    default_state_path,
+    expand_paths,
+    fmt_bytes,
+    saved_work,
+    summary,
+)
+
+
+def _attach(state: Path, settings: Settings, paused_if_started: bool) -> Any:
+    try:
+        return connect_engine(state)
+    except EngineUnavailable as exc:
+        if not isinstance(exc.__cause__, OSError):
+            raise
+    return attach_engine(state, settings, paused=paused_if_started and saved_work(state))
+
+
+def run_attached(paths: list[str], settings: Settings, state: Path | None) -> int:
+    """`subq [PATHS]`: the app attached to the user's engine, which it starts if none runs.
+    A dropped SSH session (SIGHUP) or SIGTERM ends this window only; the batch goes on."""
+    from .app import SubqApp, _restore_terminal
+
+    state_path = state or default_state_path()
+    try:
+        client = _attach(state_path, settings, paused_if_started=not paths)
+    except EngineUnavailable as exc:
+        print(f"subq: {exc}", file=sys.stderr)
+        return 2
+    app = SubqApp(client, start_paths=paths)
+
+    def leave(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            _restore_terminal(app)
+        client.close()
+        os._exit(128 + signum)  # the terminal may be gone: nothing of ours is left to save
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    client.start()
+    try:
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        client.close()
+    return app.return_code or 0
+
+
+def run_detached(paths: list[str], settings: Settings, state: Path | None, quiet: bool) -> int:
+    """`subq run --detach PATHS`: hand the files to the user's engine and return at once."""
+    state_path = state or default_state_path()
+    files = [str(p) for p in expand_paths(paths)]
+    if not files:
+        print(f"subq: no media files in {' '.join(paths)}", file=sys.stderr)
+        return 2
+    try:
+        client = _attach(state_path, settings, paused_if_started=False)
+    except EngineUnavailable as exc:
+        print(f"subq: {exc}", file=sys.stderr)
+        return 2
+    try:
+        client.add(files, settings)
+        if client.paused:
+            client.resume()  # asked to run them: a paused engine would only keep them
+    finally:
+        client.close()
+    if not quiet:
+        print(f"Queued {len(files)} file(s) to the engine (pid {client.pid}) for {state_path}:")
+        for path in files:
+            print(f"  {path}")
+        print("`subq status` shows the queue, `subq` opens the app, `subq stop` ends it.")
+    return 0
+
+
+def show_status(state: Path | None, as_json: bool) -> int:
+    """`subq status [--json]`: the engine's queue as it is now; 1 when no engine runs."""
+    state_path = state or default_state_path()
+    try:
+        client = connect_engine(state_path, watch=False)
+    except EngineUnavailable as exc:
+        print(json.dumps({"running": False}) if as_json else f"subq: {exc}")
+        return 1
+    jobs = client.jobs()
+    if as_json:
+        out = {
+            "running": True,
+            "pid": client.pid,
+            "state": str(client.state),
+            "paused": client.paused,
+            "rss_bytes": client.rss_bytes,
+            "models": [vars(m) for m in client.loaded_models],
+            "jobs": [
+                {
+                    "id": j.id,
+                    "path": j.path,
+                    "state": j.state.value,
+                    "language": j.language,
+                    "progress": j.progress,
+                    "outputs": list(j.outputs),
+                    "error": j.error,
+                }
+                for j in jobs
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    models = ", ".join(
+        f"{m.name} on {m.device} ({fmt_bytes(m.bytes)})" for m in client.loaded_models
+    )
+    print(
+        f"engine pid {client.pid} for {state_path}: {client.state}"
+        f"{' (paused)' if client.paused and str(client.state) != 'paused' else ''}, "
+        f"{fmt_bytes(client.rss_bytes or 0)} RSS; models: {models or 'none'}"
+    )
+    print(summary(jobs) if jobs else "the queue is empty")
+    return 0
+
+
+def stop_service(state: Path | None) -> int:
+    """`subq stop`: end the engine at its next safe point; the queue and checkpoints stay."""
+    state_path = state or default_state_path()
+    try:
+        client = connect_engine(state_path)
+    except EngineUnavailable as exc:
+        print(f"subq: {exc}")
+        return 0
+    pid = client.pid
+    client.start()
+    stopped = client.stop_engine(timeout=60)
+    print(
+        f"stopped the engine (pid {pid}); the queue is kept"
+        if stopped
+        else f"asked the engine (pid {pid}) to stop; it has not ended yet"
+    )
+    return 0 if stopped else 1
