@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,16 @@ def _service_answers(state: Path) -> bool:
     except EngineUnavailable:
         return False
     return True
+
+
+def test_the_engine_ends_by_itself_when_idle_and_alone(state) -> None:
+    """keep-alive 1 s: models unloaded, queue empty, no app attached: the service ends."""
+    from subq.engine.client import service_alive
+
+    client = attach_engine(state, Settings(keep_alive=1), paused=True)
+    assert service_alive(state)
+    time.sleep(2.5)
+    assert service_alive(state)  # an app is attached: it stays
+    client.close()
+    assert wait_for(lambda: not service_alive(state), 30)
+    assert not socket_path(state).exists()

@@ -1,0 +1,114 @@
+"""The socket's cost (issue 26): an order's round trip and how many events a client keeps
+up with, the app attached to the engine service against the engine in the app's process.
+
+Both engines paused (no transcription), on fresh state files, in one run:
+1. an order's round trip: cancel, then retry, of one queued job, timed from the call to
+   the JobChanged event the caller hears, 200 times each;
+2. events per second: 5,000 files added in one order, timed from the call until the
+   caller's view holds all 5,000 jobs.
+
+    python benchmarks/bench_service.py [--orders 200] [--files 5000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def round_trips(engine: Any, job_id: int, count: int) -> list[float]:
+    from subq.engine import JobChanged
+
+    seen = threading.Event()
+
+    def on(event: Any) -> None:
+        if isinstance(event, JobChanged) and event.job.id == job_id:
+            seen.set()
+
+    engine.subscribe(on)
+    out = []
+    for i in range(count):
+        seen.clear()
+        sent = time.perf_counter()
+        (engine.cancel if i % 2 == 0 else engine.retry)(job_id)
+        assert seen.wait(10)
+        out.append((time.perf_counter() - sent) * 1000)
+    engine.unsubscribe(on)
+    return out
+
+
+def flood(engine: Any, folder: Path, count: int) -> float:
+    folder.mkdir()
+    paths = []
+    for i in range(count):
+        (folder / f"f{i:05d}.mp3").write_bytes(b"")
+        paths.append(str(folder / f"f{i:05d}.mp3"))
+    have = len(engine.jobs())
+    started = time.perf_counter()
+    engine.add(paths)
+    while len(engine.jobs()) < have + count:
+        time.sleep(0.005)
+    return count / (time.perf_counter() - started)
+
+
+def measure(kind: str, tmp: Path, orders: int, files: int) -> dict[str, Any]:
+    from subq.engine import Engine, Settings, attach_engine
+
+    settings = Settings(keep_alive=-1)
+    state = tmp / f"{kind}.db"
+    if kind == "service":
+        engine = attach_engine(state, settings, paused=True)
+    else:
+        engine = Engine(settings, state, whole_queue=True, paused=True)
+    engine.start()
+    try:
+        (tmp / "one.mp3").write_bytes(b"")
+        engine.add([str(tmp / "one.mp3")])
+        while not engine.jobs():
+            time.sleep(0.01)
+        trips = round_trips(engine, engine.jobs()[0].id, orders)
+        rate = flood(engine, tmp / f"{kind}-files", files)
+    finally:
+        if kind == "service":
+            engine.stop_engine(timeout=30)
+        else:
+            engine.shutdown(timeout=30)
+            engine.close()
+    return {"trips": trips, "rate": rate}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        results = {k: measure(k, tmp, args.orders, args.files) for k in ("in-process", "service")}
+    lines = [
+        "| engine | order round trip: median ms | p95 ms | worst ms | "
+        f"adding {args.files:,} files: jobs seen per second |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, r in results.items():
+        trips = sorted(r["trips"])
+        p95 = trips[int(0.95 * (len(trips) - 1))]
+        lines.append(
+            f"| {kind} | {statistics.median(trips):.2f} | {p95:.2f} | {trips[-1]:.2f} | "
+            f"{r['rate']:,.0f} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
