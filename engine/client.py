@@ -189,10 +189,19 @@ class EngineClient:
 
     # -- the wire ---------------------------------------------------------------------
     def _call(self, name: str, *args: Any) -> None:
-        if not self.connected:
-            raise EngineUnavailable("the engine is not attached")
-        self._next_id += 1
-        self._send({"op": "call", "id": self._next_id, "name": name, "args": wire.encode(args)})
+        """Send an order; with no engine attached any more, say so instead (a key pressed
+        after the engine ended must not end the app with a traceback)."""
+        if self.connected:
+            self._next_id += 1
+            message = {"op": "call", "id": self._next_id, "name": name, "args": wire.encode(args)}
+            try:
+                self._send(message)
+                return
+            except OSError:
+                pass
+        self._subscribers.log(
+            "warning", "no engine is attached: the order was not sent (open subq again)"
+        )
 
     def _send(self, message: dict[str, Any]) -> None:
         with self._send_lock:

@@ -330,3 +330,16 @@ def test_the_engine_ends_by_itself_when_idle_and_alone(state) -> None:
     client.close()
     assert wait_for(lambda: not service_alive(state), 30)
     assert not socket_path(state).exists()
+
+
+def test_an_app_whose_engine_ended_says_so_and_takes_no_order(state) -> None:
+    first = attach_engine(state, Settings(keep_alive=-1), paused=True)
+    other = connect_engine(state)
+    heard = events_of(other)
+    first.stop_engine(timeout=30)
+    assert wait_for(lambda: not other.connected, 30)
+    assert any(type(e).__name__ == "EngineStateChanged" and e.state == "stopped" for e in heard)
+    other.pause()  # a key pressed after the engine ended: a line, not a traceback
+    messages = [e.message for e in heard if type(e).__name__ == "LogEmitted"]
+    assert any("the engine was stopped" in m for m in messages), messages
+    assert any("the order was not sent" in m for m in messages), messages
