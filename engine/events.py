@@ -52,6 +52,7 @@ class JobChanged(Event):
             "outputs": list(j.outputs),
             "resume_from": j.resume_from,
             "language": j.language,
+            "language_probability": j.language_probability,
         }
 
 

@@ -137,6 +137,8 @@ class ConsolePrinter:
             if job.duration and times.get("transcribe"):
                 speed = f", {job.duration / times['transcribe']:.1f}x realtime"
             lang = f", language {job.language}" if job.language else ""
+            if job.language_probability is not None:
+                lang += f" ({job.language_probability:.0%} sure)"
             self._line(f"{who}done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed}){lang}")
             for out in job.outputs:
                 self._line(f"  wrote {out}")

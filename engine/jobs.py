@@ -89,6 +89,7 @@ class Job:
     updated: float = 0.0
     notes: tuple[str, ...] = field(default=())
     language: str | None = None  # spoken: given by --language, else as detected
+    language_probability: float | None = None  # the model's, where it detected it
 
     @property
     def name(self) -> str:

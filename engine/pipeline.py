@@ -67,6 +67,7 @@ class Pipeline:
         self.resume_from = job.resume_from
         self.fingerprint = ""
         self.language: str | None = None  # spoken, as given or detected (with the transcript)
+        self.language_probability: float | None = None
         self._forced_flag = False
 
     @property
@@ -189,6 +190,7 @@ class Pipeline:
                     "duration": info.duration,
                     "resume_from": 0.0,
                     "language": self.language,
+                    "language_probability": self.language_probability,
                 },
             )
         store.set_done_record(job.id, DoneRecord(self.fingerprint, key, written))
@@ -207,6 +209,7 @@ class Pipeline:
                 "notes": notes,
                 "resume_from": 0.0,
                 "language": self.language,
+                "language_probability": self.language_probability,
             },
         )
 
@@ -232,7 +235,7 @@ class Pipeline:
         stored = None if s.force else store.transcript(job.id, key)
         if stored is not None:
             ctx.log("info", f"{job.name}: reusing the stored transcript", job.id)
-            self.language = stored[1]
+            self.language, self.language_probability = stored[1], stored[2]
             return [asr.Segment.from_json(row) for row in stored[0]]
         resume = resume_point(ctx, job, key)
         audio_seconds = duration
@@ -283,9 +286,12 @@ class Pipeline:
         self._count_clean(done, "transcribe")
         log_refills(ctx, job, done.get("refilled", ()))
         segments = [asr.Segment.from_json(row) for row in done["segments"]]
-        store.set_transcript(job.id, key, done["segments"], done["language"])
-        self.job = dataclasses.replace(self.job, resume_from=0.0)
         self.language = done["language"]
+        self.language_probability = done.get("language_probability")
+        store.set_transcript(
+            job.id, key, done["segments"], self.language, self.language_probability
+        )
+        self.job = dataclasses.replace(self.job, resume_from=0.0)
         self.resume_from = 0.0
         return segments
 

@@ -359,6 +359,7 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         resume_from=row.get("resume_from") or 0.0,
         notes=tuple(json.loads(row.get("notes") or "[]")),
         language=row.get("language"),
+        language_probability=row.get("language_probability"),
         output_base=row.get("output_base"),
         worker=f"{row['lease_pid']}@{row['lease_host']}" if row.get("lease_pid") else None,
         created=row["created"],

@@ -69,21 +69,35 @@ class JobData:
         if not cur.rowcount:
             self._refused(db, args[-1], holder=True)
 
-    def transcript(self, job_id: int, key: str) -> tuple[list[Any], str | None] | None:
+    def transcript(
+        self, job_id: int, key: str
+    ) -> tuple[list[Any], str | None, float | None] | None:
+        """(segments, language, its probability) stored for `key`, or None."""
         if self._get(job_id, "transcript_key") != key:
             return None
         data = self._get(job_id, "transcript")
-        return (json.loads(data), self._get(job_id, "language")) if data else None
+        if not data:
+            return None
+        return (
+            json.loads(data),
+            self._get(job_id, "language"),
+            self._get(job_id, "language_probability"),
+        )
 
     def set_transcript(
-        self, job_id: int, key: str, segments: list[Any], language: str | None
+        self,
+        job_id: int,
+        key: str,
+        segments: list[Any],
+        language: str | None,
+        probability: float | None = None,
     ) -> None:
         with self.transaction() as db:
             self._as_holder(
                 db,
-                "UPDATE jobs SET transcript=?, transcript_key=?, language=?, checkpoint=NULL, "
-                "translations='{}' WHERE id=?",
-                (json.dumps(segments), key, language, job_id),
+                "UPDATE jobs SET transcript=?, transcript_key=?, language=?, "
+                "language_probability=?, checkpoint=NULL, translations='{}' WHERE id=?",
+                (json.dumps(segments), key, language, probability, job_id),
             )
             db.execute("DELETE FROM checkpoint_segments WHERE job_id=?", (job_id,))
 

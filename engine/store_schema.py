@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x73756271  # "subq" in the file's header: a state file says whose it is
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -116,12 +116,18 @@ INSERT OR REPLACE INTO written (path, sum, at)
 PRAGMA application_id=1937072753
 """
 
+# v6 (issue 24): how sure the model was of the language it detected, shown with it
+_V6 = """
+ALTER TABLE jobs ADD COLUMN language_probability REAL
+"""
+
 MIGRATIONS = {
     1: _V1,
     2: _V2,
     3: _V3,
     4: _V4,
     5: _V5,
+    6: _V6,
 }  # version N is reached by running MIGRATIONS[N]
 
 

@@ -256,6 +256,7 @@ class Server:
         result_value = {
             "segments": segments,
             "language": result.language,
+            "language_probability": result.language_probability,
             "refilled": [r.to_json() for r in result.refilled],
         }
         cleaned = self.clean_after(message.clean, load.device)

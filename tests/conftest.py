@@ -6,6 +6,7 @@ and reused by every engine the tests start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -138,3 +139,18 @@ def app_engine(request: pytest.FixtureRequest, make_engine, tmp_path: Path):
     yield make
     for client in clients:
         client.stop_engine(timeout=30)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_engine_service_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory):
+    """Engine services started by tests run in sessions of their own; whatever a failed
+    test left running under this session's temporary folder is ended at the end."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "subq.engine.service" in cmdline and any(base in arg for arg in cmdline):
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()

@@ -64,6 +64,9 @@ def test_each_file_is_translated_from_the_language_it_speaks(
         "french": (JobState.DONE, "fr"),
         "spanish": (JobState.DONE, "es"),
     }, [j.error for j in jobs.values()]
+    for job in jobs.values():  # how sure the model was, shown and kept with the transcript
+        assert 0.3 < job.language_probability <= 1.0, job
+        assert engine.store.job(job.id).language_probability == job.language_probability
     loaded = {Path(e.name).name for e in engine.events if isinstance(e, ModelLoaded)}
     # French into English and Spanish, Spanish into English; Spanish into Spanish is a copy
     assert {n for n in loaded if n.startswith("opus-mt")} == {
@@ -173,4 +176,5 @@ def test_a_resumed_file_keeps_the_language_detected_in_its_first_window() -> Non
     assert model.model.detect_language(audio=tail)[0] == "fr"  # what a second one would say
     resumed = stop_twice_and_finish(run, audio, opts, cps, fractions=(0.4,))
     assert resumed.language == "es"
+    assert resumed.language_probability == full.language_probability is not None
     assert_same_segments(resumed.segments, full.segments)

@@ -232,10 +232,9 @@ def test_another_user_is_refused(state) -> None:
 
 
 def test_a_client_that_stops_reading_is_dropped_and_the_engine_goes_on(
-    tmp_path, monkeypatch
+    state, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setenv("SUBQ_CLIENT_BACKLOG", "1000")
-    state = tmp_path / "q.db"
     fine = attach_engine(state, Settings(keep_alive=-1), paused=True)
     try:
         stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

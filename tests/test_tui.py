@@ -83,7 +83,8 @@ def state_of(app: SubqApp, name: str) -> JobState | None:
     t = table(app)
     for i in range(t.row_count):
         if str(t.get_cell_at((i, 1))).strip() == name:
-            return JobState(str(t.get_cell_at((i, 3))).strip())
+            row_key = t.coordinate_to_cell_key((i, 0)).row_key
+            return JobState(str(t.get_cell(row_key, "state")).strip())
     return None
 
 

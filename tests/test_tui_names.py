@@ -177,7 +177,8 @@ async def test_done_files_with_markup_names_show_their_subtitles(make_engine, cl
             srt = path.with_suffix(".srt")
             assert srt.is_file()
             row = names(app).index(path.name)
-            assert str(jobs.get_cell_at((row, 8))).strip() == srt.name
+            row_key = jobs.coordinate_to_cell_key((row, 0)).row_key
+            assert str(jobs.get_cell(row_key, "output")).strip() == srt.name
 
             screen = await open_details(pilot, app, path.name)
             summary = str(screen.query_one("#details-summary", Static).render())

@@ -69,6 +69,7 @@ class Checkpoint:
     last_speech: float = 0.0
     language: str | None = None
     speech: tuple[tuple[int, int], ...] | None = None
+    language_probability: float | None = None
     chunks_done: int = 0
     batch_size: int = 0
     loudest: float | None = None
@@ -85,6 +86,8 @@ class Checkpoint:
         }
         if self.loudest is not None:
             data["loudest"] = self.loudest
+        if self.language_probability is not None:
+            data["language_probability"] = self.language_probability
         if self.speech is not None:
             data["batched"] = {
                 "speech": [list(pair) for pair in self.speech],
@@ -113,6 +116,7 @@ class Checkpoint:
             chunks_done=int(batched["chunks_done"]) if batched else 0,
             batch_size=int(batched["batch_size"]) if batched else 0,
             loudest=float(data["loudest"]) if data.get("loudest") is not None else None,
+            language_probability=data.get("language_probability"),
         )
 
 
@@ -145,6 +149,7 @@ class Transcript:
     segments: tuple[Segment, ...]
     language: str | None
     windows: int = 0
+    language_probability: float | None = None  # where the language was detected
     stats: dict[str, float] = field(default_factory=dict)
     refilled: tuple[Refill, ...] = ()
 

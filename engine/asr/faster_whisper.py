@@ -265,6 +265,7 @@ def transcribe_ct2(
     return Transcript(
         segments=drop_invented(tuple(found), options),
         language=loop.language,
+        language_probability=loop.probability,
         windows=loop.windows,
         stats={"fallbacks": loop.fallbacks},
         refilled=refilled,

@@ -131,6 +131,7 @@ class Ct2Loop:
         self.fallbacks = 0  # windows decoded by sampling, not greedily
         known = resume.loudest if resume else None
         self.loudest = known if known is not None else file_loudest(fw.feature_extractor, audio)
+        self.probability = resume.language_probability if resume else None
         self.language = (resume.language if resume else None) or self._language()
         self.tokenizer = Tokenizer(
             fw.hf_tokenizer, fw.model.is_multilingual, task=options.task, language=self.language
@@ -145,7 +146,8 @@ class Ct2Loop:
         fe = self.fw.feature_extractor  # the library looks at the first 30 s
         size = min(fe.nb_max_frames, self.audio.length_within(fe.n_samples) // fe.hop_length + 1)
         first = features(fe, stft_input(self.audio, 0, size), self.loudest)
-        language, _probability, _all = self.fw.detect_language(features=first)
+        language, probability, _all = self.fw.detect_language(features=first)
+        self.probability = float(probability)
         return str(language)
 
     def checkpoint(self) -> Checkpoint:
@@ -157,6 +159,7 @@ class Ct2Loop:
             last_speech=self.last_speech,
             language=self.language,
             loudest=self.loudest,
+            language_probability=self.probability,
         )
 
     def run(

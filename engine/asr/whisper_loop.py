@@ -84,9 +84,10 @@ def transcribe_whisper(
         if loudest is None:
             loudest = file_loudest(source, partial(log10_mel, n_mels=n_mels), whisper_frames)
         language = (resume.language if resume else None) or options.language
+        probability = resume.language_probability if resume else None
         if language is None:
             first = log_mel(stft_input(source, 0, N_FRAMES), n_mels, loudest)
-            language = _detect_language(model, first.to(model.device), dtype)
+            language, probability = _detect_language(model, first.to(model.device), dtype)
         tokenizer = get_tokenizer(
             model.is_multilingual,
             num_languages=model.num_languages,
@@ -109,7 +110,7 @@ def transcribe_whisper(
                 break
             if at_window is not None:
                 at_window()
-            announce(state.checkpoint(language), total, on_window)
+            announce(state.checkpoint(language, probability), total, on_window)
             state.windows += 1
             decode(source, state, options, size)
         found, refilled = state.segments, ()
@@ -130,6 +131,7 @@ def transcribe_whisper(
     return Transcript(
         segments=drop_invented(tuple(found), options),
         language=language,
+        language_probability=probability,
         windows=state.windows,
         stats={"fallbacks": state.fallbacks},
         refilled=refilled,
@@ -171,7 +173,7 @@ class _State:
         self.segments: list[Segment] = list(resume.segments) if resume else []
         self.windows = 0
 
-    def checkpoint(self, language: str | None) -> Checkpoint:
+    def checkpoint(self, language: str | None, probability: float | None = None) -> Checkpoint:
         return Checkpoint(
             seek=self.frame / FRAMES_PER_SECOND,
             segments=tuple(self.segments),
@@ -180,14 +182,16 @@ class _State:
             last_speech=self.last_speech,
             language=language,
             loudest=self.loudest,
+            language_probability=probability,
         )
 
 
-def _detect_language(model: Any, mel_segment: Any, dtype: Any) -> str:
+def _detect_language(model: Any, mel_segment: Any, dtype: Any) -> tuple[str, float | None]:
     if not model.is_multilingual:
-        return "en"
+        return "en", None
     _, probs = model.detect_language(mel_segment.to(dtype))
-    return str(max(probs, key=probs.get))
+    language = max(probs, key=probs.get)
+    return str(language), float(probs[language])
 
 
 def _decode_with_fallback(

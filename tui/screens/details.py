@@ -112,9 +112,10 @@ def _summary(job: Job, probed: float | None) -> Text:
     duration = job.duration if job.duration is not None else probed
     text.append(f"duration  {short_duration(duration) or 'unknown (not readable media?)'}\n")
     if job.language:
-        text.append(
-            f"language  {job.language} ({'as given' if job.settings.language else 'detected'})\n"
-        )
+        how = "as given" if job.settings.language else "detected"
+        if job.language_probability is not None and not job.settings.language:
+            how = f"detected, {job.language_probability:.0%} sure"
+        text.append(f"language  {job.language} ({how})\n")
     if job.stage_times:
         times = ", ".join(f"{k} {v:.1f} s" for k, v in job.stage_times)
         total = sum(v for _k, v in job.stage_times)

@@ -26,6 +26,7 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("id", "#", 3, True),
     ("file", "file", 16, False),
     ("dur", "dur", 5, True),
+    ("lang", "lang", 4, False),
     ("state", "state", 11, False),
     ("stage", "stage", 10, False),
     ("progress", "progress", 10, False),
@@ -34,7 +35,8 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("output", "output", None, False),
 )
 BAR_WIDTH = 5
-FOLDED = ("dur", "speed")  # the least needed at a glance (both are on the details screen)
+FOLDED = ("dur", "lang", "speed")  # the least needed at a glance (all on the details screen)
+DOUBTFUL = 0.5  # a detected language the model gave less than this is shown with "?"
 NARROW_PROGRESS = 4  # " 45%": the bar goes, the number stays
 OUTPUT_MIN = 24  # the output/reason column's least room ("no audio stream (nothin…")
 STATE_COLOURS = {
@@ -88,6 +90,7 @@ def cells(
         Text(str(job.id), justify="right"),
         pad(Text(job.name, no_wrap=True, overflow="ellipsis")),
         Text(short_duration(duration), justify="right"),
+        pad(Text(language(job))),
         pad(Text(job.state.value, style=style)),
         pad(stage_text),
         pad(progress),
@@ -95,6 +98,14 @@ def cells(
         pad(Text(time_text(row, now), no_wrap=True, overflow="ellipsis")),
         pad(output(job, theme_style(palette, "text-error"), row)),
     ]
+
+
+def language(job: Job) -> str:
+    """The language spoken; "hu?" where the model was less than half sure of it."""
+    if not job.language:
+        return ""
+    p = job.language_probability
+    return f"{job.language}?" if p is not None and p < DOUBTFUL else job.language
 
 
 def widths(width: int, narrow: bool) -> dict[str, int]:

@@ -63,7 +63,7 @@ class JobTable(DataTable[object]):
         self.probed: dict[int, float | None] = {}  # durations read by the UI before a run
         self._unadded: dict[int, None] = {}  # recorded, not yet drawn, in arrival order
         self._dirty: set[int] = set()
-        self.narrow = False  # dur and speed folded away, progress without its bar
+        self.narrow = False  # dur, lang and speed folded away, progress without its bar
         self._ran_on: dict[str, int] = {}  # device entry -> the job it ran last
 
     def on_mount(self) -> None:
