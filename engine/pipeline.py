@@ -40,7 +40,8 @@ from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, LeaseLost, StateError
 from .subtitles import Cue, make_cues, remove_stale_temps
-from .translate import TranslationError, model_name_for, same_language
+from .translate import TranslationError, same_language
+from .translation_stage import TranslationStage
 from .writing import write_targets
 
 __all__ = ["JobContext", "Outcome", "Pipeline", "StopRequested"]
@@ -54,7 +55,7 @@ class Outcome:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
-class Pipeline:
+class Pipeline(TranslationStage):
     def __init__(self, ctx: JobContext, job: Job, entry: str | None = None) -> None:
         self.ctx = ctx
         self.job = job
@@ -297,44 +298,6 @@ class Pipeline:
 
     def _remote(self, entry: str, request: Any, on_window: Any, on_progress: Any) -> Any:
         return remote_call(self.ctx, lambda: self.job, entry, request, on_window, on_progress)
-
-    def _translation(self, cues: list[Cue], src: str, lang: str) -> list[str]:
-        ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
-        name = model_name_for(options.model_template, src, lang)
-        key = f"{lang}|{name}|{self.transcript_key}"
-        stored = store.translations(job.id).get(key)
-        if stored is not None and len(stored) == len(cues):
-            return stored
-        self.job = ctx.enter_stage(self.job, Stage.TRANSLATE)
-        translator = self._load(
-            lambda: ctx.models.translator(name, self.entry, ignore_budget=self._forced())
-        )
-        t0 = time.perf_counter()
-
-        def on_batch(fraction: float) -> None:
-            ctx.progress(self.job, Stage.TRANSLATE, fraction, t0, None)
-
-        request = wp.Translate(
-            str(job.id),
-            translator.key,
-            tuple(c.text for c in cues),
-            src,
-            lang,
-            options.batch_size,
-            self._clean_after(lang),
-        )
-        try:
-            done = self._remote(self.entry, request, lambda cp, f: None, on_batch)
-        except RemoteError as exc:
-            if exc.kind == wp.TRANSLATION:
-                raise TranslationError(str(exc)) from None
-            raise
-        finally:
-            self.times[f"translate:{lang}"] = time.perf_counter() - t0
-        self._count_clean(done, f"translate:{lang}")
-        texts = list(done["lines"])
-        store.set_translation(job.id, key, texts)
-        return texts
 
     def _clean_after(self, lang: str | None) -> bool:
         return clean_after_stage(self.settings.cleanup, self.options.translate.targets, lang)
