@@ -319,9 +319,8 @@ async def test_failed_job_shows_its_error(make_engine, clips) -> None:
         await wait_until(
             pilot, lambda: state_of(app, "noaudio.mp4") == JobState.FAILED, what="failed"
         )
-        row = [str(c) for c in table(app).get_row("1")]
-        assert "failed" in row[3]  # the word, not just a colour
-        assert "no audio stream" in row[-1]
+        assert "failed" in str(table(app).get_cell("1", "state"))  # the word, not a colour
+        assert "no audio stream" in str(table(app).get_cell("1", "output"))
         assert "no audio stream" in log_text(app)
         assert isinstance(app.screen, MainScreen)
 

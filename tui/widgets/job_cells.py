@@ -36,6 +36,7 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
 )
 BAR_WIDTH = 5
 FOLDED = ("dur", "lang", "speed")  # the least needed at a glance (all on the details screen)
+LANG_FROM = 140  # columns from which the language has a column of its own
 DOUBTFUL = 0.5  # a detected language the model gave less than this is shown with "?"
 NARROW_PROGRESS = 4  # " 45%": the bar goes, the number stays
 OUTPUT_MIN = 24  # the output/reason column's least room ("no audio stream (nothin…")
@@ -121,6 +122,8 @@ def widths(width: int, narrow: bool) -> dict[str, int]:
         if fixed is not None and key != "file":
             size = NARROW_PROGRESS if narrow and key == "progress" else fixed
             out[key] = 0 if narrow and key in FOLDED else size + (n > 0)
+    if width < LANG_FROM:  # where there is room: at 120 the reason needs it more
+        out["lang"] = 0
     rest = width - sum(out.values()) - 1  # 1: the output column's separator
     if narrow:  # a fixed output width, so a long reason ends in "…" at the edge
         out["file"] = max(12, min(24, rest - OUTPUT_MIN)) + 1
