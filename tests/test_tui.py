@@ -115,6 +115,11 @@ def started(make_engine: Callable[..., Engine], **kw: object) -> Engine:
     return engine
 
 
+def on(app_engine: Callable[..., Any], paused: bool = False) -> Any:
+    """`started`'s engine from the app_engine fixture: in this process, or the service."""
+    return app_engine(Settings(backend="whisper", keep_alive=-1, device="cpu"), paused=paused)
+
+
 # -- adding -----------------------------------------------------------------------------
 
 
@@ -195,8 +200,8 @@ def test_picker_completes_paths(clips, monkeypatch) -> None:
 
 
 @async_test
-async def test_pause_and_resume(make_engine, clips) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_pause_and_resume(app_engine, clips) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"]), str(clips["talk.mp4"])])
     async with app.run_test(size=(100, 30)) as pilot:
         job = table(app)
@@ -227,8 +232,8 @@ async def test_pause_and_resume(make_engine, clips) -> None:
 
 
 @async_test
-async def test_move_keys(make_engine, clips) -> None:
-    engine = started(make_engine, paused=True, sample_memory=False)
+async def test_move_keys(app_engine, clips) -> None:
+    engine = on(app_engine, paused=True)
     paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
     app = SubqApp(engine, start_paths=paths)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -255,8 +260,8 @@ async def test_move_keys(make_engine, clips) -> None:
 
 
 @async_test
-async def test_cancel_remove_retry_clear(make_engine, clips) -> None:
-    engine = started(make_engine, paused=True, sample_memory=False)
+async def test_cancel_remove_retry_clear(app_engine, clips) -> None:
+    engine = on(app_engine, paused=True)
     paths = [str(clips[n]) for n in ("talk.mp4", "lecture.mkv", "podcast.mp3")]
     app = SubqApp(engine, start_paths=paths)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -288,8 +293,8 @@ async def test_cancel_remove_retry_clear(make_engine, clips) -> None:
 
 
 @async_test
-async def test_cancel_running_job_then_retry_it(make_engine, clips) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_cancel_running_job_then_retry_it(app_engine, clips) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(
