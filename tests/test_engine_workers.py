@@ -128,8 +128,15 @@ engine.add([sys.argv[2]])
 time.sleep(0.5)
 engine.wait_idle(240)
 # the media reader child (prober.py) holds no model and no GPU: not a worker
-workers_of = lambda: [p for p in me.children(recursive=True)
-                      if "subq.engine.prober" not in " ".join(p.cmdline())]
+def workers_of():
+    out = []
+    for p in me.children(recursive=True):
+        try:
+            if "subq.engine.prober" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:  # it ended between the listing and the look: not a worker now
+            pass
+    return out
 tree = [p.pid for p in workers_of()]
 held = [p for p in tree if any("ctranslate2" in m.path for m in psutil.Process(p).memory_maps())]
 busy = me.memory_info().rss
