@@ -51,19 +51,26 @@ _WHISPER_HEAD_DIM = 64
 def bundled_model_dir() -> Path | None:
     """Folder holding the bundled CTranslate2 model, or None when the package is absent.
 
-    Uses ``importlib.util.find_spec`` so that merely checking does not import anything;
-    the package is optional at runtime and callers fall back to downloaded weights.
+    The package is optional at runtime and callers fall back to downloaded weights.
+    """
+    model_bin = package_file(_PACKAGE, "model/model.bin")
+    return model_bin.parent if model_bin is not None and model_bin.is_file() else None
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """`relative` inside an installed package, or None when either is absent.
+
+    Uses ``importlib.util.find_spec`` so that merely checking does not import anything.
     """
     try:
-        spec = importlib.util.find_spec(_PACKAGE)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
-        model_dir = Path(location) / "model"
-        if (model_dir / "model.bin").is_file():
-            return model_dir
+        if (Path(location) / relative).exists():
+            return Path(location) / relative
     return None
 
 

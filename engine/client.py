@@ -8,7 +8,10 @@ connection ends (the service stopped, or dropped this client for falling behind)
 subscribers hear an `EngineStateChanged("stopped")` and a log line saying why.
 
 Ownership: the reader thread alone reads the socket and changes the mirror, under
-`_lock`; any thread may send an order (one line at a time, under `_send_lock`).
+`_lock`; any thread may send an order (one line at a time, under `_send_lock`). A
+`wait_idle` caller puts its Event in `_answers` before sending; the reader alone fills
+`_idle` and sets the Event, and the caller alone takes its answer after (single dict
+operations, atomic in CPython).
 """
 
 from __future__ import annotations
@@ -292,17 +295,21 @@ def connect_engine(state: Path, *, watch: bool = True, timeout: float = 5.0) -> 
     return EngineClient(state, conn, reader, message)
 
 
-def attach_engine(state: Path, settings: Settings, *, paused: bool = False) -> EngineClient:
+def attach_engine(
+    state: Path, settings: Settings, *, paused: bool | Callable[[], bool] = False
+) -> EngineClient:
     """The user's engine for `state`, started (in its own session) if none runs. Whether
     one runs is the service lock's word, not the socket's: a service that is starting, or
-    one that just died and left its socket, must neither be doubled nor waited for."""
+    one that just died and left its socket, must neither be doubled nor waited for.
+    `paused` may be a question asked only if the engine has to be started (it reads the
+    state file, which a running engine holds)."""
     try:
         return connect_engine(state)
     except EngineUnavailable as exc:
         if not isinstance(exc.__cause__, OSError):
             raise  # it answered, and said no (another version)
     if not service_alive(state):
-        spawn(state, settings, paused=paused)
+        spawn(state, settings, paused=paused() if callable(paused) else paused)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:

@@ -14,13 +14,12 @@ Nothing here imports torch or whisper; asking whether a model is packaged costs 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .bundled import _default_cache_dir, bundled_model_dir, converted_checkpoint
+from .bundled import _default_cache_dir, bundled_model_dir, converted_checkpoint, package_file
 
 __all__ = ["PACKAGED_MODELS", "packaged_checkpoint", "packaged_model_dir"]
 
@@ -33,19 +32,6 @@ PACKAGED_MODELS = ("tiny.en", "base")
 
 class PackagedModelError(Exception):
     """The packages are installed but do not hold the model they should."""
-
-
-def _package_data(package: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        if (Path(location) / "data").is_dir():
-            return Path(location) / "data"
-    return None
 
 
 def packaged_model_dir(name: str, cache_dir: Path | None = None) -> Path | None:
@@ -67,8 +53,8 @@ def packaged_checkpoint(name: str, cache_dir: Path | None = None) -> Path | None
 
 
 def _joined_base(cache_dir: Path | None) -> Path | None:
-    parts = [_package_data(package) for package in BASE_PARTS]
-    if any(part is None for part in parts):
+    parts = [package_file(package, "data") for package in BASE_PARTS]
+    if any(part is None or not part.is_dir() for part in parts):
         return None
     first, second = parts
     target = (cache_dir or _default_cache_dir()) / f"faster-whisper-base-{BASE_SHA256[:16]}"

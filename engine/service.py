@@ -284,7 +284,7 @@ class EngineService:
     def _idle_too_long(self) -> bool:
         if self.idle_exit < 0:
             return False
-        busy = any(j.state.runnable or j.state.value == "running" for j in self.engine.jobs())
+        busy = self.engine.queue.busy()  # runs, waits, or has an order out to another process
         with self._lock:
             if self._clients or busy or self.engine.loaded_models:
                 self._idle_since = time.monotonic()

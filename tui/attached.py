@@ -27,23 +27,17 @@ from subq.engine import (
 )
 
 
-def _attach(state: Path, settings: Settings, paused_if_started: bool) -> Any:
-    try:
-        return connect_engine(state)
-    except EngineUnavailable as exc:
-        if not isinstance(exc.__cause__, OSError):
-            raise
-    return attach_engine(state, settings, paused=paused_if_started and saved_work(state))
-
-
 def run_attached(paths: list[str], settings: Settings, state: Path | None) -> int:
     """`subq [PATHS]`: the app attached to the user's engine, which it starts if none runs.
     A dropped SSH session (SIGHUP) or SIGTERM ends this window only; the batch goes on."""
-    from .app import SubqApp, _restore_terminal
+    from .app import SubqApp, _restore_terminal, hangup_handled
 
     state_path = state or default_state_path()
     try:
-        client = _attach(state_path, settings, paused_if_started=not paths)
+        # a restored queue starts paused, as in the app's own engine: nothing by surprise
+        client = attach_engine(
+            state_path, settings, paused=lambda: not paths and saved_work(state_path)
+        )
     except EngineUnavailable as exc:
         print(f"subq: {exc}", file=sys.stderr)
         return 2
@@ -55,14 +49,12 @@ def run_attached(paths: list[str], settings: Settings, state: Path | None) -> in
         client.close()
         os._exit(128 + signum)  # the terminal may be gone: nothing of ours is left to save
 
-    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGHUP, signal.SIGTERM)}
-    client.start()
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        client.close()
+    with hangup_handled(leave):
+        client.start()
+        try:
+            app.run()
+        finally:
+            client.close()
     return app.return_code or 0
 
 
@@ -74,7 +66,7 @@ def run_detached(paths: list[str], settings: Settings, state: Path | None, quiet
         print(f"subq: no media files in {' '.join(paths)}", file=sys.stderr)
         return 2
     try:
-        client = _attach(state_path, settings, paused_if_started=False)
+        client = attach_engine(state_path, settings)
     except EngineUnavailable as exc:
         print(f"subq: {exc}", file=sys.stderr)
         return 2
