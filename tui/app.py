@@ -7,12 +7,13 @@ posted from engine threads; progress and memory coalesced and drawn on a 4 Hz ti
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -271,20 +272,27 @@ def run_app(paths: list[str], settings: Settings, state: Path | None) -> int:
     paused = not paths and saved_work(state_path)  # nothing starts by surprise
     engine = Engine(settings, state_path, whole_queue=True, paused=paused)
     app = SubqApp(engine, start_paths=paths)
-    previous = {
-        sig: signal.signal(sig, _signal_handler(engine, app))
-        for sig in (signal.SIGHUP, signal.SIGTERM)
-    }
-    engine.start()
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        # After quit the app has already waited; don't keep a closed terminal waiting again.
-        engine.shutdown(timeout=0.1 if app.quitting else SHUTDOWN_TIMEOUT)
-        engine.close()
+    with hangup_handled(_signal_handler(engine, app)):
+        engine.start()
+        try:
+            app.run()
+        finally:
+            # After quit the app has already waited; don't keep a closed terminal waiting.
+            engine.shutdown(timeout=0.1 if app.quitting else SHUTDOWN_TIMEOUT)
+            engine.close()
     return app.return_code or 0
+
+
+@contextlib.contextmanager
+def hangup_handled(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for SIGHUP (the SSH session dropped) and SIGTERM while the app runs;
+    Textual installs none for them. The previous handlers come back afterwards."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _signal_handler(engine: Engine, app: SubqApp) -> Callable[[int, Any], None]:
