@@ -41,8 +41,11 @@ def make_files(folder: Path, count: int) -> list[str]:
     return paths
 
 
-def order_latencies(engine: Any, job_id: int, until: Any) -> list[float]:
-    """Cancel / retry `job_id` every 20 ms until `until()`, each timed to its JobChanged."""
+def order_latencies(
+    engine: Any, job_id: int, until: Any, *, most: int | None = None, gap: float = 0.02
+) -> list[float]:
+    """Cancel / retry `job_id` every `gap` s until `until()` (or `most` orders), each timed
+    to its JobChanged; an order whose event never came counts 10 s."""
     from subq.engine.events import JobChanged
 
     seen = threading.Event()
@@ -54,14 +57,14 @@ def order_latencies(engine: Any, job_id: int, until: Any) -> list[float]:
     engine.subscribe(on)
     out: list[float] = []
     try:
-        while not until():
+        while not until() and (most is None or len(out) < most):
             seen.clear()
             job = next(j for j in engine.jobs() if j.id == job_id)
             sent = time.perf_counter()
             (engine.retry if job.state.finished else engine.cancel)(job_id)
             seen.wait(10)
             out.append((time.perf_counter() - sent) * 1000)
-            time.sleep(0.02)
+            time.sleep(gap)
     finally:
         engine.unsubscribe(on)
     return out

@@ -7,6 +7,7 @@ other processes that connect, get killed, or pretend to be another user or versi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,8 +32,20 @@ def state(tmp_path: Path):
     """A state file whose service, if any, is stopped after the test."""
     path = tmp_path / "q.db"
     yield path
-    with __import__("contextlib").suppress(EngineUnavailable):
+    with contextlib.suppress(EngineUnavailable):
         connect_engine(path).stop_engine(timeout=30)
+
+
+def clean_run_srt(media: Path, tmp_path: Path) -> str:
+    """The subtitles a plain `subq run` of `media` writes, on a queue of its own."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--device", "cpu", "--state",
+         str(clean / "s.db"), "--output-dir", str(clean), str(media)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return (clean / media.with_suffix(".srt").name).read_text()
 
 
 def kill_service(pid: int) -> None:
@@ -117,14 +130,7 @@ def test_the_app_killed_mid_file_the_file_still_finishes(state, tmp_path, sig) -
     app.wait(10)
     assert watcher.wait_idle(120)
     assert [j.state for j in watcher.jobs()] == [JobState.DONE]
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--device", "cpu", "--state",
-         str(clean / "s.db"), "--output-dir", str(clean), str(long)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    assert long.with_suffix(".srt").read_text() == (clean / "long.srt").read_text()
+    assert long.with_suffix(".srt").read_text() == clean_run_srt(long, tmp_path)
 
 
 def test_an_engine_killed_mid_file_is_replaced_and_resumes_it(state, tmp_path) -> None:
@@ -142,14 +148,7 @@ def test_an_engine_killed_mid_file_is_replaced_and_resumes_it(state, tmp_path) -
     assert again.wait_idle(180)
     job = again.jobs()[0]
     assert job.state == JobState.DONE, job.error
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "subq.tui.cli", "run", "--device", "cpu", "--state",
-         str(clean / "s.db"), "--output-dir", str(clean), str(story)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    assert story.with_suffix(".srt").read_text() == (clean / "story.srt").read_text()
+    assert story.with_suffix(".srt").read_text() == clean_run_srt(story, tmp_path)
 
 
 def test_one_engine_per_state_file(state) -> None:
