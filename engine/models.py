@@ -14,78 +14,50 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from . import memory
 from . import worker_protocol as p
 from .events import Event, LoadedModel, LogEmitted, ModelLoaded, ModelUnloaded
 from .model_sizes import HEADROOM, fmt_bytes, whisper_estimate
+from .model_types import (
+    TRANSLATION,
+    WHISPER,
+    Loaded,
+    NeedsMemory,
+    RemoteError,
+    RemoteModel,
+    WorkerDied,
+    kinds_of,
+)
 from .pool import WorkerPool, real_device
 from .worker import CallHung
 
 log = logging.getLogger("subq.engine")
-WHISPER = "whisper"
-TRANSLATION = "translation"
 
 LOAD_TIMEOUT_FACTOR = 5  # a load or unload may be silent this many times the hang limit
 
 
-def kinds_of(kind: str) -> set[str]:
-    """The model kinds an unload order names: one, or "all"."""
-    return {WHISPER, TRANSLATION} if kind == "all" else {kind}
+class IdleClock:
+    """The keep-alive countdown: it runs while the engine idles holding something, and
+    starts again from zero whenever that stops being so. Owned by the engine thread."""
 
+    def __init__(self) -> None:
+        self.deadline: float | None = None
 
-class NeedsMemory(Exception):
-    def __init__(self, needed: int, free: int) -> None:
-        super().__init__(
-            f"waiting for GPU memory: needs {fmt_bytes(needed)}, free {fmt_bytes(free)}"
-        )
-        self.needed = needed
-        self.free = free
-
-
-class RemoteError(Exception):
-    """A worker's call failed: `kind` (worker_protocol's error kinds) and its message."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class WorkerDied(Exception):
-    """The worker on `entry` ended during a call: by itself (kill -9, a crash, the OOM
-    killer), or killed by the engine because it hung or broke the channel (`how` says).
-    `blamed`: False when it died before it took the call, so the call's job is not why."""
-
-    def __init__(self, entry: str, how: str, *, blamed: bool = True, stopping: bool = False):
-        what = how if how.startswith(("hung", "killed")) else f"died ({how})"
-        super().__init__(f"worker on {entry} {what}")
-        self.entry = entry
-        self.how = how
-        self.what = what  # "died (signal 9)", "hung (no answer for 180 s)", "killed: ..."
-        self.blamed = blamed
-        self.stopping = stopping  # killed because it did not end a call after a Stop
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    """A model loaded in the worker on `entry`, as the worker names it."""
-
-    entry: str
-    key: str
-    backend: str = ""
-
-
-@dataclass
-class Loaded:
-    kind: str
-    name: str
-    device: str  # the entry ("cpu", "cpu#2", "cuda:1")
-    model: RemoteModel | Any
-    bytes: int
-    loaded_at: float
-    cuda_delta: int | None = None
+    def expired(self, idle_and_holding: bool, keep: float) -> bool:
+        if not idle_and_holding:
+            self.deadline = None
+            return False
+        if keep < 0:
+            return False
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + keep
+        if now < self.deadline:
+            return False
+        self.deadline = None
+        return True
 
 
 class ModelManager:
@@ -111,7 +83,7 @@ class ModelManager:
         # unloads asked for while stages ran: kind -> the entries still to unload it
         self.pending: dict[str, set[str]] = {}
         self._nothing_loaded = False
-        self._keep_alive_deadline: float | None = None
+        self._idle_clock = IdleClock()
         self.worker_timeout: float | None = None  # seconds of silence that make a call hung
         self.releasing = False  # a Release is under way: its unloads say "released"
 
@@ -141,13 +113,9 @@ class ModelManager:
     ) -> RemoteModel:
         label = name if backend == "whisper" else f"{name} ({backend})"
         request = p.Load("asr", name, real_device(device), backend)
+        estimate = whisper_estimate(name)
         return self._get(
-            WHISPER,
-            label,
-            device,
-            request,
-            estimate=whisper_estimate(name),
-            ignore_budget=ignore_budget,
+            WHISPER, label, device, request, estimate=estimate, ignore_budget=ignore_budget
         )
 
     def translator(self, name: str, device: str, *, ignore_budget: bool = False) -> RemoteModel:
@@ -167,12 +135,12 @@ class ModelManager:
         ignore_budget: bool,
     ) -> RemoteModel:
         key = (kind, name, device)
+        self._forget(device, stale_only=True)
         with self._lock:
-            reuse = self._models.get(key) if self.pool.alive(device) else None
+            reuse = self._models.get(key)
         if reuse is not None:
             self._say("info", f"reusing {kind} model {name} (loaded once for the batch)")
             return reuse.model
-        self._forget(device, only_dead=True)
         # One model of a kind at a time: a new whisper model replaces the old one.
         for other in [m for m in self.loaded() if m.kind == kind and m.device == device]:
             self._unload_one(other, "replaced by " + name)
@@ -181,7 +149,7 @@ class ModelManager:
         started = time.perf_counter()
         reply = self.call(device, request)
         seconds = time.perf_counter() - started
-        handle = RemoteModel(device, reply.key, request.backend)
+        handle = RemoteModel(device, reply.key, request.backend, self.pool.pid(device))
         with self._lock:
             self._models[key] = Loaded(kind, name, device, handle, reply.bytes, time.time())
         self._changed()
@@ -200,6 +168,7 @@ class ModelManager:
         raises WorkerDied. A call that sends no message for `worker_timeout` seconds is
         hung (a Load or an Unload, which have no windows, gets `LOAD_TIMEOUT_FACTOR` times
         that: a large model on a slow disk is not a hang)."""
+        self._check_alive(entry, request)
         worker = self.pool.worker(entry)
         limit = self.worker_timeout
         if limit is not None and isinstance(request, p.Load | p.Unload):
@@ -228,6 +197,20 @@ class ModelManager:
             what = f"worker on {entry} died while idle ({how}); no job was running on it"
             self._say("warning", what + ", and the next one starts a new worker")
 
+    def _check_alive(self, entry: str, request: Any) -> None:
+        """WorkerDied, blamed on no job, where the worker died unnoticed since its last call
+        (the pool would start a new one without a word) or the request's model went with an
+        earlier worker (reaped after the job's load): the job is requeued and loads again."""
+        how = self.pool.unnoticed_death(entry)
+        if how is not None:
+            raise self._lost(WorkerDied(entry, how, blamed=False))
+        wanted = getattr(request, "model", None)
+        if wanted is None:
+            return
+        self._forget(entry, stale_only=True)
+        if not any(m.model.key == wanted for m in self.loaded() if m.device == entry):
+            raise WorkerDied(entry, "its model went with an earlier worker", blamed=False)
+
     def _lost(self, died: WorkerDied) -> WorkerDied:
         """The worker of `died` is gone: forget its models and say so on its row."""
         self._forget(died.entry)
@@ -237,12 +220,16 @@ class ModelManager:
     def _say(self, level: str, message: str) -> None:  # a line in the log
         self._publish(LogEmitted(level=level, message=message))
 
-    def _forget(self, entry: str, only_dead: bool = False) -> None:
-        """Drop the handles of models that lived in the entry's worker (it is gone)."""
-        if only_dead and self.pool.alive(entry):
-            return
+    def _forget(self, entry: str, stale_only: bool = False) -> None:
+        """Drop the handles of models that lived in the entry's worker (it is gone); with
+        `stale_only`, those that live in any process but its live worker."""
+        live = self.pool.pid(entry) if stale_only and self.pool.alive(entry) else None
         with self._lock:
-            gone = [k for k, m in list(self._models.items()) if m.device == entry]
+            gone = [
+                k
+                for k, m in self._models.items()
+                if m.device == entry and (live is None or getattr(m.model, "pid", live) != live)
+            ]
             for k in gone:
                 self._models.pop(k, None)
         if gone:
@@ -292,24 +279,16 @@ class ModelManager:
     def keep_alive(self, idle: bool, keep: float) -> bool:
         """Called while the engine idles: unload everything once `keep` seconds have passed
         with nothing to do (never if `keep` < 0). True when it just unloaded."""
-        if not (self._models or self.pool.pids()) or not idle:
-            self._keep_alive_deadline = None
+        holding = bool(self._models or self.pool.pids())
+        if not self._idle_clock.expired(idle and holding, keep):
             return False
-        if keep < 0:
-            return False
-        now = time.monotonic()
-        if self._keep_alive_deadline is None:
-            self._keep_alive_deadline = now + keep
-        if now < self._keep_alive_deadline:
-            return False
-        self._keep_alive_deadline = None
         self.unload("all", reason=f"keep-alive {keep:g} s expired")
         self.end_idle_workers(f"keep-alive {keep:g} s expired")
         return True
 
     def busy(self) -> None:
         """A job starts: the keep-alive countdown starts again when the queue next drains."""
-        self._keep_alive_deadline = None
+        self._idle_clock.deadline = None
 
     def unload(self, kind: str | None = None, reason: str = "requested") -> list[ModelUnloaded]:
         """Unload one kind (or all); returns what each unload gave back."""

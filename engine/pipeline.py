@@ -18,7 +18,7 @@ from . import asr, logfile, media, memory, prober
 from . import worker_protocol as wp
 from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState, Stage
-from .models import NeedsMemory, RemoteError, WorkerDied
+from .model_types import NeedsMemory, RemoteError, WorkerDied
 from .options import StageOptions
 from .outputs import (
     OutputTarget,

@@ -143,6 +143,20 @@ class WorkerPool:
         slot = self._slots.get(entry)
         return slot is not None and slot.worker is not None and slot.worker.alive
 
+    def pid(self, entry: str) -> int:
+        """The pid of the entry's current worker process (0 when it has none)."""
+        slot = self._slots.get(entry)
+        return slot.worker.pid if slot is not None and slot.worker is not None else 0
+
+    def unnoticed_death(self, entry: str) -> str | None:
+        """How the entry's worker ended, where it ended by itself between calls and no one
+        has said so yet; None while it lives (or when it has none)."""
+        slot = self._slots.get(entry)
+        worker = slot.worker if slot is not None else None
+        if worker is None or worker.alive:
+            return None
+        return worker.kill().how
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, entry: str, preload: tuple[str, ...] = ()) -> WorkerProcess:
         """The entry's worker, started now if it is not running (not waited for). Two
@@ -154,8 +168,10 @@ class WorkerPool:
         slot = self.slot(entry)
         if slot.worker is not None and slot.worker.alive:
             return slot.worker
-        if slot.worker is not None:  # dead and not yet reaped: close its channel first
-            slot.worker.kill()
+        if slot.worker is not None:  # died between calls, not yet noticed: say so now
+            dead = slot.worker
+            how = dead.kill().how
+            self.publish(entry, "died", note=f"died while idle ({how})", pid=dead.pid)
         env = {}
         if os.environ.get("SUBQ_FAULTS"):
             env["SUBQ_FAULT_COUNTS"] = self._counts_file()

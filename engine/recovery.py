@@ -14,7 +14,7 @@ from . import worker_protocol as wp
 from .job_context import JobContext
 from .jobs import Job, clock
 from .model_sizes import fmt_bytes
-from .models import RemoteError
+from .model_types import RemoteError
 from .options import TranscribeOptions
 from .pool import real_device
 from .settings import Settings

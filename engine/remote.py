@@ -16,7 +16,7 @@ from typing import Any
 from . import worker_protocol as wp
 from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState
-from .models import WorkerDied
+from .model_types import WorkerDied
 
 
 def remote_call(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import worker_protocol as wp
 from .jobs import Stage
-from .models import RemoteError
+from .model_types import RemoteError
 from .translate import TranslationError, model_name_for
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from subq.engine import asr, media
 from subq.engine.asr.faster_whisper import CT2Model, load_ct2, parse_device, transcribe_ct2
 from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState, Stage
-from subq.engine.models import WHISPER
+from subq.engine.model_types import WHISPER
 from subq.engine.outputs import content_fingerprint
 from subq.engine.pipeline import effective_settings, transcript_key
 from subq.engine.settings import Settings

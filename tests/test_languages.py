@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA
 from subq.engine.events import ModelLoaded
 from subq.engine.jobs import JobState
-from subq.engine.models import TRANSLATION
+from subq.engine.model_types import TRANSLATION
 from subq.engine.packaged import packaged_model_dir
 from subq.engine.settings import Settings, SettingsError
 from test_pipeline import srt_text

@@ -12,7 +12,7 @@ from conftest import wait_for
 from subq.engine import memory
 from subq.engine.events import MemorySampled, ModelLoaded, ModelUnloaded, StageProgressed
 from subq.engine.jobs import JobState, Stage
-from subq.engine.models import WHISPER
+from subq.engine.model_types import WHISPER
 from subq.engine.pipeline import clean_after_stage
 from subq.engine.settings import Settings
 

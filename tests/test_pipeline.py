@@ -10,7 +10,7 @@ import pytest
 from conftest import CLIPS, wait_for
 from subq.engine import media, memory
 from subq.engine.jobs import JobState
-from subq.engine.models import WHISPER
+from subq.engine.model_types import WHISPER
 from subq.engine.settings import Settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import wait_for
 from subq.engine.headless import run_batch
 from subq.engine.jobs import JobState
-from subq.engine.models import TRANSLATION, WHISPER
+from subq.engine.model_types import TRANSLATION, WHISPER
 from subq.engine.settings import Settings
 from test_pipeline import srt_text
 

@@ -8,13 +8,14 @@ not blamed for it; two threads on one worker take turns.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from subq.engine import worker_protocol as p
-from subq.engine.models import Loaded, ModelManager, NeedsMemory, RemoteModel
+from subq.engine.models import Loaded, ModelManager, NeedsMemory, RemoteModel, WorkerDied
 from subq.engine.pool import DeviceChoice
 from subq.engine.worker import STOP_GRACE, CallHung, WorkerProcess
 
@@ -205,3 +206,37 @@ def test_stats_asked_outside_any_call_never_end_a_call() -> None:
     assert asked == [True] and isinstance(reply, p.Done) and reply.result == {"windows": 10}
     assert w.alive
     w.stop()
+
+
+@pytest.mark.parametrize("reaped_first", [False, True])
+def test_a_model_whose_worker_died_after_its_load_is_loaded_again_not_failed(
+    monkeypatch, reaped_first: bool
+) -> None:
+    """The worker dies just after a job's model load, before the job's transcribe call.
+    Before: the pool started a fresh worker without a word and the call reached it, which
+    failed an innocent file with "no asr model … loaded in this worker" (1 run in 8). Now
+    the call is refused as a death before the job's call (requeued, never blamed), the death
+    is said once, and the next load starts a worker that really holds the model."""
+    monkeypatch.setenv("SUBQ_FAULTS", "idle:KILL:1")
+    events: list[object] = []
+    manager = ModelManager(events.append)
+    try:
+        model = manager.whisper("tiny.en", "cpu", backend="faster-whisper")
+        first_pid = model.pid
+        deadline = time.monotonic() + 10
+        while manager.pool.alive("cpu") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if reaped_first:  # the engine thread noticed the death first (its every loop)
+            manager.reap_idle()
+        request = p.Transcribe("job1", model.key, str(HERE / "data" / "podcast.mp3"))
+        with pytest.raises(WorkerDied) as died:
+            manager.call("cpu", request)
+        assert died.value.blamed is False
+        deaths = [e for e in events if getattr(e, "state", "") == "died"]
+        assert [e.pid for e in deaths] == [first_pid]  # said once, on the worker that died
+        again = manager.whisper("tiny.en", "cpu", backend="faster-whisper")
+        assert again.pid != first_pid and manager.pool.alive("cpu")
+        reply = manager.call("cpu", dataclasses.replace(request, model=again.key))
+        assert isinstance(reply, p.Done) and reply.result["segments"]
+    finally:
+        manager.pool.close()
