@@ -90,6 +90,7 @@ class Job:
     notes: tuple[str, ...] = field(default=())
     language: str | None = None  # spoken: given by --language, else as detected
     language_probability: float | None = None  # the model's, where it detected it
+    ordered: bool = False  # its place was set by the user (a move), never by the engine
 
     @property
     def name(self) -> str:

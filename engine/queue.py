@@ -229,7 +229,9 @@ class JobQueue(Adding, SharedQueue):
         if job_id not in jobs:
             return
         order = [jobs[i] for i in reorder(list(jobs), job_id, where)]
-        changed = [dataclasses.replace(j, position=float(i + 1)) for i, j in enumerate(order)]
+        changed = [
+            dataclasses.replace(j, position=float(i + 1), ordered=True) for i, j in enumerate(order)
+        ]
         self.store.save_positions(changed)
         with self._lock:
             for j in changed:

@@ -21,6 +21,7 @@ from typing import Any
 from . import orders
 from .events import Event, JobChanged, JobRemoved
 from .jobs import Job, JobState
+from .scheduling import longest_first
 from .settings import Settings
 from .store import HeldElsewhere, Store
 
@@ -79,13 +80,13 @@ class SharedQueue:
 
     # -- picking work and following other workers ------------------------------------
     @_locked
-    def next_runnable(self) -> Job | None:
+    def next_runnable(self, spread: bool = False) -> Job | None:
         """The first runnable job this worker could claim, fresh from the store, with the
-        orders left for it carried out first."""
+        orders left for it carried out first. `spread` (several workers share the batch):
+        the longest file of the one add at the head of the queue goes first (scheduling.py)."""
         self.refresh_foreign()  # a dead worker's job is taken up in queue order, first
-        for job in self.jobs():
-            if not job.state.runnable or job.id in self.active:
-                continue
+        waiting = [j for j in self.jobs() if j.state.runnable and j.id not in self.active]
+        for job in longest_first(waiting) if spread else waiting:
             holder = self.store.claim(job.id)
             fresh = self.store.job(job.id)
             if holder is not None or fresh is None or not fresh.state.runnable:

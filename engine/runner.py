@@ -235,10 +235,10 @@ class Engine:
             self._inbox.idle.set()
 
     def _dispatch(self, entries: list[str]) -> bool:
-        """Hand runnable jobs to free lanes, in queue order; True if one was handed out."""
+        """Hand runnable jobs to free lanes; True if one was handed out."""
         free = [] if self._paused else self.lanes.free(entries, self.models.pool.held)
-        for n, entry in enumerate(free):
-            job = self.queue.next_runnable()
+        for n, entry in enumerate(free):  # several workers: longest first (scheduling.py)
+            job = self.queue.next_runnable(spread=len(entries) > 1)
             if job is None:
                 return n > 0
             self.queue.active.add(job.id)  # not handed to another lane meanwhile

@@ -210,7 +210,8 @@ class Store(JobData):
     def save_positions(self, jobs: list[Job]) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE jobs SET position=? WHERE id=?", [(j.position, j.id) for j in jobs]
+                "UPDATE jobs SET position=?, ordered=1 WHERE id=?",
+                [(j.position, j.id) for j in jobs],
             )
 
     def delete(self, job_id: int) -> None:
@@ -364,4 +365,5 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         worker=f"{row['lease_pid']}@{row['lease_host']}" if row.get("lease_pid") else None,
         created=row["created"],
         updated=row["updated"],
+        ordered=bool(row.get("ordered")),
     )

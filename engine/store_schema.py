@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION_ID = 0x73756271  # "subq" in the file's header: a state file says whose it is
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -121,6 +121,12 @@ _V6 = """
 ALTER TABLE jobs ADD COLUMN language_probability REAL
 """
 
+# v7 (issue 28): a job whose place the user set (a move) keeps it; the others of one add
+# may start longest first when several workers share the batch
+_V7 = """
+ALTER TABLE jobs ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0
+"""
+
 MIGRATIONS = {
     1: _V1,
     2: _V2,
@@ -128,6 +134,7 @@ MIGRATIONS = {
     4: _V4,
     5: _V5,
     6: _V6,
+    7: _V7,
 }  # version N is reached by running MIGRATIONS[N]
 
 
