@@ -253,6 +253,8 @@ def test_whisper_stopped_twice_equals_one_clean_run(whisper_model, long_clip):
     # windows start at 0, 40 % and 74 % of long.mp3
     resumed = stop_twice_and_finish(run, long_clip, options(), cps, fractions=(0.3, 0.6))
     assert_same_segments(resumed.segments, full.segments)
+    assert all(s.words for s in full.segments if s.text)  # the loop keeps its words (issue 27)
+    assert [s.words for s in resumed.segments] == [s.words for s in full.segments]
 
 
 def test_whisper_fallback_is_seeded(whisper_model, long_clip):

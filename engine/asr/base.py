@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -37,6 +37,31 @@ CHECKPOINT_FORMAT = 2
 _PUNCTUATION_ONLY = re.compile(r"^[\W_]*$", re.UNICODE)
 
 
+class Word(NamedTuple):
+    """One word as the model timed it: the text as the model wrote it (with its leading
+    space, so "".join(words) is the segment's text in every script), seconds, and the
+    model's probability. The subtitle cues are cut at these times (cue_builder.py)."""
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+    @classmethod
+    def of(cls, w: Any) -> Word:
+        """From either library's word: a dict (openai-whisper, faster-whisper's loop) or an
+        object with the same names (faster-whisper's `Word`)."""
+        get = w.get if isinstance(w, dict) else lambda k: getattr(w, k)
+        return cls(
+            str(get("word")), float(get("start")), float(get("end")), float(get("probability"))
+        )
+
+
+def words_of(raw: Any) -> tuple[Word, ...]:
+    """A library segment's words (None or empty: none) as `Word`s."""
+    return tuple(Word.of(w) for w in raw or ())
+
+
 @dataclass(frozen=True)
 class Segment:
     start: float
@@ -44,13 +69,21 @@ class Segment:
     text: str
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+    words: tuple[Word, ...] = ()  # empty with word timestamps off
 
     def to_json(self) -> list[Any]:
-        return [self.start, self.end, self.text, self.no_speech_prob, self.avg_logprob]
+        """A plain row; the words, where there are any, as a sixth item of
+        [word, start, end, probability] rows. A row without words is the five items rows
+        had before words were kept, so stored transcripts read either way."""
+        row: list[Any] = [self.start, self.end, self.text, self.no_speech_prob, self.avg_logprob]
+        if self.words:
+            row.append([list(w) for w in self.words])
+        return row
 
     @classmethod
     def from_json(cls, row: list[Any]) -> Segment:
-        return cls(*row)
+        head, words = row[:5], row[5] if len(row) > 5 else ()
+        return cls(*head, words=tuple(Word(*w) for w in words))
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,9 @@ def _pieces(segment: Any, offset: float) -> list[Segment]:
     meta = dict(
         no_speech_prob=float(segment.no_speech_prob), avg_logprob=float(segment.avg_logprob)
     )
-    words = [(w.word, float(w.start), float(w.end)) for w in segment.words or ()]
+    words = [
+        (w.word, float(w.start), float(w.end), float(w.probability)) for w in segment.words or ()
+    ]
     if not words:
         return [
             Segment(

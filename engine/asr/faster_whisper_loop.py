@@ -45,6 +45,7 @@ from .base import (
     announce,
     stft_input,
     window_seed,
+    words_of,
 )
 from .loudness import faster_whisper_frames, loudest
 
@@ -268,6 +269,7 @@ class Ct2Loop:
                         text=text.strip(),
                         no_speech_prob=float(result.no_speech_prob),
                         avg_logprob=float(avg_logprob),
+                        words=words_of(segment.get("words")),
                     )
                 )
         if not opts.condition_on_previous_text or temperature > opts.prompt_reset_on_temperature:

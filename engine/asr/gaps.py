@@ -88,5 +88,11 @@ def _speech_within(reader: Audio, start: float, end: float) -> tuple[float, floa
 
 
 def _clipped(segment: Segment, start: float, end: float) -> Segment:
-    """A refilled segment kept inside its stretch, so it never overlaps its neighbours."""
-    return replace(segment, start=max(segment.start, start), end=min(segment.end, end))
+    """A refilled segment kept inside its stretch, so it never overlaps its neighbours;
+    its words are clamped into it too (a word timed outside the stretch keeps its text: the
+    aligner's time was wrong, not the word), so the cues cut at them stay inside it."""
+    words = tuple(
+        w._replace(start=min(max(w.start, start), end), end=max(min(w.end, end), start))
+        for w in segment.words
+    )
+    return replace(segment, start=max(segment.start, start), end=min(segment.end, end), words=words)

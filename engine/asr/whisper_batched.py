@@ -197,13 +197,17 @@ class _BatchDecoder:
             start = spans[i][0] / SAMPLE_RATE
             frames = min(len(chunks[i]) // whisper.audio.HOP_LENGTH, mel.shape[-1])
             words = self.words(result, mel[i], frames) if self.options.word_timestamps else []
-            meta = dict(no_speech_prob=result.no_speech_prob, avg_logprob=result.avg_logprob)
-            if not words and result.text.strip():  # no word times: the chunk is one cue
-                words = [(" " + result.text.strip(), 0.0, len(chunks[i]) / SAMPLE_RATE)]
-            out.append((pieces(words, start, **meta), result.language))
+            meta = dict(
+                no_speech_prob=float(result.no_speech_prob), avg_logprob=float(result.avg_logprob)
+            )
+            segments = pieces(words, start, **meta)
+            if not words and result.text.strip():  # no word times: the chunk is one segment
+                end = start + len(chunks[i]) / SAMPLE_RATE
+                segments = [Segment(start, end, result.text.strip(), **meta)]
+            out.append((segments, result.language))
         return out
 
-    def words(self, result: Any, mel: Any, frames: int) -> list[tuple[str, float, float]]:
+    def words(self, result: Any, mel: Any, frames: int) -> list[tuple[str, float, float, float]]:
         """Word times from whisper's aligner, reusing this chunk's encoder output."""
         from whisper.timing import add_word_timestamps
 
@@ -220,7 +224,10 @@ class _BatchDecoder:
             num_frames=frames,
             last_speech_timestamp=0.0,
         )
-        return [(w["word"], float(w["start"]), float(w["end"])) for w in segment["words"]]
+        return [
+            (w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
+            for w in segment["words"]
+        ]
 
 
 class _DecoderOnly:

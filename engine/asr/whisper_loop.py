@@ -50,6 +50,7 @@ from .base import (
     drop_invented,
     stft_input,
     window_seed,
+    words_of,
 )
 from .gaps import fill as fill_gaps
 from .loudness import loudest as file_loudest
@@ -337,6 +338,7 @@ def _one_window(
         if segment["start"] == segment["end"] or segment["text"].strip() == "":
             segment["text"] = ""
             segment["tokens"] = []
+            segment["words"] = []
         state.segments.append(
             Segment(
                 start=float(segment["start"]),
@@ -344,6 +346,7 @@ def _one_window(
                 text=segment["text"].strip(),
                 no_speech_prob=float(result.no_speech_prob),
                 avg_logprob=float(result.avg_logprob),
+                words=words_of(segment.get("words")),
             )
         )
         state.prompt.extend(segment["tokens"])
