@@ -8,7 +8,7 @@ place that turns the user's choice into them (and applies the device: fp16 on CU
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .settings import Settings
@@ -39,6 +39,10 @@ class TranscribeOptions:
     batch_size: int = 0  # > 0: VAD-cut chunks decoded this many at a time (asr_batched)
     fill_gaps: bool = True  # decode skipped speech again without the prompt (asr/gaps.py)
 
+    def described(self) -> dict[str, Any]:
+        """These options as plain values (the json output's `options`)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
     def whisper_kwargs(self) -> dict[str, Any]:
         """These options as openai-whisper's `transcribe` keywords (the reference run)."""
         kw: dict[str, Any] = dict(
@@ -68,13 +72,30 @@ class TranslateOptions:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """How cues are cut and laid out: characters per line, lines per cue, the longest a
+    cue stays up, and the reading speed (characters per second) its tail may linger for."""
+
+    max_line_width: int = 42
+    max_lines: int = 2
+    max_cue_seconds: float = 7.0
+    max_cps: float = 17.0
+
+    @classmethod
+    def of(cls, s: Settings) -> Layout:
+        return cls(s.max_line_width, s.max_lines, float(s.max_cue_seconds), float(s.max_cps))
+
+
+@dataclass(frozen=True)
 class WriteOptions:
-    """Which subtitle files go where."""
+    """Which subtitle files go where, and how their cues are laid out."""
 
     formats: tuple[str, ...] = ("srt",)
     output_dir: str | None = None
     languages: tuple[str, ...] = ()  # a `base.LANG.fmt` per translation, too
     transcript_lang: str | None = None  # "en" with --task translate: `base.en.fmt`
+    layout: Layout = Layout()
+    karaoke: bool = False  # ass: each word highlighted as it is spoken
 
     @classmethod
     def of(cls, s: Settings) -> WriteOptions:
@@ -84,6 +105,8 @@ class WriteOptions:
             output_dir=s.output_dir,
             languages=s.translate_to,
             transcript_lang="en" if s.task == "translate" else None,
+            layout=Layout.of(s),
+            karaoke=s.karaoke,
         )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from . import asr, logfile, media, memory, prober
 from . import worker_protocol as wp
+from .cue_builder import build_cues
+from .formats import Document
 from .job_context import JobContext, StopRequested
 from .jobs import Job, JobState, Stage
 from .model_types import NeedsMemory, RemoteError, WorkerDied
@@ -39,7 +41,7 @@ from .recovery import (
 from .remote import remote_call
 from .settings import Settings
 from .store import DoneRecord, LeaseLost, StateError
-from .subtitles import Cue, make_cues, remove_stale_temps
+from .subtitles import remove_stale_temps
 from .translate import TranslationError, same_language
 from .translation_stage import TranslationStage
 from .writing import write_targets
@@ -155,10 +157,11 @@ class Pipeline(TranslationStage):
             )
 
         segments = self._transcript(info.duration)
-        cues = make_cues((seg.start, seg.end, seg.text) for seg in segments)
+        cues = build_cues(segments, self.options.write.layout)
+        doc = Document(tuple(cues), self.language, tuple(segments), s.model, self._described())
         # The transcript's own subtitles are written before any translation starts: a
         # translation that cannot load or crashes must never take them with it.
-        written = self._write(cues, [t for t in targets if t.lang is None])
+        written = self._write(doc, [t for t in targets if t.lang is None])
         errors = []
         src = self.options.translate.source or self.language or "en"
         for lang in self.options.translate.targets:
@@ -174,8 +177,13 @@ class Pipeline(TranslationStage):
                 log.exception("translation to %s failed for %s", lang, job.path)
                 errors.append(f"translation {src}→{lang} failed: {_first_line(exc)}")
                 continue
-            translated = [dataclasses.replace(c, text=t) for c, t in zip(cues, texts, strict=True)]
-            written |= self._write(translated, [t for t in targets if t.lang == lang])
+            translated = tuple(  # no word times: they are the transcript's words
+                dataclasses.replace(c, text=t, words=()) for c, t in zip(cues, texts, strict=True)
+            )
+            into = dataclasses.replace(
+                doc, cues=translated, language=lang, segments=(), translated_from=src
+            )
+            written |= self._write(into, [t for t in targets if t.lang == lang])
         outputs = tuple(str(t.path) for t in targets if str(t.path) in written)
         if errors:
             store.set_done_record(job.id, None)
@@ -214,16 +222,22 @@ class Pipeline(TranslationStage):
             },
         )
 
-    def _write(self, cues: list[Cue], targets: list[OutputTarget]) -> dict[str, str]:
+    def _write(self, doc: Document, targets: list[OutputTarget]) -> dict[str, str]:
         """Write each target atomically; returns path -> size:hash of what was written."""
         if not targets:
             return {}
         self.job = self.ctx.enter_stage(self.job, Stage.WRITE)
         t0 = time.perf_counter()
         targets[0].path.parent.mkdir(parents=True, exist_ok=True)
-        sums = write_targets(self.ctx.store, cues, targets, self.settings.force, self._kept)
+        store, force, options = self.ctx.store, self.settings.force, self.options.write
+        sums = write_targets(store, doc, targets, options, force, self._kept)
         self.times["write"] = self.times.get("write", 0.0) + time.perf_counter() - t0
         return sums
+
+    def _described(self) -> dict[str, Any]:
+        """The options that made the transcript and its cues, as the json output says."""
+        layout = dataclasses.asdict(self.options.write.layout)
+        return {"backend": self.settings.backend, **self.options.transcribe.described(), **layout}
 
     def _kept(self, reason: str) -> None:
         self.ctx.log("warning", f"{self.job.name}: {reason}", self.job.id)

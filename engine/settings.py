@@ -21,14 +21,15 @@ import platformdirs
 
 APP = "subq"
 CLEANUP_POLICIES = ("stage", "job", "never")
-FORMATS = ("srt", "vtt")
+FORMATS = ("srt", "vtt", "txt", "json", "tsv", "ass")
 BACKENDS = ("auto", "whisper", "faster-whisper")
 
 
 # Bumped when the transcribe loops change what they output for the same settings, so a
 # transcript or checkpoint stored by the older loop is not reused (2: each window clamped
-# to the whole file's loudest log-mel value, as the libraries do; issue 21).
-TRANSCRIBE_LOOP = 2
+# to the whole file's loudest log-mel value, as the libraries do; issue 21. 3: segments
+# carry their timed words, which the cues are cut at; issue 27).
+TRANSCRIBE_LOOP = 3
 
 
 # ISO 639-1 or 639-3, optionally with a script or region as the multilingual models write
@@ -64,6 +65,15 @@ class Settings:
     keep_alive: float = 600.0
     oom_fallback: str = "none"
     worker_timeout: float = 180.0
+    # how cues are cut and laid out (cue_builder.py); last, so lists of settings grow at
+    # their end
+    max_line_width: int = 42
+    max_lines: int = 2
+    max_cue_seconds: float = 7.0
+    # Netflix's reading-speed limit for English children's programmes (its adult one is
+    # 20): the cautious end of broadcast practice, as subq's text is verbatim, not condensed
+    max_cps: float = 17.0
+    karaoke: bool = False
     force: bool = False
 
     def validate(self) -> Settings:
@@ -72,8 +82,10 @@ class Settings:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise SettingsError(
-                f"--format: unknown format {', '.join(bad) or '(none)'}; use srt,vtt"
+                f"--format: unknown format {', '.join(bad) or '(none)'}; use one or more of "
+                + ",".join(FORMATS)
             )
+        self._check_layout()
         if self.cleanup not in CLEANUP_POLICIES:
             raise SettingsError(f"--cleanup: use one of {', '.join(CLEANUP_POLICIES)}")
         if self.backend not in BACKENDS:
@@ -112,6 +124,20 @@ class Settings:
                 "multilingual model such as tiny or small"
             )
         return self
+
+    def _check_layout(self) -> None:
+        if not 10 <= self.max_line_width <= 200:
+            raise SettingsError("--max-line-width: characters per line, from 10 to 200")
+        if not 1 <= self.max_lines <= 5:
+            raise SettingsError("--max-lines: lines per cue, from 1 to 5")
+        if not 1.0 <= self.max_cue_seconds <= 60.0:
+            raise SettingsError("--max-cue-seconds: the longest a cue stays up, 1 to 60 s")
+        if not 5.0 <= self.max_cps <= 100.0:
+            raise SettingsError("--max-cps: reading speed in characters per second, 5 to 100")
+        if self.karaoke and "ass" not in self.formats:
+            raise SettingsError("--karaoke highlights words in the ass format: add ass to --format")
+        if self.karaoke and not self.word_timestamps:
+            raise SettingsError("--karaoke needs word times: leave word timestamps on")
 
     def _check_types(self) -> None:
         """A value of the wrong kind (`beam_size = "five"` in the config) is one line naming
@@ -155,7 +181,7 @@ class Settings:
 
     def output_key(self) -> str:
         """Hash of everything that shapes the written files, for skip-if-done."""
-        keys = ("translate_to", "translation_model", "formats")
+        keys = ("translate_to", "translation_model", "formats", *LAYOUT_KEYS)
         return _digest({"t": self.transcript_key(), **{k: getattr(self, k) for k in keys}})
 
     def to_json(self) -> str:
@@ -232,6 +258,9 @@ def load_config(path: Path | None = None) -> Settings:
         raise SettingsError(f"{path}: {exc}") from None
 
 
+# What shapes the cues and the written text, beside the transcript (part of output_key).
+LAYOUT_KEYS = ("max_line_width", "max_lines", "max_cue_seconds", "max_cps", "karaoke")
+
 # The command line's spellings, accepted in the config file too (`format = "vtt"`).
 FLAG_SPELLINGS = {"format": "formats"}
 
@@ -276,6 +305,9 @@ SETTING_KINDS: dict[str, type] = {
     **dict.fromkeys(("translation_batch_size", "asr_batch_size", "beam_size"), int),
     **dict.fromkeys(("no_speech_threshold", "logprob_threshold", "keep_alive"), float),
     "worker_timeout": float,
+    **dict.fromkeys(("max_line_width", "max_lines"), int),
+    **dict.fromkeys(("max_cue_seconds", "max_cps"), float),
     **dict.fromkeys(("condition_on_previous_text", "fill_gaps", "word_timestamps"), bool),
+    "karaoke": bool,
     "force": bool,
 }

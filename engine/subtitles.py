@@ -1,9 +1,13 @@
 """Cues, SRT/VTT text, and atomic writes.
 
-Segments from the recogniser become cues that follow common subtitle practice (at most two
-lines of 42 characters, at most 7 s, never overlapping or zero-length). Files are written to
-a temp file in the target folder, fsynced and renamed over the target, so a reader or a
-killed process only ever sees the old file or the whole new one.
+A cue is the unit every subtitle format shows. Where segments carry their words the cues are
+cut at them (cue_builder.py); here is the rule for segments without word times: a long
+segment is split at word boundaries in proportion to characters, into cues that follow
+common subtitle practice (at most two lines of 42 characters, at most 7 s, never
+overlapping or zero-length; all three are settings, options.Layout). Lines are broken where
+they balance. Files are written to a temp file in the target folder, fsynced and renamed
+over the target, so a reader or a killed process only ever sees the old file or the whole
+new one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import tempfile
 import textwrap
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import faults, procs
@@ -31,6 +35,9 @@ class Cue:
     start: float
     end: float
     text: str
+    # (word, start, end) of each word where the cue was cut at word times: the karaoke
+    # timing of the ass format; empty for a translation or a cue without word times
+    words: tuple[tuple[str, float, float], ...] = ()
 
 
 def make_cues(
@@ -67,7 +74,7 @@ def _split_words(text: str, max_chars: int, max_line: int, max_lines: int) -> li
     current: list[str] = []
     for word in words:
         trial = " ".join([*current, word])
-        if current and (len(trial) > max_chars or len(_wrap(trial, max_line)) > max_lines):
+        if current and (len(trial) > max_chars or len(wrap(trial, max_line)) > max_lines):
             pieces.append(" ".join(current))
             current = [word]
         else:
@@ -96,13 +103,53 @@ def _no_overlaps(cues: list[Cue]) -> list[Cue]:
     return fixed
 
 
-def _wrap(text: str, width: int = MAX_LINE) -> list[str]:
-    return textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False) or [""]
+def settle(cues: Iterable[Cue]) -> list[Cue]:
+    """Cues in order with none overlapping the next, times in whole milliseconds. Where a
+    cue starts inside the one before (a segment without words beside word-timed ones), the
+    earlier ends where it starts if it keeps MIN_DURATION, else it starts where the
+    earlier ends."""
+    out: list[Cue] = []
+    for cue in sorted(cues, key=lambda c: c.start):
+        start, end = cue.start, cue.end
+        if out and start < out[-1].end:
+            if start - out[-1].start >= MIN_DURATION:
+                out[-1] = replace(out[-1], end=start)
+            else:
+                start = out[-1].end
+                end = max(end, start + MIN_DURATION)
+        out.append(replace(cue, start=start, end=end))
+    return [replace(c, start=round(c.start, 3), end=round(c.end, 3)) for c in out]
+
+
+_BREAK_AFTER = (",", ".", "?", "!", ";", ":", "…")
+
+
+def wrap(text: str, width: int = MAX_LINE) -> list[str]:
+    """`text` as lines of at most `width` characters (a word longer than that alone on its
+    line). Text that needs two lines is broken where they balance, after punctuation if
+    one is near, the lower line the longer on a tie (as broadcast guides ask), instead of
+    filling the first line and leaving a word or two below."""
+    text = " ".join(text.split())
+    lines = textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False)
+    if len(lines) != 2:
+        return lines or [""]
+    words = text.split(" ")
+    best: tuple[float, list[str]] | None = None
+    for k in range(1, len(words)):
+        top, bottom = " ".join(words[:k]), " ".join(words[k:])
+        if len(top) > width or len(bottom) > width:
+            continue
+        score = abs(len(top) - len(bottom)) + (0.5 if len(top) > len(bottom) else 0.0)
+        if top.endswith(_BREAK_AFTER):
+            score -= 8
+        if best is None or score < best[0]:
+            best = (score, [top, bottom])
+    return best[1] if best else lines
 
 
 def balanced_lines(text: str, width: int = MAX_LINE) -> str:
     """Wrap a cue's text into lines of at most `width` characters for display."""
-    return "\n".join(_wrap(" ".join(text.split()), width))
+    return "\n".join(wrap(text, width))
 
 
 def _timestamp(seconds: float, sep: str) -> str:
@@ -113,32 +160,35 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def _clean(text: str) -> str:
-    # A blank line would end the cue early in every player, and "-->" confuses VTT parsers.
-    lines = [line.strip() for line in balanced_lines(text).splitlines() if line.strip()]
-    return "\n".join(lines).replace("-->", "->")
+def cue_lines(text: str, width: int = MAX_LINE) -> list[str]:
+    """A cue's text as the lines every format shows: wrapped at `width`, no blank line (a
+    blank line would end the cue early in every player), no "-->" (it confuses parsers)."""
+    lines = [line.strip() for line in balanced_lines(text, width).splitlines() if line.strip()]
+    return [line.replace("-->", "->") for line in lines]
 
 
-def format_srt(cues: Sequence[Cue]) -> str:
+def _clean(text: str, width: int = MAX_LINE) -> str:
+    return "\n".join(cue_lines(text, width))
+
+
+def format_srt(cues: Sequence[Cue], width: int = MAX_LINE) -> str:
     blocks = [
-        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_clean(c.text)}\n"
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_clean(c.text, width)}\n"
         for i, c in enumerate(cues, 1)
     ]
     return "\n".join(blocks)
 
 
-def format_vtt(cues: Sequence[Cue]) -> str:
+def format_vtt(cues: Sequence[Cue], width: int = MAX_LINE) -> str:
     def esc(text: str) -> str:
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
     blocks = [
-        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{esc(_clean(c.text))}\n"
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{esc(_clean(c.text, width))}\n"
         for c in cues
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
-
-FORMATTERS = {"srt": format_srt, "vtt": format_vtt}
 
 TEMP_PREFIX = ".subq-"
 _live_temps: set[str] = set()

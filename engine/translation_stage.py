@@ -3,10 +3,13 @@
 Kept apart so each room stays small: the pipeline decides which languages, and from which
 (the language spoken); this takes the stored translation of that pair if there is one, else
 loads the pair's model in the job's worker and translates there, with progress per batch.
+A stored translation belongs to the cue texts it translated (their hash is in its key): the
+layout settings cut the same transcript into other cues.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +40,9 @@ class TranslationStage:
     def _translation(self, cues: list[Cue], src: str, lang: str) -> list[str]:
         ctx, store, job, options = self.ctx, self.ctx.store, self.job, self.options.translate
         name = model_name_for(options.model_template, src, lang)
-        key = f"{lang}|{name}|{self.transcript_key}"
+        texts = "\n".join(c.text for c in cues).encode()
+        cut = hashlib.blake2b(texts, digest_size=8).hexdigest()
+        key = f"{lang}|{name}|{self.transcript_key}|{cut}"
         stored = store.translations(job.id).get(key)
         if stored is not None and len(stored) == len(cues):
             return stored

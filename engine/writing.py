@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .formats import Document, render
+from .options import WriteOptions
 from .outputs import OutputTarget, file_sum, text_sum
 from .store import Store
-from .subtitles import FORMATTERS, Cue, write_atomic
+from .subtitles import write_atomic
 
 
 def keep_reason(path: Path, recorded: str | None) -> str | None:
@@ -28,14 +30,16 @@ def keep_reason(path: Path, recorded: str | None) -> str | None:
 
 def write_targets(
     store: Store,
-    cues: list[Cue],
+    doc: Document,
     targets: list[OutputTarget],
+    options: WriteOptions,
     force: bool,
     warn: Callable[[str], None],
 ) -> dict[str, str]:
-    """Write each target atomically, keeping the user's files (each named once through
-    `warn`); returns path -> size:hash of every target as it now is (kept ones included,
-    so the job is done while they stay as they are)."""
+    """Write `doc` to each target in its format, atomically, laid out as `options` say,
+    keeping the user's files (each named once through `warn`); returns path -> size:hash
+    of every target as it now is (kept ones included, so the job is done while they stay
+    as they are)."""
     recorded = store.written_sums([str(t.path) for t in targets])
     sums: dict[str, str] = {}
     wrote: dict[str, str] = {}
@@ -46,7 +50,7 @@ def write_targets(
             warn(reason)
             sums[key] = file_sum(target.path) or ""
             continue
-        text = FORMATTERS[target.fmt](cues)
+        text = render(target.fmt, doc, options)
         try:
             write_atomic(target.path, text)
         except OSError as exc:

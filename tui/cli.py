@@ -16,6 +16,7 @@ from typing import NoReturn
 from subq.engine import (
     BACKENDS,
     CLEANUP_POLICIES,
+    FORMATS,
     Settings,
     SettingsError,
     config_path,
@@ -25,6 +26,7 @@ from subq.engine import (
 EPILOG = """examples:
   subq run talk.mp4 lecture.mkv              write talk.srt, lecture.srt next to the inputs
   subq run ~/videos --translate-to de,fr --format srt,vtt --output-dir subs/
+  subq run talk.mp4 --format srt,json,ass --karaoke --max-line-width 32
   subq demo                                  transcribe the bundled clip, offline
   subq ~/videos                              open the app with a folder queued
 """
@@ -102,7 +104,12 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--translation-batch-size", type=int, help="segments per batch (default 32)")
     o = p.add_argument_group("output and resources")
-    o.add_argument("--format", dest="formats", help="srt, vtt or srt,vtt (default: srt)")
+    o.add_argument(
+        "--format",
+        dest="formats",
+        help=f"one or more of {','.join(FORMATS)}, comma-separated (default: srt)",
+    )
+    add_layout_options(p)
     o.add_argument("--output-dir", help="write subtitles here instead of next to the inputs")
     o.add_argument(
         "--force",
@@ -134,6 +141,41 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
 
 
+def add_layout_options(p: argparse.ArgumentParser) -> None:
+    """How cues are cut and laid out (engine/cue_builder.py); the defaults are Settings'."""
+    d = Settings()
+    g = p.add_argument_group("subtitle layout")
+    g.add_argument(
+        "--max-line-width",
+        type=int,
+        metavar="N",
+        help=f"characters per line (default {d.max_line_width})",
+    )
+    g.add_argument(
+        "--max-lines", type=int, metavar="N", help=f"lines per cue (default {d.max_lines})"
+    )
+    g.add_argument(
+        "--max-cue-seconds",
+        type=float,
+        metavar="S",
+        help=f"the longest a cue stays up (default {d.max_cue_seconds:g})",
+    )
+    g.add_argument(
+        "--max-cps",
+        type=float,
+        metavar="N",
+        help="reading speed in characters per second: a cue stays up to 0.5 s past its last "
+        f"word to meet it (default {d.max_cps:g}, Netflix's limit for English children's "
+        "programmes)",
+    )
+    g.add_argument(
+        "--karaoke",
+        action="store_const",
+        const=True,
+        help="in the ass format, highlight each word as it is spoken",
+    )
+
+
 SERVICE_HELP = {
     "status": "Show your engine's queue, state and memory (exit status 1: no engine runs).",
     "stop": "End your engine at its next safe point; the running file keeps its checkpoint.",
@@ -153,6 +195,11 @@ SETTING_KEYS = (
     "translation_model",
     "translation_batch_size",
     "formats",
+    "max_line_width",
+    "max_lines",
+    "max_cue_seconds",
+    "max_cps",
+    "karaoke",
     "output_dir",
     "force",
     "cleanup",

@@ -32,12 +32,16 @@ from ..widgets.formatting import display_path
 if TYPE_CHECKING:
     from subq.engine import Engine
 
-FORMAT_CHOICES = (*((f,) for f in FORMATS), FORMATS)  # srt, vtt, srt,vtt
 TEXT_FIELDS = {
     "model": ("model", "tiny.en, base (99 languages), small, large-v3, turbo, or a path"),
     "language": ("language", "spoken language, e.g. en; empty: detect"),
     "translate_to": ("translate to", "target languages, e.g. de,fr; empty: none"),
     "translation_model": ("translation model", "empty: Helsinki-NLP/opus-mt-{src}-{tgt}"),
+    "formats": ("formats", f"one or more of {','.join(FORMATS)}"),
+    "max_line_width": ("line width", "characters per line (default 42)"),
+    "max_lines": ("lines per cue", "default 2"),
+    "max_cue_seconds": ("longest cue (s)", "default 7"),
+    "max_cps": ("reading (chars/s)", "characters per second a cue may ask (default 17)"),
     "output_dir": ("output dir", "empty: next to each input"),
     "device": ("device", "auto, cpu, cuda:N, a list (cuda:0,cuda:1; cpu,cpu) or all"),
     "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
@@ -59,12 +63,17 @@ CHOICES = {  # the settings that take one of a few values: (label, [(shown, valu
         "skipped speech",
         [("decode again without the prompt", True), ("leave empty (as the library does)", False)],
     ),
+    "karaoke": (
+        "ass karaoke",
+        [("plain cues", False), ("highlight each word as spoken", True)],
+    ),
     "oom_fallback": (
         "GPU out of memory",
         [("retry lighter, then fail", "none"), ("retry lighter, then the CPU", "cpu")],
     ),
 }
 
+LAYOUT_FIELDS = ("formats", "max_line_width", "max_lines", "max_cue_seconds", "max_cps")
 BACKEND_LABELS = {"auto": "auto (faster-whisper on CPU, whisper on CUDA)"}
 
 
@@ -97,16 +106,8 @@ class SettingsScreen(Screen[None]):
                 )
                 for name in ("language", "translate_to", "translation_model"):
                     yield from self._text(name, s)
-                yield Label("formats")
-                choices = [",".join(c) for c in FORMAT_CHOICES]
-                current = ",".join(s.formats)
-                yield Select(
-                    [(c, c) for c in dict.fromkeys([*choices, current])],
-                    value=current,
-                    allow_blank=False,
-                    id="formats",
-                    compact=True,
-                )
+                for name in LAYOUT_FIELDS:
+                    yield from self._text(name, s)
                 for name in ("output_dir", "device"):
                     yield from self._text(name, s)
                 yield Label("cleanup")
@@ -180,7 +181,7 @@ class SettingsScreen(Screen[None]):
         batch = self._value("asr_batch_size") or "0"
         if not batch.isdigit():
             raise SettingsError("ASR batch: enter 0 (off) or a whole number of chunks")
-        formats = split_list(str(self.query_one("#formats", Select).value))
+        layout = self._layout()
         model = self._value("model")
         if not model:
             raise SettingsError("model: enter a model name such as tiny.en, or a path")
@@ -191,7 +192,7 @@ class SettingsScreen(Screen[None]):
             language=self._value("language") or None,
             translate_to=split_list(self._value("translate_to")),
             translation_model=self._value("translation_model") or None,
-            formats=formats,
+            **layout,
             output_dir=self._value("output_dir") or None,
             device=self._value("device") or "auto",
             cleanup=str(self.query_one("#cleanup", Select).value),
@@ -202,6 +203,24 @@ class SettingsScreen(Screen[None]):
             translation_batch_size=int(per_batch),
             **{name: self.query_one(f"#{name}", Select).value for name in CHOICES},
         ).validate()
+
+    def _layout(self) -> dict[str, object]:
+        """The formats and the layout fields as settings; SettingsError names a bad one."""
+        values: dict[str, object] = {"formats": split_list(self._value("formats"))}
+        for name, kind in (
+            ("max_line_width", int),
+            ("max_lines", int),
+            ("max_cue_seconds", float),
+            ("max_cps", float),
+        ):
+            text = self._value(name) or str(getattr(Settings(), name))
+            try:
+                values[name] = kind(text)
+            except ValueError:
+                label = TEXT_FIELDS[name][0]
+                what = "a whole number" if kind is int else "a number"
+                raise SettingsError(f"{label}: enter {what}") from None
+        return values
 
     def action_save(self) -> None:
         error = self.query_one("#settings-error", Static)

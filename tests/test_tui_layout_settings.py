@@ -1,0 +1,50 @@
+"""The formats and the subtitle layout on the settings screen (issue 27): typed in, judged
+by Settings.validate, saved to the config file and applied to the engine."""
+
+from __future__ import annotations
+
+from subq.engine import Settings, config_path, load_config
+from subq.tui.app import SubqApp
+from subq.tui.screens.main import MainScreen
+from subq.tui.screens.settings import SettingsScreen
+from test_tui import async_test, wait_until
+from textual.widgets import Input, Select, Static
+
+
+@async_test
+async def test_layout_and_formats_are_validated_saved_and_applied(make_engine) -> None:
+    engine = make_engine(Settings(keep_alive=-1), paused=True, sample_memory=False)
+    engine.start()
+    app = SubqApp(engine)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        screen = app.screen
+        error = screen.query_one("#settings-error", Static)
+        assert screen.query_one("#formats", Input).value == "srt"
+        assert screen.query_one("#max_line_width", Input).value == "42"
+        assert screen.query_one("#max_cps", Input).value == "17"
+
+        screen.query_one("#formats", Input).value = "srt,docx"
+        await pilot.press("ctrl+s")
+        assert "unknown format docx" in str(error.render())
+        screen.query_one("#formats", Input).value = "srt,json,ass"
+        screen.query_one("#max_line_width", Input).value = "wide"
+        await pilot.press("ctrl+s")
+        assert "line width: enter a whole number" in str(error.render())
+        screen.query_one("#max_line_width", Input).value = "5"
+        await pilot.press("ctrl+s")
+        assert "--max-line-width" in str(error.render())  # Settings.validate's own words
+        screen.query_one("#max_line_width", Input).value = "32"
+        screen.query_one("#max_lines", Input).value = "1"
+        screen.query_one("#max_cue_seconds", Input).value = "5.5"
+        screen.query_one("#max_cps", Input).value = "20"
+        screen.query_one("#karaoke", Select).value = True
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
+        await wait_until(pilot, lambda: engine.settings.max_line_width == 32, what="applied")
+    assert config_path().exists()
+    saved = load_config()
+    assert saved.formats == ("srt", "json", "ass") and saved.karaoke is True
+    assert (saved.max_line_width, saved.max_lines) == (32, 1)
+    assert (saved.max_cue_seconds, saved.max_cps) == (5.5, 20.0)
