@@ -42,7 +42,8 @@ from .events import (
     Subscribers,
 )
 from .jobs import Job
-from .service import PROTOCOL, short_address, socket_path, version
+from .service import PROTOCOL, version
+from .service_socket import short_address, socket_path
 from .settings import Settings
 
 START_TIMEOUT = 60.0  # a cold start imports torch: seconds on a slow disk
@@ -324,7 +325,7 @@ def service_alive(state: Path) -> bool:
     """Whether a live service holds `state`'s lock (the kernel drops it when one dies)."""
     import fcntl
 
-    from .service import lock_path
+    from .service_socket import lock_path
 
     try:
         fd = os.open(lock_path(state), os.O_RDONLY)

@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import queue
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import wire
 from .private import private_dir
+from .service_socket import listen, peer_uid, socket_path, take_lock
 
 PROTOCOL = 1
 # events a client may fall behind by before it is dropped (tests make it small)
@@ -77,33 +75,6 @@ def version() -> str:
         return "unknown"
 
 
-def socket_path(state: Path) -> Path:
-    return state.with_name(state.name + ".sock")
-
-
-def lock_path(state: Path) -> Path:
-    return state.with_name(state.name + ".engine-lock")
-
-
-def peer_uid(conn: socket.socket) -> int:
-    """The connecting process's uid, as the kernel saw it connect (not what it claims)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
-
-
-def take_lock(state: Path) -> int | None:
-    """The service lock's fd, or None when another live service holds it."""
-    path = lock_path(state)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 class Client:
     """One attached app: a reader thread (its orders) and a writer thread (its events)."""
 
@@ -131,9 +102,8 @@ class Client:
             self.outbox.put_nowait(None)
 
     def refuse(self, reason: str) -> None:
-        """Answer the client's hello with a refusal. Its hello is read first: closed at once,
-        the connection could break the client's own hello (EPIPE) before the refusal reached
-        it, and it would say a broken pipe instead of why (1 run in 30 under load)."""
+        """Refuse, after reading the client's hello: closed at once, the connection could
+        break that hello (EPIPE), and the client said a broken pipe instead of why."""
         with contextlib.suppress(OSError):
             self.conn.settimeout(5.0)
             self.conn.makefile("rb").readline(64 * 1024)
@@ -328,37 +298,6 @@ def _rss() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
-
-
-@contextlib.contextmanager
-def short_address(path: Path) -> Iterator[str]:
-    """`path` as a socket address: a Unix socket's path must fit in 107 bytes, so a longer
-    one goes through its folder's descriptor (/proc/self/fd/N/NAME), which the kernel
-    resolves to the same file."""
-    if len(os.fsencode(path)) < 100:
-        yield str(path)
-        return
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)
-
-
-def listen(state: Path) -> socket.socket:
-    """Bind `state`.sock afresh (a dead service's file is replaced; we hold the lock)."""
-    path = socket_path(state)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # born 0600: no moment when another user could connect
-    try:
-        with short_address(path) as address:
-            listener.bind(address)
-    finally:
-        os.umask(old)
-    listener.listen(16)
-    return listener
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import pytest
 from conftest import DATA, wait_for
 from subq.engine.client import EngineUnavailable, attach_engine, connect_engine
 from subq.engine.jobs import JobState
-from subq.engine.service import socket_path
+from subq.engine.service_socket import socket_path
 from subq.engine.settings import Settings
 from test_tui import async_test
 
