@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,11 @@ def load_ct2(name: str, device: str, *, compute_type: str | None = None) -> CT2M
 
 
 def _construct(cls: Any, target: str, kind: str, index: int, compute: str) -> Any:
-    return cls(target, device=kind, device_index=index, compute_type=compute)
+    """The model, with the CPU threads the pool gave this worker (SUBQ_CPU_THREADS, from
+    the process's affinity and cgroup quota shared among the CPU workers); 0, where it is
+    not set, is CTranslate2's own default (OMP_NUM_THREADS, else up to 4)."""
+    threads = int(os.environ.get("SUBQ_CPU_THREADS") or 0) if kind == "cpu" else 0
+    return cls(target, device=kind, device_index=index, compute_type=compute, cpu_threads=threads)
 
 
 def _load_error(exc: BaseException, target: str) -> BaseException:
