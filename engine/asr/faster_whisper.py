@@ -259,7 +259,7 @@ def transcribe_ct2(
     source = as_audio(audio)
     refilled: tuple[Refill, ...] = ()
     try:
-        loop = Ct2Loop(model.model, source, options, resume, new_replica=lambda: _replica(model))
+        loop = Ct2Loop(model.model, source, options, resume)
         loop.run(on_window, on_segment, lambda: faults.maybe_fail("transcribe"), keep)
         found = loop.segments
         if options.fill_gaps:
@@ -274,17 +274,6 @@ def transcribe_ct2(
         windows=loop.windows,
         stats={"fallbacks": loop.fallbacks},
         refilled=refilled,
-    )
-
-
-def _replica(model: CT2Model) -> Any:
-    """A second ctranslate2 model of the same weights (its own worker thread, so its own
-    freshly seeded sampler; see faster_whisper_loop)."""
-    import ctranslate2
-
-    kind, index = parse_device(model.device)
-    return ctranslate2.models.Whisper(
-        model.path, device=kind, device_index=index, compute_type=model.compute_type
     )
 
 

@@ -15,13 +15,10 @@ window's samples, read forward from an `Audio` (never the whole file: issue 14.5
 dynamic range clamped to the whole file's loudest value, found by a first pass
 (loudness.py says why) and kept in the checkpoint.
 
-Fallback sampling is seeded per window. CTranslate2 has no per-call seed, and
-`ctranslate2.set_random_seed` only seeds a worker thread's generator the first time that
-thread samples (checked on 4.8.5: the same seed twice gives different samples). So a window
-that falls back samples on a fresh replica of the model, created after setting the seed
-(`window_seed`): the same file, window and temperature always sample the same. It costs one
-model load per such window (0.2 s for tiny.en int8 on the CPU) and, briefly, a second copy
-of the weights; windows that need no fallback pay nothing.
+Fallback sampling is seeded per window (`window_seed`): the same file, window and
+temperature always sample the same, clean run or resumed. CTranslate2 has no per-call seed,
+so the tokens are drawn by us, over the logits the loaded model returns (ct2_sampling.py);
+no second copy of the model is ever made (one was, per fallback window, before issue 28).
 """
 
 from __future__ import annotations
@@ -47,6 +44,7 @@ from .base import (
     window_seed,
     words_of,
 )
+from .ct2_sampling import Vocabulary, seeded_sample
 from .loudness import faster_whisper_frames, loudest
 
 
@@ -116,12 +114,10 @@ class Ct2Loop:
         audio: Audio,
         options: TranscribeOptions,
         resume: Checkpoint | None,
-        new_replica: Callable[[], Any],
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
         self.fw = fw  # faster_whisper.WhisperModel
-        self.new_replica = new_replica  # a fresh ctranslate2 Whisper of the same weights
         self.options = options
         self.audio = audio
         self.frame = resume.frame if resume else 0
@@ -138,6 +134,10 @@ class Ct2Loop:
             fw.hf_tokenizer, fw.model.is_multilingual, task=options.task, language=self.language
         )
         self.opts = library_options(self.tokenizer, options)
+        tok = self.tokenizer
+        self.vocabulary = Vocabulary(
+            tok.sot, tok.eot, tok.no_timestamps, tuple(self.opts.suppress_tokens or ())
+        )
 
     def _language(self) -> str:
         if not self.fw.model.is_multilingual:
@@ -279,7 +279,8 @@ class Ct2Loop:
         return finished
 
     def _generate(self, encoder_output: Any, prompt: list[int]) -> tuple[Any, float, float, float]:
-        """The library's `generate_with_fallback`; sampling runs on a seeded replica."""
+        """The library's `generate_with_fallback`; sampling is seeded per window and
+        temperature, on the model as loaded (ct2_sampling.py)."""
         from faster_whisper.transcribe import get_compression_ratio
 
         fw, opts = self.fw, self.opts
@@ -289,36 +290,29 @@ class Ct2Loop:
             max_length = len(prompt) + opts.max_new_tokens
         all_results: list[tuple[Any, float, float, float]] = []
         below_ratio: list[tuple[Any, float, float, float]] = []
-        sampler = None
+        greedy: Any = None  # a greedy result with its rows, for the seeded sampler
         temperature = 0.0
         for temperature in opts.temperatures:
             if temperature > 0:
-                if sampler is None:
-                    sampler = self._sampler(temperature)
-                engine = sampler
-                kwargs: dict[str, Any] = dict(
-                    beam_size=1,
-                    num_hypotheses=opts.best_of,
-                    sampling_topk=0,
-                    sampling_temperature=temperature,
+                if greedy is None:
+                    greedy = self._decode(encoder_output, prompt, max_length, rows=True)
+                result: Any = seeded_sample(
+                    fw.model,
+                    encoder_output,
+                    prompt,
+                    self.vocabulary,
+                    temperature=temperature,
+                    seed=window_seed(self.frame, temperature),
+                    greedy=greedy,
+                    max_length=max_length,
+                    length_penalty=opts.length_penalty,
+                    suppress_blank=opts.suppress_blank,
+                    max_initial_timestamp_index=max_initial,
                 )
             else:
-                engine = fw.model
-                kwargs = dict(beam_size=opts.beam_size, patience=opts.patience)
-            result = engine.generate(
-                encoder_output,
-                [prompt],
-                length_penalty=opts.length_penalty,
-                repetition_penalty=opts.repetition_penalty,
-                no_repeat_ngram_size=opts.no_repeat_ngram_size,
-                max_length=max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=opts.suppress_blank,
-                suppress_tokens=opts.suppress_tokens,
-                max_initial_timestamp_index=max_initial,
-                **kwargs,
-            )[0]
+                rows = opts.beam_size == 1 and len(opts.temperatures) > 1
+                result = self._decode(encoder_output, prompt, max_length, rows=rows)
+                greedy = result if rows else None
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * (len(tokens) ** opts.length_penalty)
             avg_logprob /= len(tokens) + 1
@@ -347,9 +341,23 @@ class Ct2Loop:
         best = max(below_ratio or all_results, key=lambda x: x[1])
         return best[0], best[1], temperature, best[3]  # the last temperature tried
 
-    def _sampler(self, temperature: float) -> Any:
-        """A fresh replica whose worker thread's generator starts from this window's seed."""
-        import ctranslate2
-
-        ctranslate2.set_random_seed(window_seed(self.frame, temperature))
-        return self.new_replica()
+    def _decode(self, encoder_output: Any, prompt: list[int], max_length: int, rows: bool) -> Any:
+        """The window's deterministic decode (the options' beam, greedy where `rows`: then
+        with every step's logits, which the seeded sampler walks while it agrees)."""
+        opts = self.opts
+        return self.fw.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=1 if rows else opts.beam_size,
+            patience=opts.patience,
+            length_penalty=opts.length_penalty,
+            repetition_penalty=opts.repetition_penalty,
+            no_repeat_ngram_size=opts.no_repeat_ngram_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            return_logits_vocab=rows,
+            suppress_blank=opts.suppress_blank,
+            suppress_tokens=opts.suppress_tokens,
+            max_initial_timestamp_index=round(opts.max_initial_timestamp / self.fw.time_precision),
+        )[0]
