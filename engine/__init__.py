@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "Job": "jobs",
     "JobState": "jobs",
     "Stage": "jobs",
+    "cleanup_summary": "findings",
+    "flag_notes": "findings",
+    "flag_words": "findings",
+    "removal_line": "findings",
     # what the user chose
     "BACKENDS": "settings",
     "CLEANUP_POLICIES": "settings",
@@ -109,6 +113,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         StageProgressed,
         WorkerChanged,
     )
+    from .findings import cleanup_summary, flag_notes, flag_words, removal_line
     from .headless import hard_exit, run_batch, run_demo
     from .jobs import Job, JobState, Stage
     from .media import (

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .findings import removals
 from .jobs import Job, JobState, Stage
 
 log = logging.getLogger("subq.engine")
@@ -53,6 +54,8 @@ class JobChanged(Event):
             "resume_from": j.resume_from,
             "language": j.language,
             "language_probability": j.language_probability,
+            "flags": list(j.flags),
+            "removed": [r._asdict() for r in removals(j.removed)],
         }
 
 

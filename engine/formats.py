@@ -3,11 +3,12 @@
 `srt` and `vtt` (subtitles.py), `txt` (one cue a line), `tsv` (the whisper CLI's layout:
 a `start end text` header, times in whole milliseconds), `json` (the transcript's segments
 with their timed words, the cues, the language, the model and the options that made it,
-and the job's quality `flags`) and `ass` (a readable default style; with karaoke each word
-is highlighted as it is spoken, `{\\k}` tags from the word times). A translation is a
-Document too: its cues carry the translated text, its segments are its cues, and it has
-no words (so no karaoke). Each format is read back by a parser that is not subq's in the
-tests (srt, webvtt-py, pysubs2, json, csv).
+the job's quality `flags` and the `quality` values they were judged on, and the junk
+`removed` from the transcript with its `removed_summary`) and `ass` (a readable default
+style; with karaoke each word is highlighted as it is spoken, `{\\k}` tags from the word
+times). A translation is a Document too: its cues carry the translated text, its segments
+are its cues, and it has no words (so no karaoke). Each format is read back by a parser
+that is not subq's in the tests (srt, webvtt-py, pysubs2, json, csv).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .findings import Removal, cleanup_summary
 from .options import WriteOptions
 from .subtitles import Cue, cue_lines, format_srt, format_vtt
 
@@ -31,7 +33,9 @@ class Document:
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # what shaped it (json)
     translated_from: str | None = None  # the transcript's language, for a translation
-    flags: tuple[str, ...] = ()  # the job's quality flags (json)
+    flags: tuple[str, ...] = ()  # the job's quality flags (json; quality.py)
+    measures: dict[str, float] = field(default_factory=dict)  # what the flags were judged on
+    removed: tuple[Removal, ...] = ()  # junk taken out of the transcript (junk.py)
 
 
 def render(fmt: str, doc: Document, options: WriteOptions) -> str:
@@ -82,6 +86,9 @@ def format_json(doc: Document, options: WriteOptions) -> str:
         "model": doc.model,
         "options": doc.options,
         "flags": list(doc.flags),
+        "quality": doc.measures,
+        "removed": [r._asdict() for r in doc.removed],
+        "removed_summary": cleanup_summary(doc.removed),
         "text": " ".join(_one_line(c.text) for c in doc.cues),
         "segments": segments,
         "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in doc.cues],

@@ -30,6 +30,7 @@ from .events import (
     StageProgressed,
     WorkerChanged,
 )
+from .findings import cleanup_summary, flag_list, flag_notes
 from .jobs import Job, JobState
 from .model_sizes import describe_unload, fmt_bytes
 from .runner import Engine
@@ -142,6 +143,10 @@ class ConsolePrinter:
             self._line(f"{who}done in {sum(times.values()):.1f}s ({', '.join(parts)}{speed}){lang}")
             for out in job.outputs:
                 self._line(f"  wrote {out}")
+            if job.removed:
+                self._line(f"{who}cleaned: {cleanup_summary(job.removed)}")
+            for note in flag_notes(job.flags, job.measures):
+                self._line(f"{who}check: {note}")
             for note in job.notes:
                 self._line(f"{who}note: {note}")
         elif job.state == JobState.FAILED and job.error not in self._errors:
@@ -209,17 +214,19 @@ class EventWriter:
 
 
 def summary(jobs: list[Job]) -> str:
-    rows = [("#", "file", "state", "lang", "time", "detail")]
+    """The table after a run; `flags` names what to check in a finished file (quality.py)."""
+    rows = [("#", "file", "state", "lang", "flags", "time", "detail")]
     for i, job in enumerate(jobs, 1):
         total = sum(t for _k, t in job.stage_times)
         detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
         time_ = f"{total:.1f}s" if total else ""
-        rows.append((str(i), job.name, job.state.value, job.language or "", time_, detail))
-    widths = [min(max(columns(r[c]) for r in rows), 40) for c in range(5)]
+        flags = flag_list(job.flags) if job.state == JobState.DONE else ""
+        rows.append((str(i), job.name, job.state.value, job.language or "", flags, time_, detail))
+    widths = [min(max(columns(r[c]) for r in rows), 40) for c in range(6)]
     lines = []
     for r in rows:
-        cells = [pad(r[c], widths[c]) for c in range(5)]
-        lines.append("  ".join([*cells, r[5]]).rstrip())
+        cells = [pad(r[c], widths[c]) for c in range(6)]
+        lines.append("  ".join([*cells, r[6]]).rstrip())
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .findings import Removal
+from .findings import clock as clock  # a position in a file, as players show it
 from .settings import Settings
 
 
@@ -91,6 +93,11 @@ class Job:
     language: str | None = None  # spoken: given by --language, else as detected
     language_probability: float | None = None  # the model's, where it detected it
     ordered: bool = False  # its place was set by the user (a move), never by the engine
+    # what its last finished run found (findings.py): quality flags, the values they were
+    # judged from, and the junk taken out of its subtitles
+    flags: tuple[str, ...] = ()
+    measures: tuple[tuple[str, float], ...] = ()
+    removed: tuple[Removal, ...] = ()
 
     @property
     def name(self) -> str:
@@ -103,11 +110,3 @@ class Job:
         if state != self.state:
             check_transition(self.state, state)
         return dataclasses.replace(self, state=state, **changes)  # type: ignore[arg-type]
-
-
-def clock(seconds: float) -> str:
-    """1:52, 1:02:03: a position in a file as a player shows it."""
-    whole = int(seconds)
-    h, rest = divmod(whole, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

@@ -42,6 +42,8 @@ class MediaInfo:
     size: int
     mtime: float
     container: str
+    # the language of each subtitle stream inside the file ("" where it names none)
+    subtitles: tuple[str, ...] = ()
 
 
 def is_media(path: Path) -> bool:
@@ -216,15 +218,20 @@ def probe(path: Path) -> MediaInfo:
                 stream = container.streams.audio[0]
                 duration = _duration(container, stream)
                 fmt = container.format.name
+                subtitles = tuple(_language(s) for s in container.streams.subtitles)
         except MediaError:
             raise
         except (av.error.InvalidDataError, av.error.EOFError):
             raise MediaError(f"{path}: not a media file, or the file is corrupt") from None
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: cannot read media: {_ffmpeg_reason(exc)}") from None
-    return MediaInfo(
-        path=path, duration=duration, size=st.st_size, mtime=st.st_mtime, container=fmt
-    )
+    return MediaInfo(path, duration, st.st_size, st.st_mtime, fmt, subtitles)
+
+
+def _language(stream) -> str:
+    """A stream's language tag as written ("eng", "fre"), "" where none or "und"."""
+    tag = str((stream.metadata or {}).get("language", "")).strip().lower()
+    return "" if tag in ("", "und") else tag
 
 
 def _duration(container, stream) -> float | None:

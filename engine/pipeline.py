@@ -11,10 +11,11 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import asr, logfile, media, memory, prober
+from . import asr, junk, logfile, media, memory, prober, subtitled
 from . import worker_protocol as wp
 from .cue_builder import build_cues
 from .formats import Document
@@ -143,6 +144,11 @@ class Pipeline(TranslationStage):
         targets = output_targets(base, self.options.write)
         key = done_key(job.settings, base)  # as requested: "auto" stays auto
         remove_stale_temps(targets[0].path.parent)
+        if s.skip_subtitled and (
+            why := subtitled.skip_reason(path, Path(base), info.subtitles, s, store)
+        ):
+            changes = {"stage": None, "duration": info.duration, "error": why, "outputs": ()}
+            return Outcome(JobState.SKIPPED, {**changes, **junk.NOTHING_FOUND})
         if not s.force and outputs_current(
             store.done_record(job.id), self.fingerprint, key, targets
         ):
@@ -156,9 +162,11 @@ class Pipeline(TranslationStage):
                 },
             )
 
-        segments = self._transcript(info.duration)
-        cues = build_cues(segments, self.options.write.layout)
-        doc = Document(tuple(cues), self.language, tuple(segments), s.model, self._described())
+        found = self._examine(path, self._transcript(info.duration), info.duration)
+        cues = build_cues(found.segments, self.options.write.layout)
+        doc = Document(
+            tuple(cues), self.language, found.segments, s.model, self._described(), **found.shown
+        )
         # The transcript's own subtitles are written before any translation starts: a
         # translation that cannot load or crashes must never take them with it.
         written = self._write(doc, [t for t in targets if t.lang is None])
@@ -200,6 +208,7 @@ class Pipeline(TranslationStage):
                     "resume_from": 0.0,
                     "language": self.language,
                     "language_probability": self.language_probability,
+                    **found.changes,
                 },
             )
         store.set_done_record(job.id, DoneRecord(self.fingerprint, key, written))
@@ -219,8 +228,17 @@ class Pipeline(TranslationStage):
                 "resume_from": 0.0,
                 "language": self.language,
                 "language_probability": self.language_probability,
+                **found.changes,
             },
         )
+
+    def _examine(self, path: Path, segments: list[asr.Segment], duration: float | None) -> Any:
+        """The transcript cleaned of junk, with its quality flags (junk.examine)."""
+        s = self.settings
+        detected = None if s.language else self.language_probability
+        speech = partial(prober.speech_isolated, path)
+        threshold = s.no_speech_threshold
+        return junk.examine(segments, duration, detected, speech, s.keep_junk, threshold)
 
     def _write(self, doc: Document, targets: list[OutputTarget]) -> dict[str, str]:
         """Write each target atomically; returns path -> size:hash of what was written."""

@@ -7,7 +7,9 @@ the next request starts a fresh child. One child serves every request, so probin
 pays the Python start and `import av` once, not once a file.
 
 The channel is the child's stdin and a private copy of its stdout, one JSON line per request
-(`{"path": ...}`) and per answer (`{"info": {...}}` or `{"error": "..."}`). The child's fds
+(`{"path": ...}`, or `{"path": ..., "speech": [[start, end], ...]}` for where the VAD hears
+speech, speech_check.py) and per answer (`{"info": {...}}`, `{"speech": [...]}` or
+`{"error": "..."}`). The child's fds
 1 and 2 go to the log, so nothing a C library prints can garble an answer. It runs in its
 own session (the user's Ctrl-C reaches subq, never the reader mid-file), with subq's
 environment, and ends by itself when subq goes: at the end of its stdin, or, if it is stuck
@@ -25,6 +27,7 @@ import argparse
 import atexit
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
@@ -105,7 +108,21 @@ class Prober:
             size=info["size"],
             mtime=info["mtime"],
             container=info["container"],
+            subtitles=tuple(info.get("subtitles", ())),
         )
+
+    def speech(self, path: str | Path, spans: list[tuple[float, float]]) -> list[float] | None:
+        """speech_check.speech_shares(path, spans), run in the child: the file is decoded
+        to the last span, so the time allowed grows with it (at 20x real time at least)."""
+        path = Path(path)
+        seconds = (self.timeout or probe_timeout()) + max(e for _s, e in spans) / 20
+        request = json.dumps({"path": str(path), "speech": [list(s) for s in spans]})
+        with self._lock:
+            answer = self._ask(path, (request + "\n").encode(), seconds)
+        if "error" in answer:
+            raise MediaError(str(answer["error"]).replace("\n", " "))
+        shares = answer["speech"]
+        return None if shares is None else [float(x) for x in shares]
 
     def close(self) -> None:
         """End the child (any thread); a request in flight fails, saying subq is closing."""
@@ -145,7 +162,7 @@ class Prober:
             raise MediaError(f"{path}: probing the file crashed the reader ({how})")
         try:
             answer = json.loads(line)
-            if not isinstance(answer, dict) or not ("error" in answer or "info" in answer):
+            if not isinstance(answer, dict) or not {"error", "info", "speech"} & set(answer):
                 raise ValueError(line)
         except ValueError:
             self._end(child)
@@ -283,6 +300,18 @@ def probe_isolated(path: str | Path, timeout: float | None = None) -> MediaInfo:
     return shared().probe(path, timeout)
 
 
+def speech_isolated(path: str | Path, spans: list[tuple[float, float]]) -> list[float] | None:
+    """`Prober.speech` in the shared reader child; None where the VAD cannot tell or the
+    file cannot be read again (the clean-up falls back to the model's no-speech probability)."""
+    if not spans:
+        return []
+    try:
+        return shared().speech(path, spans)
+    except MediaError as exc:
+        logging.getLogger("subq.engine").warning("speech check: %s", exc)
+        return None
+
+
 # -- the child's side ------------------------------------------------------------------
 def _watch_parent(parent: int) -> None:
     """End this child once subq is gone, even while a file holds the main thread."""
@@ -291,11 +320,15 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _answer(path: Path) -> dict[str, Any]:
+def _answer(path: Path, spans: list[Any] | None = None) -> dict[str, Any]:
     from . import faults, media
 
     try:
         faults.maybe_fail("probe", str(path))
+        if spans is not None:
+            from .speech_check import speech_shares
+
+            return {"speech": speech_shares(path, [(float(a), float(b)) for a, b in spans])}
         info = media.probe(path)
     except MediaError as exc:
         return {"error": str(exc)}
@@ -304,7 +337,7 @@ def _answer(path: Path) -> dict[str, Any]:
     except Exception as exc:  # a reader bug fails this file, not the reader
         first = (str(exc).strip().splitlines() or [""])[0]
         return {"error": f"{path}: cannot read media: {type(exc).__name__}: {first}"}
-    fields = ("duration", "size", "mtime", "container")
+    fields = ("duration", "size", "mtime", "container", "subtitles")
     return {"info": {name: getattr(info, name) for name in fields}}
 
 
@@ -329,11 +362,12 @@ def main() -> None:
     send({"ready": os.getpid()})
     for line in sys.stdin.buffer:
         try:
-            path = Path(json.loads(line)["path"])
+            request = json.loads(line)
+            path = Path(request["path"])
         except (ValueError, KeyError, TypeError):
             send({"error": "a request the media reader could not read"})
             continue
-        send(_answer(path))
+        send(_answer(path, request.get("speech")))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ BACKENDS = ("auto", "whisper", "faster-whisper")
 # carry their timed words, which the cues are cut at; issue 27).
 TRANSCRIBE_LOOP = 3
 
+# Bumped when the clean-up (junk.py) changes what it removes, so subtitles written under the
+# older rules are written again from the stored transcript.
+JUNK_RULES = 1
+
 
 # ISO 639-1 or 639-3, optionally with a script or region as the multilingual models write
 # them (NLLB's fra_Latn, pt-BR): the code goes into file and model names, so nothing else
@@ -74,6 +78,8 @@ class Settings:
     # 20): the cautious end of broadcast practice, as subq's text is verbatim, not condensed
     max_cps: float = 17.0
     karaoke: bool = False
+    keep_junk: bool = False  # keep loops and invented lines in the subtitles (junk.py)
+    skip_subtitled: bool = False  # skip a file that has subtitles already (subtitled.py)
     force: bool = False
 
     def validate(self) -> Settings:
@@ -182,7 +188,10 @@ class Settings:
     def output_key(self) -> str:
         """Hash of everything that shapes the written files, for skip-if-done."""
         keys = ("translate_to", "translation_model", "formats", *LAYOUT_KEYS)
-        return _digest({"t": self.transcript_key(), **{k: getattr(self, k) for k in keys}})
+        junk = "kept" if self.keep_junk else JUNK_RULES
+        return _digest(
+            {"t": self.transcript_key(), "junk": junk, **{k: getattr(self, k) for k in keys}}
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -308,6 +317,5 @@ SETTING_KINDS: dict[str, type] = {
     **dict.fromkeys(("max_line_width", "max_lines"), int),
     **dict.fromkeys(("max_cue_seconds", "max_cps"), float),
     **dict.fromkeys(("condition_on_previous_text", "fill_gaps", "word_timestamps"), bool),
-    "karaoke": bool,
-    "force": bool,
+    **dict.fromkeys(("karaoke", "keep_junk", "skip_subtitled", "force"), bool),
 }

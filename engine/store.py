@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import leases, orders
-from .jobs import Job, JobState, Stage
+from .jobs import Job, JobState, Removal, Stage
 from .leases import FREE_OR_MINE, HELD_BY_ME
 from .private import private_dir, private_file
 from .settings import Settings
@@ -181,8 +181,8 @@ class Store(JobData):
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE jobs SET state=?, stage=?, error=?, settings=?, duration=?, "
-                "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, updated=? "
-                f"WHERE id=? AND {HELD_BY_ME if holder else FREE_OR_MINE}",
+                "outputs=?, stage_times=?, resume_from=?, notes=?, output_base=?, findings=?, "
+                f"updated=? WHERE id=? AND {HELD_BY_ME if holder else FREE_OR_MINE}",
                 (
                     job.state.value,
                     job.stage.value if job.stage else None,
@@ -194,6 +194,7 @@ class Store(JobData):
                     job.resume_from,
                     json.dumps(job.notes),
                     job.output_base,
+                    _findings_json(job),
                     now,
                     job.id,
                     *leases.me(),
@@ -366,4 +367,22 @@ def _job_from_row(row: dict[str, Any]) -> Job:
         created=row["created"],
         updated=row["updated"],
         ordered=bool(row.get("ordered")),
+        **_findings(row.get("findings")),
     )
+
+
+def _findings_json(job: Job) -> str | None:
+    if not (job.flags or job.measures or job.removed):
+        return None
+    data = {"flags": job.flags, "measures": dict(job.measures), "removed": job.removed}
+    return json.dumps(data)
+
+
+def _findings(text: str | None) -> dict[str, Any]:
+    """The Job fields of a `findings` column (None before schema 8, or nothing found)."""
+    data = json.loads(text) if text else {}
+    return {
+        "flags": tuple(data.get("flags", ())),
+        "measures": tuple(data.get("measures", {}).items()),
+        "removed": tuple(Removal._make(r) for r in data.get("removed", ())),
+    }

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 APPLICATION_ID = 0x73756271  # "subq" in the file's header: a state file says whose it is
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -127,6 +127,12 @@ _V7 = """
 ALTER TABLE jobs ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0
 """
 
+# v8 (issue 27): what a job's last finished run found: its quality flags, the values they
+# were judged from and the junk taken out of its subtitles (findings.py), as one JSON object
+_V8 = """
+ALTER TABLE jobs ADD COLUMN findings TEXT
+"""
+
 MIGRATIONS = {
     1: _V1,
     2: _V2,
@@ -135,6 +141,7 @@ MIGRATIONS = {
     5: _V5,
     6: _V6,
     7: _V7,
+    8: _V8,
 }  # version N is reached by running MIGRATIONS[N]
 
 

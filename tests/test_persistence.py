@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -191,6 +192,37 @@ def test_previous_schema_version_is_migrated(tmp_path):
     assert store.claim(jobs[0].id) is None  # v2 lease columns exist
     version = store._db.execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION
+
+
+def test_a_v7_job_reads_with_no_findings_and_keeps_the_ones_it_gets(tmp_path):
+    """Schema 8 adds what a finished run found (flags, measures, removals): rows stored
+    before it read as finding nothing; a saved job's findings come back whole."""
+    from subq.engine.jobs import Removal
+    from subq.engine.store_schema import MIGRATIONS
+
+    path = tmp_path / "v7.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(";".join(MIGRATIONS[n] for n in range(1, 8)))
+    db.execute(
+        "INSERT INTO jobs (path, position, state, settings, created, updated) VALUES "
+        "(?, 1, 'done', ?, 0, 0)",
+        ("/old/talk.mp4", Settings().to_json()),
+    )
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    store = Store(path)
+    (job,) = store.jobs()
+    assert (job.flags, job.measures, job.removed) == ((), (), ())
+    found = dataclasses.replace(
+        job,
+        flags=("repetitive",),
+        measures=(("compression_ratio", 3.04),),
+        removed=(Removal("repeat", 2.68, 10.14, "It all happens inside their leaves.", 3),),
+    )
+    store.save(found, holder=False)
+    assert dataclasses.replace(store.job(job.id), updated=0.0) == found
+    store.close()
 
 
 def test_a_v2_text_prompt_checkpoint_is_dropped_with_a_log_line_and_the_file_restarts(
