@@ -1,5 +1,6 @@
-"""The formats and the subtitle layout on the settings screen (issue 27): typed in, judged
-by Settings.validate, saved to the config file and applied to the engine."""
+"""The formats, the subtitle layout and the clean-up and skip switches on the settings
+screen (issue 27): typed in, judged by Settings.validate, saved to the config file and
+applied to the engine."""
 
 from __future__ import annotations
 
@@ -40,11 +41,14 @@ async def test_layout_and_formats_are_validated_saved_and_applied(make_engine) -
         screen.query_one("#max_cue_seconds", Input).value = "5.5"
         screen.query_one("#max_cps", Input).value = "20"
         screen.query_one("#karaoke", Select).value = True
+        screen.query_one("#keep_junk", Select).value = True
+        screen.query_one("#skip_subtitled", Select).value = True
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
         await wait_until(pilot, lambda: engine.settings.max_line_width == 32, what="applied")
     assert config_path().exists()
     saved = load_config()
     assert saved.formats == ("srt", "json", "ass") and saved.karaoke is True
+    assert saved.keep_junk is True and saved.skip_subtitled is True  # the two switches
     assert (saved.max_line_width, saved.max_lines) == (32, 1)
     assert (saved.max_cue_seconds, saved.max_cps) == (5.5, 20.0)

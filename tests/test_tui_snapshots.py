@@ -30,6 +30,7 @@ from subq.engine import (
     WorkerChanged,
 )
 from subq.engine.events import GpuProcess  # only the fixed samples need it; the app never does
+from subq.engine.jobs import Removal
 from subq.tui.app import SubqApp
 from subq.tui.screens.details import DetailsScreen
 from subq.tui.screens.help import HelpScreen
@@ -152,12 +153,50 @@ async def settle(pilot: Pilot, *events: Event) -> None:
     await pilot.pause(0.3)
 
 
+async def with_a_flagged_job(pilot: Pilot) -> None:
+    """talk.mp4 (#1, under the cursor) finished with two quality flags and two removals."""
+    app: SubqApp = pilot.app  # type: ignore[assignment]
+    deadline = time.monotonic() + 30
+    while len(app.engine.jobs()) < len(CLIPS) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    talk = next(j for j in app.engine.jobs() if j.name == "talk.mp4")
+    srt = Path(talk.path).with_suffix(".srt")
+    srt.write_text("1\n00:00:00,000 --> 00:00:05,620\nThe weather was warm and sunny.\n")
+    done = dataclasses.replace(
+        talk,
+        state=JobState.DONE,
+        duration=9.86,
+        language="en",
+        outputs=(str(srt),),
+        stage_times=(("transcribe", 1.9), ("write", 0.01)),
+        flags=("repetitive", "low_logprob"),
+        measures=(("no_speech", 0.08), ("avg_logprob", -0.72), ("compression_ratio", 3.04)),
+        removed=(
+            Removal("repeat", 2.68, 10.14, "It all happens inside their leaves.", 3),
+            Removal("invented", 13.0, 14.4, "you"),
+        ),
+    )
+    await settle(pilot, JobChanged(job=done, previous=JobState.QUEUED))
+    row = app.main.table.rows_by_id[talk.id]
+    while row.job.state != JobState.DONE:
+        assert time.monotonic() < deadline + 30, "the finished job never showed"
+        await pilot.pause(0.05)
+    app.main.table.draw(app.clock())
+    await pilot.pause(0.3)
+
+
 class TestMainScreen:
+    """At 80 columns a finished job's flags lead its output cell; from 120 they have a column
+    of their own, beside the state."""
+
     def test_80x24(self, snap_compare, stable) -> None:
-        assert snap_compare(stable(), terminal_size=(80, 24), run_before=settle)
+        assert snap_compare(stable(), terminal_size=(80, 24), run_before=with_a_flagged_job)
 
     def test_120x40(self, snap_compare, stable) -> None:
-        assert snap_compare(stable(), terminal_size=(120, 40), run_before=settle)
+        assert snap_compare(stable(), terminal_size=(120, 40), run_before=with_a_flagged_job)
+
+    def test_160x40(self, snap_compare, stable) -> None:
+        assert snap_compare(stable(), terminal_size=(160, 40), run_before=with_a_flagged_job)
 
     def test_200x60_gpu(self, snap_compare, stable) -> None:
         async def with_model(pilot: Pilot) -> None:
@@ -274,9 +313,12 @@ class TestOtherScreens:
         assert snap_compare(stable(), terminal_size=(160, 40), run_before=open_help)
 
     def test_details(self, snap_compare, stable) -> None:
+        """A finished job's flags, with the values behind them, and what was cleaned."""
+
         async def open_details(pilot: Pilot) -> None:
-            await settle(pilot)
+            await with_a_flagged_job(pilot)
             await pilot.press("enter")
             assert isinstance(pilot.app.screen, DetailsScreen)
+            await pilot.pause(0.3)  # the subtitle preview is read by a worker
 
         assert snap_compare(stable(), terminal_size=(80, 24), run_before=open_details)

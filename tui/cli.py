@@ -27,6 +27,7 @@ EPILOG = """examples:
   subq run talk.mp4 lecture.mkv              write talk.srt, lecture.srt next to the inputs
   subq run ~/videos --translate-to de,fr --format srt,vtt --output-dir subs/
   subq run talk.mp4 --format srt,json,ass --karaoke --max-line-width 32
+  subq run ~/videos --skip-subtitled         leave files that have subtitles already
   subq demo                                  transcribe the bundled clip, offline
   subq ~/videos                              open the app with a folder queued
 """
@@ -111,6 +112,20 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     )
     add_layout_options(p)
     o.add_argument("--output-dir", help="write subtitles here instead of next to the inputs")
+    o.add_argument(
+        "--keep-junk",
+        action="store_const",
+        const=True,
+        help="keep what the clean-up takes out: repeated cues (whisper looping) and lines "
+        'whisper invents where nobody speaks ("Thanks for watching!"); each is listed',
+    )
+    o.add_argument(
+        "--skip-subtitled",
+        action="store_const",
+        const=True,
+        help="skip a file that has subtitles in each language asked for already: NAME.srt, "
+        "NAME.LANG.srt/.vtt/.ass next to it or in --output-dir, or a stream inside it",
+    )
     o.add_argument(
         "--force",
         action="store_const",
@@ -200,6 +215,8 @@ SETTING_KEYS = (
     "max_cue_seconds",
     "max_cps",
     "karaoke",
+    "keep_junk",
+    "skip_subtitled",
     "output_dir",
     "force",
     "cleanup",

@@ -13,7 +13,14 @@ from typing import ClassVar
 
 import aiofiles
 from rich.text import Text
-from subq.engine import Job, Settings
+from subq.engine import (
+    Job,
+    JobState,
+    Settings,
+    cleanup_summary,
+    flag_notes,
+    removal_line,
+)
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -125,6 +132,14 @@ def _summary(job: Job, probed: float | None) -> Text:
     if job.error:
         text.append("error     ")
         text.append(job.error + "\n", style="bold")
+    if job.state == JobState.DONE:
+        for note in flag_notes(job.flags, job.measures):
+            text.append("check     ")
+            text.append(note + "\n", style="bold")
+    if job.removed:
+        text.append(f"cleaned   {cleanup_summary(job.removed)}\n")
+        for row in job.removed:
+            text.append(f"removed   {removal_line(row)}\n")
     for note in job.notes:
         text.append(f"note      {note}\n")
     for out in job.outputs:

@@ -67,6 +67,14 @@ CHOICES = {  # the settings that take one of a few values: (label, [(shown, valu
         "ass karaoke",
         [("plain cues", False), ("highlight each word as spoken", True)],
     ),
+    "keep_junk": (
+        "loops, invented lines",
+        [("take out, each listed", False), ("keep everything whisper wrote", True)],
+    ),
+    "skip_subtitled": (
+        "files with subtitles",
+        [("transcribe them too", False), ("skip them", True)],
+    ),
     "oom_fallback": (
         "GPU out of memory",
         [("retry lighter, then fail", "none"), ("retry lighter, then the CPU", "cpu")],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.style import Style
 from rich.text import Text
-from subq.engine import Job, JobState, Stage, StageProgressed
+from subq.engine import Job, JobState, Stage, StageProgressed, flag_words
 
 from .formatting import bar, short_duration, theme_style
 
@@ -28,6 +28,7 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("dur", "dur", 5, True),
     ("lang", "lang", 4, False),
     ("state", "state", 11, False),
+    ("flags", "flags", 8, False),
     ("stage", "stage", 10, False),
     ("progress", "progress", 10, False),
     ("speed", "speed", 5, True),
@@ -35,7 +36,9 @@ COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (
     ("output", "output", None, False),
 )
 BAR_WIDTH = 5
-FOLDED = ("dur", "lang", "speed")  # the least needed at a glance (all on the details screen)
+# the least needed at a glance (all on the details screen); a finished job's flags move to
+# the front of its output cell
+FOLDED = ("dur", "lang", "flags", "speed")
 LANG_FROM = 140  # columns from which the language has a column of its own
 DOUBTFUL = 0.5  # a detected language the model gave less than this is shown with "?"
 NARROW_PROGRESS = 4  # " 45%": the bar goes, the number stays
@@ -93,12 +96,19 @@ def cells(
         Text(short_duration(duration), justify="right"),
         pad(Text(language(job))),
         pad(Text(job.state.value, style=style)),
+        pad(Text(flag_cell(job), style=theme_style(palette, "text-warning"))),
         pad(stage_text),
         pad(progress),
         Text(speed(job, event), justify="right"),
         pad(Text(time_text(row, now), no_wrap=True, overflow="ellipsis")),
-        pad(output(job, theme_style(palette, "text-error"), row)),
+        pad(output(job, theme_style(palette, "text-error"), row, narrow, palette)),
     ]
+
+
+def flag_cell(job: Job) -> str:
+    """A finished job's quality flags, the first one's word and "+N" for more ("loops+1");
+    all of them, with the values behind them, are on the details screen."""
+    return flag_words(job.flags) if job.state == JobState.DONE else ""
 
 
 def language(job: Job) -> str:
@@ -163,13 +173,28 @@ def time_text(row: RowState, now: float) -> str:
     return short_duration(spent) if spent else ""
 
 
-def output(job: Job, error_style: Style, row: RowState | None = None) -> Text:
+def output(
+    job: Job,
+    error_style: Style,
+    row: RowState | None = None,
+    narrow: bool = False,
+    palette: dict[str, str] | None = None,
+) -> Text:
     """Outputs, or why there are none: the error without the file's path in front (the row
     already names the file, and a long path would leave no room for the reason).
 
     A running job has no outputs yet: its cell names the device running it ("on cuda:1"),
     so the table needs no extra column at 80 columns; a worker that died on it says so.
+    Narrow, a finished job's flags lead its outputs ("loops+1 · talk.srt").
     """
+    text = _output(job, error_style, row)
+    if narrow and (flags := flag_cell(job)):
+        lead = Text(flags, style=theme_style(palette or {}, "text-warning"))
+        return Text.assemble(lead, " · ", text, no_wrap=True, overflow="ellipsis")
+    return text
+
+
+def _output(job: Job, error_style: Style, row: RowState | None) -> Text:
     error = reason(job)
     note = row.worker_note if row else ""
     if job.state == JobState.RUNNING and row is not None and (row.device or note):

@@ -91,7 +91,7 @@ class JobTable(DataTable[object]):
             self.columns[ColumnKey("progress")].label = pad(Text("prog" if narrow else "progress"))
             for row in self.rows_by_id.values():
                 if row.job.id not in self._unadded:
-                    self._write(row, self._cells(row, 0.0), only=("progress",))
+                    self._write(row, self._cells(row, 0.0), only=("progress", "output"))
         if changed and self.row_count:  # an update with update_width makes it re-measure
             key = self.coordinate_to_cell_key((0, 0)).row_key  # type: ignore[arg-type]
             self.update_cell(key, "file", self.get_cell(key, "file"), update_width=True)
@@ -113,7 +113,7 @@ class JobTable(DataTable[object]):
     def _restyle(self) -> None:
         self.draw_now()
         for row in self.rows_by_id.values():
-            self._write(row, self._cells(row, 0.0), only=("state", "progress", "output"))
+            self._write(row, self._cells(row, 0.0), only=("state", "flags", "progress", "output"))
 
     # -- reading --------------------------------------------------------------------
     @property
