@@ -110,6 +110,7 @@ def show_status(state: Path | None, as_json: bool) -> int:
                     "progress": j.progress,
                     "outputs": list(j.outputs),
                     "error": j.error,
+                    "flags": list(j.flags),
                 }
                 for j in jobs
             ],
