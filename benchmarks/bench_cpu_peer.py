@@ -107,20 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(r: dict[str, Any]) -> str:
     s, audio = r["summary"], r["audio_seconds"]
-    rows = []
-    for v, stats in s.items():
-        ratios = c.paired(r["runs"], v, "subq")
-        spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
-        rows.append(
-            [
-                LABELS[v],
-                c.fmt_s(stats["wall"]),
-                c.fmt_x(c.median(ratios)) + spread,
-                f"{audio / stats['wall']:.1f}x",
-                f"{stats['wer']:.3f}",
-                c.fmt_mb(stats["max_rss"]),
-            ]
-        )
+    rows = c.process_rows(r, LABELS, "subq")
     ours, peer = s["subq"], s[PEER]
     return "\n".join(
         [

@@ -140,20 +140,7 @@ def paired(r: dict[str, Any], variant: str, base: str = "whisper-cli") -> list[f
 
 def markdown(r: dict[str, Any]) -> str:
     s, audio = r["summary"], r["audio_seconds"]
-    rows = []
-    for v, stats in s.items():
-        ratios = paired(r, v)
-        spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
-        rows.append(
-            [
-                LABELS[v],
-                c.fmt_s(stats["wall"]),
-                c.fmt_x(c.median(ratios)) + spread,
-                f"{audio / stats['wall']:.1f}x",
-                f"{stats['wer']:.3f}",
-                c.fmt_mb(stats["max_rss"]),
-            ]
-        )
+    rows = c.process_rows(r, LABELS, "whisper-cli")
     ours, cli = s["subq"], s["whisper-cli"]
     ratio = c.median(paired(r, "subq"))
     met = ratio <= 0.5 and ours["wer"] <= cli["wer"] + 0.02

@@ -347,6 +347,26 @@ def srt_process_rounds(
     return runs, summary
 
 
+def process_rows(r: dict[str, Any], labels: dict[str, str], base: str) -> list[list[str]]:
+    """A table row per variant of a `srt_process_rounds` result: wall, the ratio to `base`
+    within each round (median, range), speed, WER and peak RSS."""
+    rows = []
+    for v, stats in r["summary"].items():
+        ratios = paired(r["runs"], v, base)
+        spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+        rows.append(
+            [
+                labels[v],
+                fmt_s(stats["wall"]),
+                fmt_x(median(ratios)) + spread,
+                f"{r['audio_seconds'] / stats['wall']:.1f}x",
+                f"{stats['wer']:.3f}",
+                fmt_mb(stats["max_rss"]),
+            ]
+        )
+    return rows
+
+
 def interleave(rounds: int, variants: Sequence[str]) -> list[tuple[int, str]]:
     """Round r runs every variant once; odd rounds reverse the order (ABBA...)."""
     order = []
