@@ -39,7 +39,7 @@ BAR_WIDTH = 5
 # the least needed at a glance (all on the details screen); a finished job's flags move to
 # the front of its output cell
 FOLDED = ("dur", "lang", "flags", "speed")
-LANG_FROM = 140  # columns from which the language has a column of its own
+LANG_FROM = 140  # columns from which the language and the flags have columns of their own
 DOUBTFUL = 0.5  # a detected language the model gave less than this is shown with "?"
 NARROW_PROGRESS = 4  # " 45%": the bar goes, the number stays
 OUTPUT_MIN = 24  # the output/reason column's least room ("no audio stream (nothin…")
@@ -69,9 +69,15 @@ class RowState:
 
 
 def cells(
-    row: RowState, now: float, palette: dict[str, str], narrow: bool, probed: float | None
+    row: RowState,
+    now: float,
+    palette: dict[str, str],
+    narrow: bool,
+    probed: float | None,
+    flags_folded: bool = True,
 ) -> list[Text]:
-    """The row's cells in COLUMNS order; `probed`: a duration the UI read before a run."""
+    """The row's cells in COLUMNS order; `probed`: a duration the UI read before a run;
+    `flags_folded`: the flags column is hidden, so a finished job's flags lead its output."""
     job, event = row.job, row.progress
     style = theme_style(
         palette, STATE_COLOURS.get(job.state, ""), bold=job.state == JobState.RUNNING
@@ -101,7 +107,7 @@ def cells(
         pad(progress),
         Text(speed(job, event), justify="right"),
         pad(Text(time_text(row, now), no_wrap=True, overflow="ellipsis")),
-        pad(output(job, theme_style(palette, "text-error"), row, narrow, palette)),
+        pad(output(job, theme_style(palette, "text-error"), row, flags_folded, palette)),
     ]
 
 
@@ -133,7 +139,7 @@ def widths(width: int, narrow: bool) -> dict[str, int]:
             size = NARROW_PROGRESS if narrow and key == "progress" else fixed
             out[key] = 0 if narrow and key in FOLDED else size + (n > 0)
     if width < LANG_FROM:  # where there is room: at 120 the reason needs it more
-        out["lang"] = 0
+        out["lang"] = out["flags"] = 0
     rest = width - sum(out.values()) - 1  # 1: the output column's separator
     if narrow:  # a fixed output width, so a long reason ends in "…" at the edge
         out["file"] = max(12, min(24, rest - OUTPUT_MIN)) + 1
@@ -177,7 +183,7 @@ def output(
     job: Job,
     error_style: Style,
     row: RowState | None = None,
-    narrow: bool = False,
+    flags_first: bool = False,
     palette: dict[str, str] | None = None,
 ) -> Text:
     """Outputs, or why there are none: the error without the file's path in front (the row
@@ -185,10 +191,11 @@ def output(
 
     A running job has no outputs yet: its cell names the device running it ("on cuda:1"),
     so the table needs no extra column at 80 columns; a worker that died on it says so.
-    Narrow, a finished job's flags lead its outputs ("loops+1 · talk.srt").
+    Where the flags have no column (`flags_first`), a finished job's lead its outputs
+    ("loops+1 · talk.srt").
     """
     text = _output(job, error_style, row)
-    if narrow and (flags := flag_cell(job)):
+    if flags_first and (flags := flag_cell(job)):
         lead = Text(flags, style=theme_style(palette or {}, "text-warning"))
         return Text.assemble(lead, " · ", text, no_wrap=True, overflow="ellipsis")
     return text

@@ -64,6 +64,7 @@ class JobTable(DataTable[object]):
         self._unadded: dict[int, None] = {}  # recorded, not yet drawn, in arrival order
         self._dirty: set[int] = set()
         self.narrow = False  # dur, lang and speed folded away, progress without its bar
+        self.flags_folded = True  # no flags column (under LANG_FROM): flags lead the output
         self._ran_on: dict[str, int] = {}  # device entry -> the job it ran last
 
     def on_mount(self) -> None:
@@ -85,8 +86,9 @@ class JobTable(DataTable[object]):
             column = self.columns.get(ColumnKey(key))
             if column is not None and column.width != size:
                 column.width, changed = size, True
-        if narrow != self.narrow:
-            self.narrow, changed = narrow, True
+        folded = sizes.get("flags", 0) == 0
+        if narrow != self.narrow or folded != self.flags_folded:
+            self.narrow, self.flags_folded, changed = narrow, folded, True
             self.columns[ColumnKey("output")].auto_width = not narrow
             self.columns[ColumnKey("progress")].label = pad(Text("prog" if narrow else "progress"))
             for row in self.rows_by_id.values():
@@ -289,4 +291,5 @@ class JobTable(DataTable[object]):
                 self.update_cell(key, column, value, update_width=column == "output")
 
     def _cells(self, row: RowState, now: float) -> list[Text]:
-        return cells(row, now, self.app.theme_variables, self.narrow, self.probed.get(row.job.id))
+        probed = self.probed.get(row.job.id)
+        return cells(row, now, self.app.theme_variables, self.narrow, probed, self.flags_folded)
