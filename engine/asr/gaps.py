@@ -9,6 +9,9 @@ window at a higher temperature; a skip is not bad by their measures, so nothing 
 
 Here, once every window is done: each stretch longer than `MIN_GAP_SECONDS` with no
 segment (between two segments, or at either end of the file) is given to the Silero VAD;
+where a segment has word times, its words say what it covers, not its timestamps (tiny.en
+also ends a segment seconds after its last word, over speech it never wrote down: with the
+cues cut at the words, that speech had no cue and no refill);
 where it hears more than `MIN_SPEECH_SECONDS` of speech, those frames are decoded again
 on their own, without the prompt, and what that gives fills the stretch. It is a pure
 function of the finished segments and the audio, so a resumed file is refilled exactly
@@ -34,8 +37,13 @@ def fill(
     segments: list[Segment], audio: Audio, redecode: Redecode
 ) -> tuple[list[Segment], tuple[Refill, ...]]:
     """`segments` with every skipped stretch of speech decoded again, and what was filled."""
-    spoken = [s for s in segments if s.text]
-    edges = [0.0, *(t for s in spoken for t in (s.start, s.end)), audio.duration]
+    heard = [
+        (w.start, w.end) if s.words else (s.start, s.end)
+        for s in segments
+        if s.text
+        for w in (s.words or (None,))
+    ]
+    edges = [0.0, *(t for span in heard for t in span), audio.duration]
     gaps = [
         (edges[i], edges[i + 1])
         for i in range(0, len(edges) - 1, 2)
@@ -46,6 +54,7 @@ def fill(
     reader = audio.reopen()
     added: list[Segment] = []
     refills: list[Refill] = []
+    cuts: list[tuple[float, float]] = []  # refilled stretches
     try:
         for start, end in gaps:
             speech = _speech_within(reader, start, end)
@@ -60,6 +69,8 @@ def fill(
             ]
             added.extend(found)
             refills.append(Refill(a, b, len(found)))
+            if found:
+                cuts.append((start, end))
     except VadUnavailable:  # no Silero model or onnxruntime: the library's transcript
         return segments, ()
     finally:
@@ -67,7 +78,34 @@ def fill(
             reader.close()
     if not added:
         return segments, tuple(refills)
-    return sorted([*segments, *added], key=lambda s: (s.start, s.end)), tuple(refills)
+    kept = [piece for s in segments for piece in _split(s, cuts)]
+    return sorted([*kept, *added], key=lambda s: (s.start, s.end)), tuple(refills)
+
+
+def _split(segment: Segment, cuts: list[tuple[float, float]]) -> list[Segment]:
+    """`segment` in pieces at each refilled stretch inside it (between two of its words),
+    so the refill's words come between them in time and in the text, not after the words
+    the segment said beyond the stretch."""
+    pieces, words = [], list(segment.words)
+    for start, end in cuts:
+        before = [w for w in words if w.end <= start]
+        after = [w for w in words if w.start >= end]
+        if not before or not after or len(before) + len(after) != len(words):
+            continue
+        pieces.append(_of_words(segment, before))
+        words = after
+    if not pieces:
+        return [segment]
+    return [*pieces, _of_words(segment, words)]
+
+
+def _of_words(segment: Segment, words: list) -> Segment:
+    """A piece of `segment` holding `words`; at least one frame long (a lone word the
+    aligner timed with no length would read as an empty segment and be dropped)."""
+    start = words[0].start
+    end = max(words[-1].end, start + 1 / FRAMES_PER_SECOND)
+    text = "".join(w.word for w in words)
+    return replace(segment, start=start, end=end, text=text, words=tuple(words))
 
 
 def _speech_within(reader: Audio, start: float, end: float) -> tuple[float, float] | None:
