@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,8 @@ def transcribe_ct2(
     source = as_audio(audio)
     refilled: tuple[Refill, ...] = ()
     try:
-        loop = Ct2Loop(model.model, source, options, resume)
+        replica = None if fallback_sampler(model.device) == IN_PLACE else partial(_replica, model)
+        loop = Ct2Loop(model.model, source, options, resume, new_replica=replica)
         loop.run(on_window, on_segment, lambda: faults.maybe_fail("transcribe"), keep)
         found = loop.segments
         if options.fill_gaps:
@@ -274,6 +276,34 @@ def transcribe_ct2(
         windows=loop.windows,
         stats={"fallbacks": loop.fallbacks},
         refilled=refilled,
+    )
+
+
+IN_PLACE, REPLICA = "in-place", "replica"
+
+
+def fallback_sampler(device: str) -> str:
+    """Where a window that falls back to sampling samples. On a GPU, on the model as loaded
+    (ct2_sampling.py): a seeded replica there cost seconds and another copy of the weights
+    (1.5-3 GB with large-v3) in the memory subq exists to manage. On the CPU, on a replica:
+    tiny.en or base loads in 0.2-0.5 s, while sampling in place re-steps its prefix at every
+    call (a 52-s French and Spanish file with base took 9x as long). SUBQ_FALLBACK_SAMPLER
+    (in-place or replica) chooses for a test or a machine where the other suits better; a
+    file must finish under the choice it started with to come out as a clean run would."""
+    chosen = os.environ.get("SUBQ_FALLBACK_SAMPLER", "")
+    if chosen in (IN_PLACE, REPLICA):
+        return chosen
+    return IN_PLACE if device.startswith("cuda") else REPLICA
+
+
+def _replica(model: CT2Model) -> Any:
+    """A second ctranslate2 model of the same weights (its own worker thread, so its own
+    freshly seeded sampler; see faster_whisper_loop)."""
+    import ctranslate2
+
+    kind, index = parse_device(model.device)
+    return ctranslate2.models.Whisper(
+        model.path, device=kind, device_index=index, compute_type=model.compute_type
     )
 
 

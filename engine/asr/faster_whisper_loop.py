@@ -16,9 +16,13 @@ dynamic range clamped to the whole file's loudest value, found by a first pass
 (loudness.py says why) and kept in the checkpoint.
 
 Fallback sampling is seeded per window (`window_seed`): the same file, window and
-temperature always sample the same, clean run or resumed. CTranslate2 has no per-call seed,
-so the tokens are drawn by us, over the logits the loaded model returns (ct2_sampling.py);
-no second copy of the model is ever made (one was, per fallback window, before issue 28).
+temperature always sample the same, clean run or resumed. CTranslate2 has no per-call seed
+(`set_random_seed` reaches a worker thread's generator only the first time it samples), so
+a window samples either on the model as loaded, every token drawn by us over the logits it
+returns (ct2_sampling.py: on a GPU, where a second copy of the weights is what subq must
+not spend), or on a fresh replica created after setting the seed (on the CPU, where the
+replica loads in a fraction of a second and sampling in place costs seconds a window).
+`faster_whisper.fallback_sampler` decides.
 """
 
 from __future__ import annotations
@@ -114,10 +118,14 @@ class Ct2Loop:
         audio: Audio,
         options: TranscribeOptions,
         resume: Checkpoint | None,
+        new_replica: Callable[[], Any] | None = None,
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
         self.fw = fw  # faster_whisper.WhisperModel
+        # None: fallback windows sample on the model as loaded (ct2_sampling); else each
+        # samples on a fresh replica seeded first (faster_whisper.fallback_sampler says which)
+        self.new_replica = new_replica
         self.options = options
         self.audio = audio
         self.frame = resume.frame if resume else 0
@@ -291,9 +299,19 @@ class Ct2Loop:
         all_results: list[tuple[Any, float, float, float]] = []
         below_ratio: list[tuple[Any, float, float, float]] = []
         greedy: Any = None  # a greedy result with its rows, for the seeded sampler
+        replica: Any = None
         temperature = 0.0
         for temperature in opts.temperatures:
-            if temperature > 0:
+            if temperature > 0 and self.new_replica is not None:
+                if replica is None:  # its thread's generator starts from this window's seed
+                    import ctranslate2
+
+                    ctranslate2.set_random_seed(window_seed(self.frame, temperature))
+                    replica = self.new_replica()
+                result = self._decode(
+                    encoder_output, prompt, max_length, False, replica, temperature
+                )
+            elif temperature > 0:
                 if greedy is None:
                     greedy = self._decode(encoder_output, prompt, max_length, rows=True)
                 result: Any = seeded_sample(
@@ -341,14 +359,31 @@ class Ct2Loop:
         best = max(below_ratio or all_results, key=lambda x: x[1])
         return best[0], best[1], temperature, best[3]  # the last temperature tried
 
-    def _decode(self, encoder_output: Any, prompt: list[int], max_length: int, rows: bool) -> Any:
+    def _decode(
+        self,
+        encoder_output: Any,
+        prompt: list[int],
+        max_length: int,
+        rows: bool,
+        replica: Any = None,
+        temperature: float = 0.0,
+    ) -> Any:
         """The window's deterministic decode (the options' beam, greedy where `rows`: then
-        with every step's logits, which the seeded sampler walks while it agrees)."""
+        with every step's logits, which the seeded sampler walks while it agrees), or with
+        a `replica`, CTranslate2's own sample at `temperature` from its seeded generator."""
         opts = self.opts
-        return self.fw.model.generate(
+        sampling: dict[str, Any] = dict(beam_size=1 if rows else opts.beam_size)
+        if replica is not None:
+            sampling = dict(
+                beam_size=1,
+                num_hypotheses=opts.best_of,
+                sampling_topk=0,
+                sampling_temperature=temperature,
+            )
+        return (replica or self.fw.model).generate(
             encoder_output,
             [prompt],
-            beam_size=1 if rows else opts.beam_size,
+            **sampling,
             patience=opts.patience,
             length_penalty=opts.length_penalty,
             repetition_penalty=opts.repetition_penalty,
