@@ -259,7 +259,8 @@ async def with_workers(pilot: Pilot) -> None:
 
     def final() -> bool:
         noted = row.device == "cpu#1" and "died" in row.worker_note
-        return noted and len(app.screen.query("Toast")) >= 1
+        progressed = row.progress is not None and row.progress.fraction == 0.4  # (once 0%)
+        return noted and progressed and len(app.screen.query("Toast")) >= 1
 
     while not final():
         assert time.monotonic() < deadline + 30, "the workers' events never all showed"
