@@ -328,7 +328,8 @@ class Ct2Loop:
                     max_initial_timestamp_index=max_initial,
                 )
             else:
-                rows = opts.beam_size == 1 and len(opts.temperatures) > 1
+                in_place = self.new_replica is None  # (rows: a vocabulary of floats a step)
+                rows = in_place and opts.beam_size == 1 and len(opts.temperatures) > 1
                 result = self._decode(encoder_output, prompt, max_length, rows=rows)
                 greedy = result if rows else None
             tokens = result.sequences_ids[0]
