@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     # memory, as text and checks
     "CONTEXT_NOTE": "memory",
     "device_problem": "memory",
+    "cluster_problem": "cluster",
     "fmt_bytes": "model_sizes",
     # the engine as a service the app attaches to
     "EngineClient": "client",
@@ -96,6 +97,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time the names load lazily
+    from .cluster import cluster_problem
     from .commands import Where
     from .events import (
         EngineState,

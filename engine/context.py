@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -75,7 +76,10 @@ class EngineContext:
         self.models.pool.set_busy(entry, job.id)
         try:
             try:
-                final = Pipeline(self, job, entry).run()
+                if unseen := self._unseen(job, entry):  # a cluster node without the file
+                    final = Outcome(JobState.FAILED, {"error": f"{job.name}: {unseen}"})
+                else:
+                    final = Pipeline(self, job, entry).run()
             except WorkerDied as died:
                 final = self._worker_died(job, died)
             except LeaseLost as lost:  # another process runs it now: write nothing more
@@ -89,6 +93,14 @@ class EngineContext:
             self.start_anyway.discard(job.id)
             self.entry.pop(job.id, None)
             self.models.pool.set_busy(entry, None)
+
+    def _unseen(self, job: Job, entry: str) -> str | None:
+        """Why the cluster node of `entry` cannot run `job` (it reads another file or none at
+        its path), checked before the job's first window there; None on this machine."""
+        cluster = self.models.pool.cluster
+        if cluster is None or not cluster.owns(entry) or not os.path.isfile(job.path):
+            return None  # a missing file fails in the pipeline, with its usual message
+        return cluster.problem(entry, job.path)
 
     def _worker_died(self, job: Job, died: WorkerDied) -> Outcome:
         """One window lost: the job goes back to the queue with its last stored checkpoint;

@@ -110,6 +110,8 @@ class Lanes:
         """The worker entries for --device (DeviceChoice: decided when no worker runs, kept
         while one does), with a lane each; idle workers of entries no longer used end."""
         pool = models.pool
+        if pool.cluster is not None:  # the cluster's GPUs (or nodes), found at connect
+            wanted = ",".join(pool.cluster.entries())
         devices, changed = self.choice.devices(wanted, nvml, bool(pool.pids()))
         entries = pool.configure(devices)  # "cpu,cpu": "cpu", "cpu#2"
         if changed:

@@ -318,15 +318,14 @@ class ModelManager:
     def _unload_one(self, loaded: Loaded, reason: str) -> ModelUnloaded:
         entry = loaded.device
         worker = self.pool.slot(entry).worker
-        pid = worker.pid if worker is not None and worker.alive else None
+        live = worker if worker is not None and worker.alive else None
         nvml = self._nvml()
-        rss_before = memory.tree_rss(pid)
-        gpu_before = memory.gpu_bytes_of({pid}, nvml) if pid else None
+        rss_before, gpu_before = live.footprint(nvml) if live else (0, None)
         with self._lock:
             self._models.pop((loaded.kind, loaded.name, entry), None)
         self._changed()
         last = not any(m.device == entry for m in self.loaded())
-        if pid is None:
+        if live is None:
             rss_after, gpu_after = 0, None
         elif last:  # the worker's last model: end it, everything it held comes back
             self.pool.end(entry, f"unloaded its last model ({reason})")
@@ -338,8 +337,7 @@ class ModelManager:
                 self.call(entry, p.Unload(key))
             except (RemoteError, WorkerDied) as exc:
                 log.warning("unload in the worker on %s: %s", entry, exc)
-            rss_after = memory.tree_rss(pid)
-            gpu_after = memory.gpu_bytes_of({pid}, nvml)
+            rss_after, gpu_after = live.footprint(nvml)
         self.pool.set_models(entry, self.names_on(entry))
         event = ModelUnloaded(
             kind=loaded.kind,

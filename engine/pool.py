@@ -18,18 +18,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import memory, procs
 from . import worker_protocol as p
 from .events import Event, WorkerChanged
+from .model_types import WorkerDied
 from .worker import WorkerError, WorkerProcess
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger("subq.engine")
 READY_TIMEOUT = 300.0  # seconds for a worker's interpreter to start (imports come later)
 
 
 def real_device(entry: str) -> str:
-    """The device an entry runs on: "cpu#2" -> "cpu"."""
+    """The device an entry runs on: "cpu#2" -> "cpu"; a cluster's "gpu-3/gpu0" -> "cuda:0"
+    (the worker's own GPU, as it sees it on its node), "gpu-4/cpu" -> "cpu", and a slot of
+    another resource standing in for a GPU ("node/fake_gpu0") -> "cpu"."""
+    if "/" in entry:
+        return "cuda:0" if entry.rsplit("/", 1)[1].startswith("gpu") else "cpu"
     return entry.split("#", 1)[0]
 
 
@@ -111,6 +120,9 @@ class WorkerPool:
         self.held: set[str] = set()
         self._fault_counts: str | None = None
         self._refreshed = 0.0
+        # A Ray cluster whose nodes run the workers (cluster.py), set by the engine thread
+        # before any worker starts; None: workers are this machine's child processes.
+        self.cluster: Cluster | None = None
 
     # -- entries ---------------------------------------------------------------------------
     def configure(self, devices: list[str]) -> list[str]:
@@ -157,6 +169,14 @@ class WorkerPool:
             return None
         return worker.kill().how
 
+    def use_cluster(self, address: str) -> str:
+        """Run the workers on the Ray cluster at `address` from now on; a line saying which."""
+        from .cluster import Cluster
+
+        if self.cluster is None or self.cluster.address != address:
+            self.cluster = Cluster(address)
+        return f"cluster {address}: workers on {', '.join(self.cluster.entries())}"
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, entry: str, preload: tuple[str, ...] = ()) -> WorkerProcess:
         """The entry's worker, started now if it is not running (not waited for). Two
@@ -176,13 +196,27 @@ class WorkerPool:
         if os.environ.get("SUBQ_FAULTS"):
             env["SUBQ_FAULT_COUNTS"] = self._counts_file()
         device = real_device(entry)
-        nvml = self._nvml() or memory.shared_nvml()
-        index = memory.nvml_index(device, nvml)
-        uuid = nvml.uuid(index) if index is not None else None
+        remote = self.cluster is not None and self.cluster.owns(entry)
+        nvml = None if remote else self._nvml() or memory.shared_nvml()
+        index = memory.nvml_index(device, nvml) if nvml else None
+        uuid = nvml.uuid(index) if nvml and index is not None else None
         # a GPU worker sees only its own GPU, named by NVML's UUID (the surest name)
-        worker = WorkerProcess(
-            device, threads=slot.threads, gpu_uuid=uuid, preload=preload, extra_env=env
-        )
+        try:
+            worker = WorkerProcess(
+                device,
+                threads=slot.threads,
+                gpu_uuid=uuid,
+                preload=preload,
+                extra_env=env,
+                host=self.cluster.host(entry) if remote and self.cluster else None,
+            )
+        except WorkerError as exc:
+            if not remote or self.cluster is None:
+                raise
+            # its node left the cluster: the job goes back to the queue, blamed on nothing,
+            # and the entry takes no more files
+            self.cluster.lost(entry)
+            raise WorkerDied(entry, f"not started: {exc}", blamed=False) from None
         # job_id stays: it is the lane's job (set_busy), which may be what started the worker
         slot.worker, slot.models = worker, ()
         slot.owner = threading.get_ident()
@@ -208,7 +242,7 @@ class WorkerPool:
         if slot is None or slot.worker is None:
             return 0
         worker, slot.worker, slot.models = slot.worker, None, ()
-        rss = memory.tree_rss(worker.pid) if worker.alive else 0
+        rss = worker.footprint()[0]
         exited = worker.stop()
         log.info("worker on %s ended (%s): %s", entry, exited.how, note)
         self.publish(entry, "stopped", note=note, pid=worker.pid)
@@ -243,6 +277,8 @@ class WorkerPool:
         for entry in list(self._slots):
             with contextlib.suppress(Exception):
                 self.end(entry, "shutdown")
+        if self.cluster is not None:
+            self.cluster.close()
         if self._fault_counts:
             with contextlib.suppress(OSError):
                 os.unlink(self._fault_counts)
@@ -287,7 +323,7 @@ class WorkerPool:
         slot = self.slot(entry)
         worker = slot.worker
         pid = worker.pid if worker is not None else pid
-        live = worker is not None and worker.alive
+        rss, gpu = worker.footprint(self._nvml()) if worker is not None else (0, None)
         self._publish(
             WorkerChanged(
                 device=entry,
@@ -295,8 +331,8 @@ class WorkerPool:
                 pid=pid,
                 job_id=slot.job_id,
                 models=slot.models,
-                rss_bytes=memory.tree_rss(pid) if live else 0,
-                gpu_bytes=memory.gpu_bytes_of({pid}, self._nvml()) if live and pid else None,
+                rss_bytes=rss,
+                gpu_bytes=gpu,
                 note=note,
             )
         )

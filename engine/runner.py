@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import commands as cmd
 from . import logfile, memory
+from .cluster import ClusterError
 from .context import EngineContext
 from .events import EngineState, EngineStateChanged, Event, LoadedModel, Subscribers
 from .jobs import Job
@@ -74,7 +75,7 @@ class Engine:
             paused=lambda: self._paused,
             stopping=self._stopping,
             nvml=lambda: self.sampler.nvml,
-            cancel=lambda job_id: self._send(cmd.Cancel(job_id)),
+            cancel=lambda job_id: self._inbox.send(cmd.Cancel(job_id)),
         )
         self.fatal: str | None = None  # why the engine thread stopped early, if it did
         self.models.worker_timeout = self.settings.worker_timeout or None
@@ -118,47 +119,47 @@ class Engine:
 
     # -- public API: control (each returns at once) ------------------------------------
     def add(self, paths: Iterable[str], settings: Settings | None = None) -> None:
-        self._send(cmd.Add(tuple(str(p) for p in paths), settings))
+        self._inbox.send(cmd.Add(tuple(str(p) for p in paths), settings))
 
     def pause(self) -> None:
         if self.queue.running is not None and not self._paused:
             self._announce("pausing", tuple(sorted(self.models.pending)))
-        self._send(cmd.Pause())
+        self._inbox.send(cmd.Pause())
 
     def resume(self) -> None:
-        self._send(cmd.Resume())
+        self._inbox.send(cmd.Resume())
 
     def move(self, job_id: int, where: cmd.Where) -> None:
-        self._send(cmd.Move(job_id, where))
+        self._inbox.send(cmd.Move(job_id, where))
 
     def cancel(self, job_id: int) -> None:
-        self._send(cmd.Cancel(job_id))
+        self._inbox.send(cmd.Cancel(job_id))
 
     def remove(self, job_id: int) -> None:
-        self._send(cmd.Remove(job_id))
+        self._inbox.send(cmd.Remove(job_id))
 
     def retry(self, job_id: int) -> None:
-        self._send(cmd.Retry(job_id))
+        self._inbox.send(cmd.Retry(job_id))
 
     def clear_finished(self) -> None:
-        self._send(cmd.ClearFinished())
+        self._inbox.send(cmd.ClearFinished())
 
     def unload(self, kind: str = "all") -> None:
         self._announce_unload(kind)
-        self._send(cmd.Unload(kind))
+        self._inbox.send(cmd.Unload(kind))
 
     def release_gpu(self) -> None:
         self._announce_unload("all")
-        self._send(cmd.ReleaseGpu())
+        self._inbox.send(cmd.ReleaseGpu())
 
     def start_anyway(self, job_id: int) -> None:
-        self._send(cmd.StartAnyway(job_id))
+        self._inbox.send(cmd.StartAnyway(job_id))
 
     def worker_order(self, entry: str, order: str) -> None:  # pause, resume, release
-        self._send(cmd.WorkerOrder(entry, order))  # type: ignore[arg-type]
+        self._inbox.send(cmd.WorkerOrder(entry, order))  # type: ignore[arg-type]
 
     def update_settings(self, settings: Settings) -> None:
-        self._send(cmd.UpdateSettings(settings.validate()))
+        self._inbox.send(cmd.UpdateSettings(settings.validate()))
 
     def jobs(self) -> list[Job]:
         return self.queue.jobs()
@@ -189,13 +190,12 @@ class Engine:
         self.log("info", f"unload of {', '.join(kinds)} pending: at the end of the current stage")
         self._announce(self.state, kinds)
 
-    def _send(self, command: cmd.Command) -> None:
-        self._inbox.send(command)
-
     # -- the engine thread -------------------------------------------------------------
     def _main(self) -> None:
         try:
             ran = False
+            if self.settings.cluster:  # seconds; a ClusterError stops the batch in one line
+                self.log("info", self.models.pool.use_cluster(self.settings.cluster))
             while not self._stopping.is_set():
                 # No poll straight after handing out a job; a lane done with one wakes us.
                 waiting = self._has_work() or self.lanes.busy()
@@ -215,7 +215,7 @@ class Engine:
                     self._on_idle()
                 elif not ran and self._paused:
                     self._set_state("pausing")
-        except StateError as exc:  # the queue cannot be saved: stop, say so in one line
+        except (StateError, ClusterError) as exc:  # the queue cannot be saved, or no cluster
             self.fatal = str(exc)
             log.error("%s", exc)
             self.log("error", f"{exc}; the batch stopped (run it again once this is fixed)")
@@ -268,7 +268,7 @@ class Engine:
     def _apply(self, c: cmd.Command) -> None:
         match c:
             case cmd.Add(paths, settings, expanded):  # a turn now, the rest behind any order
-                self.queue.add(paths, settings or self.settings, expanded, later=self._send)
+                self.queue.add(paths, settings or self.settings, expanded, later=self._inbox.send)
             case cmd.Pause():
                 if not self._paused:
                     self._paused = True

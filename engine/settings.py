@@ -81,6 +81,9 @@ class Settings:
     keep_junk: bool = False  # keep loops and invented lines in the subtitles (junk.py)
     skip_subtitled: bool = False  # skip a file that has subtitles already (subtitled.py)
     force: bool = False
+    # a Ray cluster's address ("auto", "HOST:PORT", "ray://HOST:10001", "local"): the workers
+    # run on its nodes (cluster.py); empty: on this machine
+    cluster: str = ""
 
     def validate(self) -> Settings:
         """Reject impossible combinations up front, in one line a user can act on."""

@@ -33,25 +33,21 @@ stays free of torch, CTranslate2, whisper and transformers.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import itertools
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as _wait
 from pathlib import Path
 from typing import Any
 
 from . import worker_protocol as p
-from .private import open_private_log
-from .worker_env import DEFAULT_LOG, WorkerError, log_target, worker_env
+from .worker_env import DEFAULT_LOG, WorkerError
+from .worker_host import LOCAL, WorkerHost, WorkerSpec
 
 POLL_SECONDS = 0.1  # how often a worker without a pidfd is polled for its exit
 # Replies that end a request (the others report progress on the way).
@@ -95,46 +91,17 @@ class WorkerProcess:
         preload: Iterable[str] = (),
         extra_env: Mapping[str, str] | None = None,
         pdeathsig: bool = True,
+        host: WorkerHost | None = None,
     ) -> None:
         self.device = device
-        env, self.local_device = worker_env(device, threads, gpu_uuid=gpu_uuid, extra=extra_env)
-        self.log_path = log_target(log)
-        ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-P", "-m", "subq.engine.worker_main", "--fd", str(theirs.fileno())]
-        argv += ["--parent", str(os.getpid()), "--device", device, "--local", self.local_device]
-        argv += ["--spawned", repr(time.time())]
-        argv += ["--log", str(self.log_path)] if self.log_path else []
-        argv += [f"--preload={what}" for what in preload]
-        argv += [] if pdeathsig else ["--no-pdeathsig"]
-        out: Any = subprocess.DEVNULL
+        spec = WorkerSpec(
+            device, threads, gpu_uuid, log, tuple(preload), dict(extra_env or {}), pdeathsig
+        )
         self.started = time.monotonic()
-        try:
-            if self.log_path is not None:
-                with contextlib.suppress(OSError):
-                    out = open_private_log(self.log_path)  # closed below
-            self.popen = subprocess.Popen(
-                argv,
-                env=env,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                close_fds=True,
-            )
-        except OSError as exc:
-            ours.close()
-            raise WorkerError(f"cannot start a worker on {device}: {exc}") from None
-        finally:
-            theirs.close()
-            if out is not subprocess.DEVNULL:
-                out.close()
+        self.popen, self.conn, self.local_device, self.log_path = (host or LOCAL).launch(spec)
         self.pid = self.popen.pid
         self._sent = self._heard = time.monotonic()  # the call's last request and reply
-        self.conn = Connection(ours.detach())
-        self.sentinel: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self.sentinel = os.pidfd_open(self.pid)
+        self.sentinel: int | None = self.popen.sentinel()
         self.ready: p.Ready | None = None
         self.exited: p.Exited | None = None
         self._eof = False
@@ -299,16 +266,17 @@ class WorkerProcess:
             return self.exited
 
     def _signal(self, sig: int) -> None:
-        if self.popen.returncode is not None:
-            return  # reaped: its pid (and group) may belong to another process by now
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)  # its own session: the group is the worker (and children)
+        self.popen.signal(sig)
 
     def _close(self) -> None:
         self.conn.close()
         if self.sentinel is not None:
             os.close(self.sentinel)
             self.sentinel = None
+
+    def footprint(self, nvml: Any = None) -> tuple[int, int | None]:
+        """(RSS of the worker's process tree, its GPU bytes or None), read where it runs."""
+        return self.popen.footprint(nvml) if self.alive else (0, None)
 
     def kill(self) -> p.Exited:
         """SIGKILL now, and reap."""

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from subq.engine import worker_protocol as p
-from subq.engine.worker import WorkerProcess, describe_exit, wait_any, worker_env
+from subq.engine.worker import WorkerProcess, describe_exit, wait_any
+from subq.engine.worker_env import worker_env
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"

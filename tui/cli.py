@@ -153,6 +153,14 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         help="a worker call that sends nothing for this long is hung: the worker is ended "
         "and its file resumes from its last window (default 180; loads get 5x; 0: never)",
     )
+    o.add_argument(
+        "--cluster",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the workers on a Ray cluster's GPUs: auto (RAY_ADDRESS or the local head), "
+        "HOST:PORT, ray://HOST:10001, or local (a throwaway Ray here); needs subq[ray]",
+    )
     o.add_argument("--state", type=Path, help="queue state file (default: in the user data dir)")
 
 
@@ -223,6 +231,7 @@ SETTING_KEYS = (
     "keep_alive",
     "oom_fallback",
     "worker_timeout",
+    "cluster",
 )
 
 
@@ -236,9 +245,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if events is not None and (events.is_dir() or not events.parent.is_dir()):
         what = "is a folder" if events.is_dir() else f"{events.parent} does not exist"
         raise SettingsError(f"--events {events}: {what}; give a file to append events to")
-    from subq.engine import device_problem
+    from subq.engine import cluster_problem, device_problem
 
     if problem := device_problem(settings.device):
+        raise SettingsError(problem)
+    if problem := cluster_problem(settings.cluster):
         raise SettingsError(problem)
     return settings
 

@@ -1,0 +1,316 @@
+"""Workers on a Ray cluster's nodes, driven like local ones (`subq run --cluster ADDRESS`).
+
+Why Ray: labs that outgrow one GPU server have often joined theirs in a Ray cluster
+already. What stays here: the queue, the state file, the checkpoints and the outputs are on
+the machine where subq runs (SQLite must not live on a network file system); the nodes
+read the inputs by their paths (shared storage) and only the protocol's small messages
+cross the network, never audio.
+
+One worker per GPU of the cluster, one CPU worker (reserving the node's CPUs) per node
+without one; each is a `WorkerActor` (cluster_actor.py) pinned to its node, which runs
+subq's own worker process there. `RayHost` gives the engine's worker handle (worker.py) a
+socket pair like a local worker's: two relay threads per worker carry frames between it
+and the actor, so the handle's numbered calls, watchdog and Stop work unchanged, and a dead
+actor or node ends the channel as a dead process does (the job resumes from its last
+checkpoint on another worker). Ray's own retries are off (`max_restarts=0`,
+`max_task_retries=0`): subq's checkpoint and requeue are the recovery, and a restarted
+actor would only load its models again.
+
+Ray is optional (`pip install 'subq[ray]'`) and imported only here, only when a cluster is
+asked for. Ownership: `Cluster` is made and closed by the engine thread, which alone reads
+the live nodes again (`entries`); its tables (every place seen, the live entries) are
+guarded by `_lock` (lanes look places up, and drop one whose worker cannot start); each `RayProcess` is owned by its worker handle, and its two relay threads write only
+its channel end, `returncode` (once) and `_ended`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from . import memory
+from .outputs import content_fingerprint
+from .worker_env import WorkerError
+from .worker_host import HostedProcess, WorkerSpec
+
+log = logging.getLogger("subq.engine")
+GPU_RESOURCE = "GPU"  # SUBQ_CLUSTER_GPU_RESOURCE names another (tests: a stand-in resource)
+OBJECT_STORE_BYTES = 256 * 1024 * 1024  # `--cluster local`: frames are small, no audio
+NODES_SECONDS = 2.0  # how often the list of live nodes is read again
+CHECK_SECONDS = 60.0  # how long a node has to confirm it sees an input
+NODE_LOG = "~/.local/state/subq/worker.log"  # each node's worker log, on that node
+INSTALL_HINT = "--cluster needs Ray: pip install 'subq[ray]'"
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or used; the message is one line for the user."""
+
+
+def ray_module() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(INSTALL_HINT) from None
+    return ray
+
+
+def cluster_problem(address: str) -> str | None:
+    """Checked when a command starts: one line if --cluster cannot work here (no Ray)."""
+    if not address:
+        return None
+    try:
+        ray_module()
+    except ClusterError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one cluster worker runs: its node, and what it reserves there."""
+
+    node_id: str
+    node: str  # the name shown: the host, with the node id's start where hosts repeat
+    gpu: bool
+    cpus: int
+
+
+class Cluster:
+    """A connection to a Ray cluster and its worker entries ("gpu-3/gpu0", "gpu-4/cpu")."""
+
+    def __init__(self, address: str) -> None:
+        self.ray = ray_module()
+        self.address = address
+        self.resource = os.environ.get("SUBQ_CLUSTER_GPU_RESOURCE", GPU_RESOURCE)
+        try:
+            self._connect(address)
+        except ClusterError:
+            raise
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot reach the Ray cluster at {address}: {first}") from None
+        self._lock = threading.Lock()  # the place table
+        self.places: dict[str, Place] = {}  # every entry seen (a worker may outlive its node)
+        self._alive: list[str] = []
+        self._read = 0.0
+        if not self.entries():
+            raise ClusterError(f"the Ray cluster at {address} has no node with CPUs or GPUs")
+
+    def _connect(self, address: str) -> None:
+        # Ray's own notices (token auth, no SIGTERM handler off the main thread) are not the
+        # user's business on subq's output; its errors still are
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        options: dict[str, Any] = {
+            "namespace": "subq",
+            "logging_level": logging.ERROR,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if address == "local":  # a throwaway Ray on this machine, for trying it
+            options |= {"include_dashboard": False, "object_store_memory": OBJECT_STORE_BYTES}
+            self.ray.init(**options)
+        else:
+            self.ray.init(address=None if address == "auto" else address, **options)
+
+    def _places(self) -> dict[str, Place]:
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        hosts = [n.get("NodeManagerHostname") or n.get("NodeManagerAddress") for n in nodes]
+        places: dict[str, Place] = {}
+        for node, host in zip(nodes, hosts, strict=True):
+            res = node.get("Resources", {})
+            name = host if hosts.count(host) == 1 else f"{host}-{node['NodeID'][:6]}"
+            gpus, cpus = int(res.get(self.resource, 0)), int(res.get("CPU", 0))
+            slot = "gpu" if self.resource == GPU_RESOURCE else self.resource.lower()
+            for i in range(gpus):
+                places[f"{name}/{slot}{i}"] = Place(node["NodeID"], name, True, cpus)
+            if not gpus and cpus:
+                places[f"{name}/cpu"] = Place(node["NodeID"], name, False, cpus)
+        return places
+
+    def entries(self) -> list[str]:
+        """The entries of the nodes alive now (read again every NODES_SECONDS): a node that
+        left takes no more files, one that joined gets its share."""
+        if time.monotonic() - self._read >= NODES_SECONDS:
+            with contextlib.suppress(Exception):  # unreachable: keep the last list
+                places = self._places()
+                with self._lock:
+                    self.places.update(places)
+                    self._alive = list(places)
+            self._read = time.monotonic()
+        with self._lock:
+            return list(self._alive)
+
+    def lost(self, entry: str) -> None:
+        """A worker could not start at `entry`: no more files go there until the next read
+        of the live nodes finds its node again."""
+        with self._lock:
+            self._alive = [e for e in self._alive if e != entry]
+            self._read = time.monotonic()
+
+    def owns(self, entry: str) -> bool:
+        with self._lock:
+            return entry in self.places
+
+    def host(self, entry: str) -> RayHost:
+        with self._lock:
+            return RayHost(self, self.places[entry])
+
+    def problem(self, entry: str, path: str) -> str | None:
+        """None when the entry's node reads the same file at `path`; else one line."""
+        with self._lock:
+            place = self.places[entry]
+        from .cluster_actor import node_sees
+
+        check = self.ray.remote(num_cpus=0, max_retries=0)(node_sees)
+        try:
+            why = self.ray.get(
+                check.options(scheduling_strategy=self._on(place)).remote(
+                    path, content_fingerprint(Path(path))
+                ),
+                timeout=CHECK_SECONDS,
+            )
+        except Exception as exc:  # the node is going: its worker's death will say so
+            log.info("node %s: check of %s failed (%s)", place.node, path, type(exc).__name__)
+            return None
+        if why is None:
+            return None
+        return f"node {place.node} {why}: not on shared storage?"
+
+    def _on(self, place: Place) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(place.node_id, soft=False)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.shutdown()
+
+
+class RayHost:
+    """Starts a worker as an actor on one place of the cluster (worker_host.WorkerHost)."""
+
+    def __init__(self, cluster: Cluster, place: Place) -> None:
+        self.cluster, self.place = cluster, place
+
+    def launch(self, spec: WorkerSpec) -> tuple[HostedProcess, Connection, str, Path | None]:
+        from .cluster_actor import WorkerActor
+
+        ray, place = self.cluster.ray, self.place
+        gpu = place.gpu and self.cluster.resource == GPU_RESOURCE
+        reserve: dict[str, Any] = {"num_cpus": 1 if place.gpu else place.cpus}
+        if gpu:
+            reserve["num_gpus"] = 1
+        elif place.gpu:
+            reserve["resources"] = {self.cluster.resource: 1}
+        actor_class = ray.remote(max_concurrency=4, max_restarts=0, max_task_retries=0)(WorkerActor)
+        threads = None if gpu else 1 if place.gpu else place.cpus
+        spec = WorkerSpec(
+            spec.device,  # "cuda:0" or "cpu" (pool.real_device): the worker's own device
+            threads,
+            None,
+            None,
+            spec.preload,
+            {**spec.extra_env, **_passed_env()},
+            spec.pdeathsig,
+        )
+        try:
+            actor = actor_class.options(
+                scheduling_strategy=self.cluster._on(place), **reserve
+            ).remote(spec, spec.device, NODE_LOG)
+            where = ray.get(actor.where.remote(), timeout=120)
+        except Exception as exc:
+            raise WorkerError(f"cannot start a worker on {place.node}: {exc}") from None
+        process = RayProcess(ray, actor, where["pid"])
+        return process, process.engine_end, spec.device, None
+
+
+def _passed_env() -> dict[str, str]:
+    """What a node's worker takes from the user's environment: subq's own switches."""
+    return {k: v for k, v in os.environ.items() if k.startswith("SUBQ_") and "THREADS" not in k}
+
+
+class RayProcess:
+    """A worker on a node, as the engine's handle sees it (worker_host.HostedProcess)."""
+
+    def __init__(self, ray: Any, actor: Any, pid: int) -> None:
+        import socket
+
+        self.ray, self.actor, self.pid = ray, actor, pid
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+        ours, theirs = socket.socketpair()
+        self.engine_end = Connection(ours.detach())
+        self._relay_end = Connection(theirs.detach())
+        self._down = threading.Thread(target=self._downlink, daemon=True, name="subq-ray-down")
+        self._up = threading.Thread(target=self._uplink, daemon=True, name="subq-ray-up")
+        self._down.start()
+        self._up.start()
+
+    def _downlink(self) -> None:
+        """The worker's frames into the engine's channel; its exit code (or a death) last."""
+        code = -signal.SIGKILL
+        try:
+            for ref in self.actor.replies.options(num_returns="streaming").remote():
+                item = self.ray.get(ref)
+                if isinstance(item, int):
+                    code = item
+                    break
+                self._relay_end.send_bytes(item)
+        except Exception as exc:  # the actor or its node is gone: a death, as SIGKILL
+            log.info("cluster worker %d: relay ended (%s)", self.pid, type(exc).__name__)
+        finally:
+            self.returncode = code
+            self._ended.set()
+            with contextlib.suppress(OSError):
+                self._relay_end.close()  # the engine reads end-of-channel, then poll()
+            with contextlib.suppress(Exception):
+                self.ray.kill(self.actor)  # the actor's reservation (a GPU) goes back
+
+    def _uplink(self) -> None:
+        """The engine's frames to the worker, in order (each delivered before the next)."""
+        try:
+            while not self._ended.is_set():
+                frame = self._relay_end.recv_bytes()
+                self.ray.get(self.actor.send.remote(frame))
+        except Exception:
+            return  # the channel closed (the worker ended) or the actor is gone
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired("ray actor", timeout or 0)
+        return self.returncode if self.returncode is not None else -signal.SIGKILL
+
+    def signal(self, sig: int) -> None:
+        if self._ended.is_set():
+            return
+        if sig == signal.SIGKILL:  # the worker first (the actor may be busy), then the actor
+            with contextlib.suppress(Exception):
+                self.ray.get(self.actor.signal.remote(sig), timeout=5)
+            with contextlib.suppress(Exception):
+                self.ray.kill(self.actor)
+            return
+        with contextlib.suppress(Exception):
+            self.actor.signal.remote(sig)
+
+    def sentinel(self) -> int | None:
+        return None  # the engine's end of the channel closes when this ends
+
+    def footprint(self, nvml: memory.Nvml | None) -> tuple[int, int | None]:
+        if self._ended.is_set():
+            return 0, None
+        try:
+            return tuple(self.ray.get(self.actor.footprint.remote(), timeout=5))  # type: ignore[return-value]
+        except Exception:
+            return 0, None

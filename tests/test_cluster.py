@@ -1,0 +1,211 @@
+"""Workers as Ray actors on a real multi-node Ray cluster on this one machine (issue 29).
+
+Ray's own test-cluster helper starts a head (no CPUs: nothing runs there) and two nodes,
+each with one CPU and one `fake_gpu`, a custom resource standing in for a GPU
+(SUBQ_CLUSTER_GPU_RESOURCE), so subq makes one worker per node as it would per GPU. The
+nodes share this machine's disk: the shared storage. A node that cannot see a file is
+made with the fault hook `node_read` in its environment (read by that node's processes
+only), since every node here sees every file.
+
+Every subtitle is compared with the same file's clean local run (`subq run` without
+--cluster). Skipped without Ray (`pip install 'subq[ray]'`); `.ci/run` installs it and runs
+this module after the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from conftest import DATA, wait_for  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+from test_persistence import read_events, transcribe_progress  # noqa: E402
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+FILES = ("talk.mp4", "podcast.mp3", "long.mp3")
+NODE = {"num_cpus": 1, "resources": {"fake_gpu": 1}, "object_store_memory": 80 * 2**20}
+
+
+def run(state: Path, *args: str, events: Path | None = None, **popen) -> subprocess.Popen:
+    """`subq run --state STATE ARGS` as a child (the user's command, Ray's driver)."""
+    extra = ["--events", str(events)] if events else []
+    return subprocess.Popen(
+        [sys.executable, "-m", "subq.tui.cli", "run", "--state", str(state), *extra, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes; the nodes hide any file named `hidden*` (node_read)."""
+    saved = os.environ.get("SUBQ_FAULTS")
+    os.environ["SUBQ_FAULTS"] = "node_read:ENOENT::hidden"  # inherited by the nodes only
+    try:
+        c = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 0, "object_store_memory": 80 * 2**20},
+        )
+        for _ in range(2):
+            c.add_node(**NODE)
+        c.wait_for_nodes()
+    finally:
+        if saved is None:
+            os.environ.pop("SUBQ_FAULTS", None)
+        else:
+            os.environ["SUBQ_FAULTS"] = saved
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def stand_in_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUBQ_CLUSTER_GPU_RESOURCE", "fake_gpu")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Each file's SRT from a clean local run (no cluster)."""
+    folder = tmp_path_factory.mktemp("clean")
+    names = (*FILES, "story.mp3")
+    for name in names:
+        shutil.copy(DATA / name, folder / name)
+    proc = run(folder / "s.db", *(str(folder / n) for n in names))
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    return {n: (folder / n).with_suffix(".srt").read_text() for n in names}
+
+
+def media(tmp_path: Path, *names: str) -> list[Path]:
+    paths = []
+    for name in names:
+        source = DATA / ("podcast.mp3" if name.startswith("hidden") else name)
+        shutil.copy(source, tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def live_actors() -> list[dict]:
+    return [a for a in ray._private.state.actors().values() if a["State"] != "DEAD"]
+
+
+def test_a_batch_spreads_over_both_nodes_and_each_file_equals_its_local_run(
+    cluster, clean, tmp_path
+):
+    paths = media(tmp_path, *FILES, "hidden.mp3")
+    events = tmp_path / "events.jsonl"
+    proc = run(tmp_path / "s.db", "--cluster", cluster.address, *map(str, paths), events=events)
+    out = finish(proc)
+    assert proc.returncode == 1, out  # hidden.mp3 failed; the others are done
+    for name in FILES:
+        srt = (tmp_path / name).with_suffix(".srt")
+        assert srt.exists() and srt.read_text() == clean[name], out
+    busy = {e["device"] for e in read_events(events) if e["type"] == "worker" and e["job_id"]}
+    assert len(busy) == 2 and all(d.endswith("/fake_gpu0") for d in busy), busy
+    unseen = [line for line in out.splitlines() if "not on shared storage?" in line]
+    assert unseen, out
+    assert f"cannot read {tmp_path / 'hidden.mp3'}: not on shared storage?" in unseen[0]
+    assert "Traceback" not in out
+    assert not (tmp_path / "hidden.srt").exists()
+
+
+def test_a_node_removed_mid_file_resumes_on_the_other_node_with_identical_output(
+    cluster, clean, tmp_path
+):
+    spare = cluster.add_node(**NODE)  # the cluster keeps two nodes after this test
+    cluster.wait_for_nodes()
+    (story,) = media(tmp_path, "story.mp3")
+    events = tmp_path / "events.jsonl"
+    proc = run(tmp_path / "s.db", "--cluster", cluster.address, str(story), events=events)
+    try:
+        assert wait_for(lambda: transcribe_progress(events, 0.3, story), 240), "no progress"
+        entry = next(
+            e["device"]
+            for e in reversed(read_events(events))
+            if e["type"] == "worker" and e["state"] == "busy"
+        )
+        node_id = entry.split("/")[0].rsplit("-", 1)[1]
+        (node,) = [n for n in cluster.list_all_nodes() if n.node_id.startswith(node_id)]
+        cluster.remove_node(node, allow_graceful=False)
+        out = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "resumed" in out, out
+    assert story.with_suffix(".srt").read_text() == clean["story.mp3"]
+    if node is not spare:
+        cluster.add_node(**NODE)
+
+
+def test_a_hung_worker_actor_is_replaced_and_its_file_comes_out_as_the_clean_run(
+    cluster, clean, tmp_path
+):
+    (long,) = media(tmp_path, "long.mp3")
+    hang = {**os.environ, "SUBQ_FAULTS": "transcribe:HANG:1"}
+    address = cluster.address
+    proc = run(
+        tmp_path / "s.db", "--cluster", address, "--worker-timeout", "4", str(long), env=hang
+    )
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    assert "hung (no answer for 4 s)" in out and "resumed" in out, out
+    assert long.with_suffix(".srt").read_text() == clean["long.mp3"]
+
+
+def test_release_ends_every_actor_and_its_worker(cluster, clean, tmp_path, make_engine):
+    from subq.engine.jobs import JobState
+    from subq.engine.settings import Settings
+
+    paths = media(tmp_path, "talk.mp4", "podcast.mp3")
+    engine = make_engine(Settings(keep_alive=-1, cluster=cluster.address))
+    engine.start()
+    engine.add([str(p) for p in paths])
+    assert wait_for(
+        lambda: all(j.state is JobState.DONE for j in engine.jobs()) and len(engine.jobs()) == 2,
+        240,
+    ), [(j.name, j.state, j.error) for j in engine.jobs()]
+    workers = {e.device: e.pid for e in engine.events if type(e).__name__ == "WorkerChanged"}
+    assert len(workers) == 2 and live_actors(), workers
+    engine.release_gpu()
+    assert wait_for(lambda: not live_actors(), 60), live_actors()
+    for pid in workers.values():  # the nodes are this machine: their workers are gone too
+        assert wait_for(lambda pid=pid: not _alive(pid), 30), pid
+    for path in paths:
+        assert path.with_suffix(".srt").read_text() == clean[path.name]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_without_ray_cluster_is_one_line_that_says_what_to_install(tmp_path):
+    blocker = tmp_path / "noray"  # shadows the installed Ray as an uninstalled one fails
+    blocker.mkdir()
+    (blocker / "ray.py").write_text("raise ImportError('No module named ray')\n")
+    (podcast,) = media(tmp_path, "podcast.mp3")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    proc = run(tmp_path / "s.db", "--cluster", "local", str(podcast), env=env)
+    out = finish(proc, 60)
+    assert proc.returncode != 0
+    assert out.strip().splitlines()[-1].endswith("--cluster needs Ray: pip install 'subq[ray]'")
+    assert "Traceback" not in out and not podcast.with_suffix(".srt").exists()
