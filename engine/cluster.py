@@ -19,16 +19,19 @@ actor would only load its models again.
 Ray is optional (`pip install 'subq[ray]'`) and imported only here, only when a cluster is
 asked for. Ownership: `Cluster` is made and closed by the engine thread, which alone reads
 the live nodes again (`entries`); its tables (every place seen, the live entries) are
-guarded by `_lock` (lanes look places up, and drop one whose worker cannot start); each `RayProcess` is owned by its worker handle, and its two relay threads write only
-its channel end, `returncode` (once) and `_ended`.
+guarded by `_lock` (lanes look places up, and drop one whose worker cannot start); each
+`RayProcess` is owned by its worker handle, and its two relay threads write only its
+channel end, `returncode` (once) and `_ended`.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -47,6 +50,7 @@ GPU_RESOURCE = "GPU"  # SUBQ_CLUSTER_GPU_RESOURCE names another (tests: a stand-
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # `--cluster local`: frames are small, no audio
 NODES_SECONDS = 2.0  # how often the list of live nodes is read again
 CHECK_SECONDS = 60.0  # how long a node has to confirm it sees an input
+HEAD_SECONDS = 2.0  # how long the head's port has to answer before the cluster is gone
 NODE_LOG = "~/.local/state/subq/worker.log"  # each node's worker log, on that node
 INSTALL_HINT = "--cluster needs Ray: pip install 'subq[ray]'"
 
@@ -98,12 +102,18 @@ class Cluster:
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClusterError(f"cannot reach the Ray cluster at {address}: {first}") from None
+        self.down = threading.Event()  # its head is gone: nothing of Ray is waited on again
+        self._head = _head_address(self.ray)
         self._lock = threading.Lock()  # the place table
         self.places: dict[str, Place] = {}  # every entry seen (a worker may outlive its node)
         self._alive: list[str] = []
         self._read = 0.0
-        if not self.entries():
-            raise ClusterError(f"the Ray cluster at {address} has no node with CPUs or GPUs")
+        try:
+            self.entries()
+        except ClusterError:
+            raise ClusterError(
+                f"the Ray cluster at {address} has no node with CPUs or GPUs"
+            ) from None
 
     def _connect(self, address: str) -> None:
         # Ray's own notices (token auth, no SIGTERM handler off the main thread) are not the
@@ -140,14 +150,19 @@ class Cluster:
         """The entries of the nodes alive now (read again every NODES_SECONDS): a node that
         left takes no more files, one that joined gets its share."""
         if time.monotonic() - self._read >= NODES_SECONDS:
-            with contextlib.suppress(Exception):  # unreachable: keep the last list
+            if not self.head_up():
+                self._gone()
+            with contextlib.suppress(Exception):  # not read: keep the last list
                 places = self._places()
                 with self._lock:
                     self.places.update(places)
                     self._alive = list(places)
             self._read = time.monotonic()
         with self._lock:
-            return list(self._alive)
+            alive = list(self._alive)
+        if not alive:  # never this machine instead: the user asked for the cluster
+            self._gone()
+        return alive
 
     def lost(self, entry: str) -> None:
         """A worker could not start at `entry`: no more files go there until the next read
@@ -155,6 +170,36 @@ class Cluster:
         with self._lock:
             self._alive = [e for e in self._alive if e != entry]
             self._read = time.monotonic()
+
+    def check_reachable(self) -> None:
+        """ClusterError when no node of the cluster is alive (or its head is gone)."""
+        try:
+            alive = self._places() if self.head_up() else {}
+        except Exception:
+            alive = {}
+        if not alive:
+            self._gone()
+
+    def head_up(self) -> bool:
+        """Whether the head's GCS port answers, asked first and in at most HEAD_SECONDS: with
+        the head gone, Ray's own calls block for a minute and then end this process."""
+        if self.down.is_set():
+            return False
+        if self._head is None:
+            return True  # a client (ray://) connection: Ray's calls say it themselves
+        try:
+            socket.create_connection(self._head, timeout=HEAD_SECONDS).close()
+        except OSError:
+            self.down.set()
+            return False
+        return True
+
+    def _gone(self) -> None:
+        self.down.set()
+        raise ClusterError(
+            f"the Ray cluster at {self.address} is gone (no live node): every file keeps "
+            "its last window"
+        )
 
     def owns(self, entry: str) -> bool:
         with self._lock:
@@ -168,6 +213,8 @@ class Cluster:
         """None when the entry's node reads the same file at `path`; else one line."""
         with self._lock:
             place = self.places[entry]
+        if not self.head_up():
+            return None  # the cluster is gone: the worker's start says so, and stops the batch
         from .cluster_actor import node_sees
 
         check = self.ray.remote(num_cpus=0, max_retries=0)(node_sees)
@@ -191,6 +238,11 @@ class Cluster:
         return NodeAffinitySchedulingStrategy(place.node_id, soft=False)
 
     def close(self) -> None:
+        if self.down.is_set():  # nothing to say goodbye to: Ray's shutdown (here, and the
+            # one it registered for the interpreter's exit) would wait on the head a minute
+            with contextlib.suppress(Exception):
+                atexit.unregister(self.ray._private.worker.shutdown)
+            return
         with contextlib.suppress(Exception):
             self.ray.shutdown()
 
@@ -205,6 +257,8 @@ class RayHost:
         from .cluster_actor import WorkerActor
 
         ray, place = self.cluster.ray, self.place
+        if not self.cluster.head_up():  # Ray would wait on the head for a minute
+            raise WorkerError(f"cannot start a worker on {place.node}: the cluster is gone")
         gpu = place.gpu and self.cluster.resource == GPU_RESOURCE
         reserve: dict[str, Any] = {"num_cpus": 1 if place.gpu else place.cpus}
         if gpu:
@@ -229,8 +283,17 @@ class RayHost:
             where = ray.get(actor.where.remote(), timeout=120)
         except Exception as exc:
             raise WorkerError(f"cannot start a worker on {place.node}: {exc}") from None
-        process = RayProcess(ray, actor, where["pid"])
+        process = RayProcess(ray, actor, where["pid"], self.cluster.down)
         return process, process.engine_end, spec.device, None
+
+
+def _head_address(ray: Any) -> tuple[str, int] | None:
+    """(host, port) of the cluster's GCS, or None where this connection cannot tell."""
+    try:
+        host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+        return host, int(port)
+    except Exception:
+        return None
 
 
 def _passed_env() -> dict[str, str]:
@@ -241,19 +304,16 @@ def _passed_env() -> dict[str, str]:
 class RayProcess:
     """A worker on a node, as the engine's handle sees it (worker_host.HostedProcess)."""
 
-    def __init__(self, ray: Any, actor: Any, pid: int) -> None:
-        import socket
-
+    def __init__(self, ray: Any, actor: Any, pid: int, down: threading.Event) -> None:
         self.ray, self.actor, self.pid = ray, actor, pid
+        self._down = down  # the cluster is gone: its actors are too; nothing is waited on
         self.returncode: int | None = None
         self._ended = threading.Event()
         ours, theirs = socket.socketpair()
         self.engine_end = Connection(ours.detach())
         self._relay_end = Connection(theirs.detach())
-        self._down = threading.Thread(target=self._downlink, daemon=True, name="subq-ray-down")
-        self._up = threading.Thread(target=self._uplink, daemon=True, name="subq-ray-up")
-        self._down.start()
-        self._up.start()
+        for relay in (self._downlink, self._uplink):
+            threading.Thread(target=relay, daemon=True, name=f"subq-ray{relay.__name__}").start()
 
     def _downlink(self) -> None:
         """The worker's frames into the engine's channel; its exit code (or a death) last."""
@@ -288,12 +348,15 @@ class RayProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        if self._down.is_set():
+            self.returncode = -signal.SIGKILL if self.returncode is None else self.returncode
+            self._ended.set()
         if not self._ended.wait(timeout):
             raise subprocess.TimeoutExpired("ray actor", timeout or 0)
         return self.returncode if self.returncode is not None else -signal.SIGKILL
 
     def signal(self, sig: int) -> None:
-        if self._ended.is_set():
+        if self._ended.is_set() or self._down.is_set():
             return
         if sig == signal.SIGKILL:  # the worker first (the actor may be busy), then the actor
             with contextlib.suppress(Exception):
@@ -308,7 +371,7 @@ class RayProcess:
         return None  # the engine's end of the channel closes when this ends
 
     def footprint(self, nvml: memory.Nvml | None) -> tuple[int, int | None]:
-        if self._ended.is_set():
+        if self._ended.is_set() or self._down.is_set():
             return 0, None
         try:
             return tuple(self.ray.get(self.actor.footprint.remote(), timeout=5))  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from . import memory
 from . import worker_protocol as wp
+from .cluster import ClusterError
 from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage, clock
 from .models import ModelManager, NeedsMemory, WorkerDied
@@ -82,6 +83,9 @@ class EngineContext:
                     final = Pipeline(self, job, entry).run()
             except WorkerDied as died:
                 final = self._worker_died(job, died)
+            except ClusterError:  # the whole cluster is gone: the batch stops, the job waits
+                self.queue.finish(job, JobState.INTERRUPTED, {"stage": None})
+                raise
             except LeaseLost as lost:  # another process runs it now: write nothing more
                 final = Outcome(JobState.INTERRUPTED, {"error": str(lost)})
             else:

@@ -216,6 +216,7 @@ class WorkerPool:
             # its node left the cluster: the job goes back to the queue, blamed on nothing,
             # and the entry takes no more files
             self.cluster.lost(entry)
+            self.cluster.check_reachable()  # none left: ClusterError stops the batch
             raise WorkerDied(entry, f"not started: {exc}", blamed=False) from None
         # job_id stays: it is the lane's job (set_busy), which may be what started the worker
         slot.worker, slot.models = worker, ()

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,9 @@ NODE = {"num_cpus": 1, "resources": {"fake_gpu": 1}, "object_store_memory": 80 *
 def run(state: Path, *args: str, events: Path | None = None, **popen) -> subprocess.Popen:
     """`subq run --state STATE ARGS` as a child (the user's command, Ray's driver)."""
     extra = ["--events", str(events)] if events else []
+    popen = {"stdout": subprocess.PIPE, **popen}
     return subprocess.Popen(
         [sys.executable, "-m", "subq.tui.cli", "run", "--state", str(state), *extra, *args],
-        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         **popen,
@@ -209,3 +210,32 @@ def test_without_ray_cluster_is_one_line_that_says_what_to_install(tmp_path):
     assert proc.returncode != 0
     assert out.strip().splitlines()[-1].endswith("--cluster needs Ray: pip install 'subq[ray]'")
     assert "Traceback" not in out and not podcast.with_suffix(".srt").exists()
+
+
+def test_a_cluster_that_goes_away_stops_the_batch_in_one_line_and_a_rerun_resumes(clean, tmp_path):
+    own = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    own.add_node(**NODE)
+    own.wait_for_nodes()
+    (story,) = media(tmp_path, "story.mp3")
+    events, state = tmp_path / "events.jsonl", tmp_path / "s.db"
+    log = tmp_path / "out.txt"
+    with log.open("w") as sink:  # a file, not a pipe: the command's own end is measured
+        proc = run(state, "--cluster", own.address, str(story), events=events, stdout=sink)
+    try:
+        assert wait_for(lambda: transcribe_progress(events, 0.3, story), 240), "no progress"
+        own.shutdown()
+        gone_at = time.monotonic()
+        proc.wait(300)
+        stopped_in = time.monotonic() - gone_at
+        out = log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out
+    gone = [line for line in out.splitlines() if "is gone" in line]
+    assert len(gone) == 1 and "Traceback" not in out, out
+    assert stopped_in < 20, f"{stopped_in:.0f} s to stop"  # not Ray's minute on a lost head
+    rerun = run(state, str(story))  # here, without the cluster: the kept windows are reused
+    out = finish(rerun)
+    assert rerun.returncode == 0 and "story.mp3: resuming at" in out, out
+    assert story.with_suffix(".srt").read_text() == clean["story.mp3"]
