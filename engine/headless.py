@@ -38,7 +38,9 @@ from .settings import Settings
 
 
 class ConsolePrinter:
-    def __init__(self, out: IO[str] = sys.stdout, quiet: bool = False) -> None:
+    def __init__(self, out: IO[str] = sys.stdout, quiet: bool = False, local: bool = True):
+        """`local`: the workers run on this machine, so its lack of a GPU is news (on a
+        cluster's nodes, the GPUs are theirs)."""
         self.out = out
         self.quiet = quiet
         self.tty = out.isatty()
@@ -46,7 +48,7 @@ class ConsolePrinter:
         self.started = 0
         self._bar = False
         self._gpu_note: str | None = None
-        self._noted_gpu = False
+        self._noted_gpu = not local
         self._lock = threading.Lock()
         self._seen: set[int] = set()  # jobs that started in this run
         self._running: dict[int, str] = {}  # running job id -> name
@@ -261,7 +263,7 @@ def run_batch(
 ) -> int:
     """The whole of `subq run`: exit 0 when every job succeeded, 1 otherwise."""
     engine = Engine(settings, state, whole_queue=False)
-    printer = ConsolePrinter(out, quiet)
+    printer = ConsolePrinter(out, quiet, local=not settings.cluster)
     engine.subscribe(printer)
     writer = EventWriter(events) if events else None
     if writer:

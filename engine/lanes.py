@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .context import EngineContext
     from .memory import Nvml
     from .models import ModelManager
+    from .settings import Settings
 
 log = logging.getLogger("subq.engine")
 
@@ -106,12 +107,14 @@ class Lanes:
             self.failure = exc
             raise
 
-    def entries(self, wanted: str, models: ModelManager, nvml: Nvml | None) -> list[str]:
+    def entries(self, settings: Settings, models: ModelManager, nvml: Nvml | None) -> list[str]:
         """The worker entries for --device (DeviceChoice: decided when no worker runs, kept
-        while one does), with a lane each; idle workers of entries no longer used end."""
+        while one does), or the --cluster's GPUs and nodes alive now, with a lane each;
+        idle workers of entries no longer used end. A ClusterError stops the batch."""
         pool = models.pool
-        if pool.cluster is not None:  # the cluster's GPUs (or nodes), found at connect
-            wanted = ",".join(pool.cluster.entries())
+        wanted = settings.device
+        if settings.cluster:  # connected once (seconds), on the engine thread
+            wanted = ",".join(pool.use_cluster(settings.cluster).entries())
         devices, changed = self.choice.devices(wanted, nvml, bool(pool.pids()))
         entries = pool.configure(devices)  # "cpu,cpu": "cpu", "cpu#2"
         if changed:

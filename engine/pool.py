@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import memory, procs
 from . import worker_protocol as p
-from .events import Event, WorkerChanged
+from .events import Event, LogEmitted, WorkerChanged
 from .model_types import WorkerDied
 from .worker import WorkerError, WorkerProcess
 
@@ -169,13 +169,16 @@ class WorkerPool:
             return None
         return worker.kill().how
 
-    def use_cluster(self, address: str) -> str:
-        """Run the workers on the Ray cluster at `address` from now on; a line saying which."""
+    def use_cluster(self, address: str) -> Cluster:
+        """The Ray cluster at `address`, connected on first use (and said in the log)."""
         from .cluster import Cluster
 
         if self.cluster is None or self.cluster.address != address:
             self.cluster = Cluster(address)
-        return f"cluster {address}: workers on {', '.join(self.cluster.entries())}"
+            line = f"cluster {address}: workers on {', '.join(self.cluster.entries())}"
+            log.info("%s", line)
+            self._publish(LogEmitted(level="info", message=line))
+        return self.cluster
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, entry: str, preload: tuple[str, ...] = ()) -> WorkerProcess:

@@ -194,8 +194,6 @@ class Engine:
     def _main(self) -> None:
         try:
             ran = False
-            if self.settings.cluster:  # seconds; a ClusterError stops the batch in one line
-                self.log("info", self.models.pool.use_cluster(self.settings.cluster))
             while not self._stopping.is_set():
                 # No poll straight after handing out a job; a lane done with one wakes us.
                 waiting = self._has_work() or self.lanes.busy()
@@ -204,7 +202,7 @@ class Engine:
                     raise self.lanes.failure
                 if self._stopping.is_set():
                     break
-                entries = self.lanes.entries(self.settings.device, self.models, self.sampler.nvml)
+                entries = self.lanes.entries(self.settings, self.models, self.sampler.nvml)
                 self.models.reap_idle()
                 self.lanes.settle_held(self.context)
                 self._unload_pending()

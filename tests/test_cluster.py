@@ -239,3 +239,45 @@ def test_a_cluster_that_goes_away_stops_the_batch_in_one_line_and_a_rerun_resume
     out = finish(rerun)
     assert rerun.returncode == 0 and "story.mp3: resuming at" in out, out
     assert story.with_suffix(".srt").read_text() == clean["story.mp3"]
+
+
+def test_the_app_shows_a_row_per_actor_and_release_ends_them_all(
+    cluster, clean, tmp_path, make_engine
+):
+    """The real app over an engine whose workers are the cluster's actors, at 120x40: each
+    actor has its row in the memory panel (node, models, its own RSS read on its node), and
+    R (Release) ends every actor, each row saying its worker is gone."""
+    from subq.engine.jobs import JobState
+    from subq.engine.settings import Settings
+    from subq.tui.app import SubqApp
+    from test_tui import async_test, wait_until
+    from test_tui_workers import panel
+
+    paths = media(tmp_path, "talk.mp4", "long.mp3")
+    engine = make_engine(Settings(keep_alive=-1, cluster=cluster.address), sample_memory=False)
+    engine.start()
+    app = SubqApp(engine, start_paths=[str(p) for p in paths])
+
+    @async_test
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(
+                pilot,
+                lambda: (
+                    all(j.state is JobState.DONE for j in engine.jobs())
+                    and len(engine.jobs()) == 2
+                    and panel(app).count("fake_gpu0 idle") == 2
+                ),
+                240,
+                "both files done, two idle actors",
+            )
+            rows = [line for line in panel(app).splitlines() if "fake_gpu0" in line]
+            assert len(rows) == 2 and all("MB" in row for row in rows), panel(app)
+            assert live_actors()
+            await pilot.press("R")
+            await wait_until(pilot, lambda: panel(app).count("no worker") == 2, 60, "released")
+            assert wait_for(lambda: not live_actors(), 30), live_actors()
+
+    drive()
+    for path in paths:
+        assert path.with_suffix(".srt").read_text() == clean[path.name]

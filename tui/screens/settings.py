@@ -17,6 +17,7 @@ from subq.engine import (
     FORMATS,
     Settings,
     SettingsError,
+    cluster_problem,
     save_config,
     split_list,
 )
@@ -44,6 +45,10 @@ TEXT_FIELDS = {
     "max_cps": ("reading (chars/s)", "characters per second a cue may ask (default 17)"),
     "output_dir": ("output dir", "empty: next to each input"),
     "device": ("device", "auto, cpu, cuda:N, a list (cuda:0,cuda:1; cpu,cpu) or all"),
+    "cluster": (
+        "Ray cluster",
+        "empty: this machine; auto, HOST:PORT, ray://HOST:10001 or local (needs subq[ray])",
+    ),
     "keep_alive": ("keep-alive (s)", "after the queue drains; 0 unloads at once, -1 never"),
     "beam_size": ("beam size", "empty: greedy"),
     "asr_batch_size": ("ASR batch", "0: off; N: VAD chunks decoded N at a time"),
@@ -116,7 +121,7 @@ class SettingsScreen(Screen[None]):
                     yield from self._text(name, s)
                 for name in LAYOUT_FIELDS:
                     yield from self._text(name, s)
-                for name in ("output_dir", "device"):
+                for name in ("output_dir", "device", "cluster"):
                     yield from self._text(name, s)
                 yield Label("cleanup")
                 yield Select(
@@ -193,6 +198,8 @@ class SettingsScreen(Screen[None]):
         model = self._value("model")
         if not model:
             raise SettingsError("model: enter a model name such as tiny.en, or a path")
+        if problem := cluster_problem(self._value("cluster")):
+            raise SettingsError(problem)
         return dataclasses.replace(
             self.original,
             model=model,
@@ -203,6 +210,7 @@ class SettingsScreen(Screen[None]):
             **layout,
             output_dir=self._value("output_dir") or None,
             device=self._value("device") or "auto",
+            cluster=self._value("cluster"),
             cleanup=str(self.query_one("#cleanup", Select).value),
             keep_alive=keep_alive,
             beam_size=int(beam) if beam else None,
