@@ -281,3 +281,36 @@ def test_the_app_shows_a_row_per_actor_and_release_ends_them_all(
     drive()
     for path in paths:
         assert path.with_suffix(".srt").read_text() == clean[path.name]
+
+
+def test_a_pause_reaches_the_actors_running_call_within_a_window_and_resume_is_exact(
+    cluster, clean, tmp_path, make_engine
+):
+    """Stop over the cluster: a pause mid-file ends the actor's call at its next window (the
+    file waits with its checkpoint, its worker idle), and the resumed file's subtitles are
+    the clean local run's."""
+    from subq.engine.events import StageProgressed
+    from subq.engine.jobs import JobState
+    from subq.engine.settings import Settings
+
+    (story,) = media(tmp_path, "story.mp3")
+    engine = make_engine(Settings(keep_alive=-1, cluster=cluster.address))
+    engine.start()
+    engine.add([str(story)])
+
+    def fraction() -> float:
+        seen = [e.fraction for e in engine.events if isinstance(e, StageProgressed)]
+        return max(seen, default=0.0)
+
+    assert wait_for(lambda: fraction() >= 0.2, 240), "no progress"
+    asked = time.monotonic()
+    engine.pause()
+    (job,) = engine.jobs()
+    assert wait_for(lambda: engine.job(job.id).state is JobState.PAUSED, 60)
+    stopped_in = time.monotonic() - asked
+    held = engine.job(job.id)
+    assert 0 < held.resume_from < 186, held
+    assert stopped_in < 20, f"the pause took {stopped_in:.1f} s"  # a window is ~2 s here
+    engine.resume()
+    assert wait_for(lambda: engine.job(job.id).state is JobState.DONE, 240)
+    assert story.with_suffix(".srt").read_text() == clean["story.mp3"]
