@@ -156,6 +156,7 @@ def _settings(settings: Settings) -> Text:
         if isinstance(value, tuple):
             value = ",".join(value) or "-"
         mark = "" if getattr(settings, f.name) == getattr(default, f.name) else "  *"
-        lines.append(f"{f.name.replace('_', ' '):<27} {'-' if value in (None, '') else value}{mark}")
+        shown = "-" if value in (None, "") else value
+        lines.append(f"{f.name.replace('_', ' '):<27} {shown}{mark}")
     lines.append("(* differs from the default)")
     return Text("\n".join(lines))
