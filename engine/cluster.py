@@ -48,6 +48,7 @@ from .worker_host import HostedProcess, WorkerSpec
 log = logging.getLogger("subq.engine")
 GPU_RESOURCE = "GPU"  # SUBQ_CLUSTER_GPU_RESOURCE names another (tests: a stand-in resource)
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # `--cluster local`: frames are small, no audio
+MEMORY_THRESHOLD = 0.95  # `--cluster local`: Ray's default, set so it is a decision
 NODES_SECONDS = 2.0  # how often the list of live nodes is read again
 CHECK_SECONDS = 60.0  # how long a node has to confirm it sees an input
 HEAD_SECONDS = 2.0  # how long the head's port has to answer before the cluster is gone
@@ -126,7 +127,14 @@ class Cluster:
             "configure_logging": False,
         }
         if address == "local":  # a throwaway Ray on this machine, for trying it
-            options |= {"include_dashboard": False, "object_store_memory": OBJECT_STORE_BYTES}
+            options |= {
+                "include_dashboard": False,
+                # not 30 % of RAM: only the protocol's small frames go through it
+                "object_store_memory": OBJECT_STORE_BYTES,
+                # Ray's monitor ends a worker when the machine passes this share of its
+                # memory; subq then resumes that file elsewhere from its last window
+                "_system_config": {"memory_usage_threshold": MEMORY_THRESHOLD},
+            }
             self.ray.init(**options)
         else:
             self.ray.init(address=None if address == "auto" else address, **options)

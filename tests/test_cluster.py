@@ -314,3 +314,13 @@ def test_a_pause_reaches_the_actors_running_call_within_a_window_and_resume_is_e
     engine.resume()
     assert wait_for(lambda: engine.job(job.id).state is JobState.DONE, 240)
     assert story.with_suffix(".srt").read_text() == clean["story.mp3"]
+
+
+def test_cluster_local_starts_a_throwaway_ray_for_trying_it(clean, tmp_path):
+    (podcast,) = media(tmp_path, "podcast.mp3")
+    proc = run(tmp_path / "s.db", "--cluster", "local", str(podcast))
+    out = finish(proc, 300)
+    assert proc.returncode == 0, out
+    assert "cluster local: workers on " in out and "/cpu" in out, out
+    assert "no GPU" not in out and "Token authentication" not in out, out  # not ours to say
+    assert podcast.with_suffix(".srt").read_text() == clean["podcast.mp3"]
