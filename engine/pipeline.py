@@ -17,6 +17,7 @@ from typing import Any
 
 from . import asr, junk, logfile, media, memory, prober, subtitled
 from . import worker_protocol as wp
+from .cluster import ClusterError
 from .cue_builder import build_cues
 from .formats import Document
 from .job_context import JobContext, StopRequested
@@ -91,8 +92,8 @@ class Pipeline(TranslationStage):
             if isinstance(cause, StateError | LeaseLost):
                 raise cause from None
             raise
-        except (StateError, WorkerDied, LeaseLost):
-            raise  # the queue cannot be saved / the worker died / the job is another's
+        except (StateError, WorkerDied, LeaseLost, ClusterError):
+            raise  # the queue cannot be saved / the worker died / the job is another's / no cluster
         except (media.MediaError, asr.ModelLoadError, TranslationError, GpuMemoryError) as exc:
             return self._failed(str(exc))
         except OSError as exc:
