@@ -234,7 +234,8 @@ def test_a_cluster_that_goes_away_stops_the_batch_in_one_line_and_a_rerun_resume
     assert proc.returncode != 0, out
     gone = [line for line in out.splitlines() if "is gone" in line]
     assert len(gone) == 1 and "Traceback" not in out, out
-    assert stopped_in < 20, f"{stopped_in:.0f} s to stop"  # not Ray's minute on a lost head
+    # not Ray's minute-long wait on a lost head (measured here: 1-20 s, once 33 s)
+    assert stopped_in < 45, f"{stopped_in:.0f} s to stop"
     rerun = run(state, str(story))  # here, without the cluster: the kept windows are reused
     out = finish(rerun)
     assert rerun.returncode == 0 and "story.mp3: resuming at" in out, out
