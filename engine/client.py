@@ -309,10 +309,16 @@ def attach_engine(
     except EngineUnavailable as exc:
         if not isinstance(exc.__cause__, OSError):
             raise  # it answered, and said no (another version)
-    if not service_alive(state):
-        spawn(state, settings, paused=paused() if callable(paused) else paused)
+    started: subprocess.Popen | None = None
+    spawns = 0
     deadline = time.monotonic() + START_TIMEOUT
     while True:
+        # No live service, and none of ours on its way (never started: the lock was still
+        # the dying one's when asked; or it ended at start): start one, a few times at most.
+        ours_gone = started is None or started.poll() is not None
+        if ours_gone and spawns < 3 and not service_alive(state):
+            started = spawn(state, settings, paused=paused() if callable(paused) else paused)
+            spawns += 1
         try:
             return connect_engine(state)
         except EngineUnavailable as exc:
