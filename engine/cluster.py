@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -109,6 +110,13 @@ class Cluster:
         self.places: dict[str, Place] = {}  # every entry seen (a worker may outlive its node)
         self._alive: list[str] = []
         self._read = 0.0
+        # Ray's wrappers of subq's actor and check, made once (each wrapping exports anew)
+        from .cluster_actor import WorkerActor, node_sees
+
+        self.actor_class = self.ray.remote(max_concurrency=4, max_restarts=0, max_task_retries=0)(
+            WorkerActor
+        )
+        self._check = self.ray.remote(num_cpus=0, max_retries=0)(node_sees)
         try:
             self.entries()
         except ClusterError:
@@ -223,12 +231,9 @@ class Cluster:
             place = self.places[entry]
         if not self.head_up():
             return None  # the cluster is gone: the worker's start says so, and stops the batch
-        from .cluster_actor import node_sees
-
-        check = self.ray.remote(num_cpus=0, max_retries=0)(node_sees)
         try:
             why = self.ray.get(
-                check.options(scheduling_strategy=self._on(place)).remote(
+                self._check.options(scheduling_strategy=self._on(place)).remote(
                     path, content_fingerprint(Path(path))
                 ),
                 timeout=CHECK_SECONDS,
@@ -262,8 +267,6 @@ class RayHost:
         self.cluster, self.place = cluster, place
 
     def launch(self, spec: WorkerSpec) -> tuple[HostedProcess, Connection, str, Path | None]:
-        from .cluster_actor import WorkerActor
-
         ray, place = self.cluster.ray, self.place
         if not self.cluster.head_up():  # Ray would wait on the head for a minute
             raise WorkerError(f"cannot start a worker on {place.node}: the cluster is gone")
@@ -273,25 +276,23 @@ class RayHost:
             reserve["num_gpus"] = 1
         elif place.gpu:
             reserve["resources"] = {self.cluster.resource: 1}
-        actor_class = ray.remote(max_concurrency=4, max_restarts=0, max_task_retries=0)(WorkerActor)
-        threads = None if gpu else 1 if place.gpu else place.cpus
-        spec = WorkerSpec(
-            spec.device,  # "cuda:0" or "cpu" (pool.real_device): the worker's own device
-            threads,
-            None,
-            None,
-            spec.preload,
-            {**spec.extra_env, **_passed_env()},
-            spec.pdeathsig,
+        # spec.device is "cuda:0" or "cpu" (pool.real_device): the worker's own, on its node,
+        # where its environment and log are the node's
+        spec = dataclasses.replace(
+            spec,
+            threads=None if gpu else 1 if place.gpu else place.cpus,
+            gpu_uuid=None,
+            log=NODE_LOG,
+            extra_env={**spec.extra_env, **_passed_env()},
         )
         try:
-            actor = actor_class.options(
+            actor = self.cluster.actor_class.options(
                 scheduling_strategy=self.cluster._on(place), **reserve
-            ).remote(spec, spec.device, NODE_LOG)
-            where = ray.get(actor.where.remote(), timeout=120)
+            ).remote(spec)
+            pid = ray.get(actor.pid.remote(), timeout=120)
         except Exception as exc:
             raise WorkerError(f"cannot start a worker on {place.node}: {exc}") from None
-        process = RayProcess(ray, actor, where["pid"], self.cluster.down)
+        process = RayProcess(ray, actor, pid, self.cluster.down)
         return process, process.engine_end, spec.device, None
 
 

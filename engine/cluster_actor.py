@@ -2,7 +2,7 @@
 
 The actor is a relay, not a second implementation of the worker: it starts
 `python -m subq.engine.worker_main` on its node exactly as the engine starts one locally
-(worker_host.start_child), with the node's environment, and moves the protocol's frames
+(worker_host.LocalHost, with the node's environment), and moves the protocol's frames
 between that process and the engine unchanged. So a cluster worker loads, decodes,
 checkpoints and stops as a local one does, and a death on the node (the worker's, the
 actor's or the node's) ends the relay the way a local death ends a channel.
@@ -19,17 +19,14 @@ This module is imported on the nodes; it imports no Ray itself (cluster.py wraps
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import faults, memory
 from .outputs import content_fingerprint
-from .worker_env import worker_env
-from .worker_host import WorkerSpec, start_child
+from .worker_host import LOCAL, WorkerSpec
 
 POLL_SECONDS = 1.0  # how long `replies` waits for a frame before it checks the process
 
@@ -37,18 +34,17 @@ POLL_SECONDS = 1.0  # how long `replies` waits for a frame before it checks the 
 class WorkerActor:
     """One subq worker on this node, relayed (see the module's docstring)."""
 
-    def __init__(self, spec: WorkerSpec, device: str, log: str | None) -> None:
-        env, local = worker_env(device, spec.threads, extra=spec.extra_env)
-        path = Path(log).expanduser() if log else None
-        if path is not None:
+    def __init__(self, spec: WorkerSpec) -> None:
+        log = Path(spec.log).expanduser() if spec.log else None  # a path on this node
+        if log is not None:
             with contextlib.suppress(OSError):
-                path.parent.mkdir(parents=True, exist_ok=True)
-        self.popen, self.conn = start_child(spec, env, local, path, os.getpid())
+                log.parent.mkdir(parents=True, exist_ok=True)
+        self.process, self.conn, _, _ = LOCAL.launch(dataclasses.replace(spec, log=log))
         self._send_lock = threading.Lock()
 
-    def where(self) -> dict[str, Any]:
-        """The worker's pid and the node's name, for the engine's rows and log lines."""
-        return {"pid": self.popen.pid, "host": socket.gethostname()}
+    def pid(self) -> int:
+        """The worker's pid on this node, for the engine's rows."""
+        return self.process.pid
 
     def send(self, frame: bytes) -> bool:
         with self._send_lock:
@@ -67,11 +63,11 @@ class WorkerActor:
                     continue
             except (EOFError, OSError):
                 break
-            if self.popen.poll() is not None and not self._readable():
+            if self.process.poll() is not None and not self._readable():
                 break
         with contextlib.suppress(OSError):
             self.conn.close()
-        yield self.popen.wait()
+        yield self.process.wait()
 
     def _readable(self) -> bool:
         with contextlib.suppress(EOFError, OSError):
@@ -79,15 +75,12 @@ class WorkerActor:
         return False
 
     def signal(self, sig: int) -> None:
-        if self.popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, sig)
+        self.process.signal(sig)
 
     def footprint(self) -> tuple[int, int | None]:
-        pid = self.popen.pid
-        if self.popen.poll() is not None:
+        if self.process.poll() is not None:
             return 0, None
-        return memory.tree_rss(pid), memory.gpu_bytes_of({pid}, memory.shared_nvml())
+        return self.process.footprint(memory.shared_nvml())
 
 
 def node_sees(path: str, fingerprint: str) -> str | None:

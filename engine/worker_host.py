@@ -117,15 +117,15 @@ class LocalHost:
             spec.device, spec.threads, gpu_uuid=spec.gpu_uuid, extra=spec.extra_env
         )
         log = log_target(spec.log)
-        popen, conn = start_child(spec, env, local, log, os.getpid())
+        popen, conn = _start_child(spec, env, local, log)
         return LocalProcess(popen), conn, local, log
 
 
-def start_child(
-    spec: WorkerSpec, env: dict[str, str], local: str, log: Path | None, parent: int
+def _start_child(
+    spec: WorkerSpec, env: dict[str, str], local: str, log: Path | None
 ) -> tuple[subprocess.Popen[bytes], Connection]:
-    """Spawn `python -m subq.engine.worker_main` with one end of a new socket pair; the
-    other end, as a Connection, is returned with it (used here and on a cluster's node)."""
+    """Spawn `python -m subq.engine.worker_main` as this process's child, with one end of a
+    new socket pair; the other end, as a Connection, is returned with it."""
     ours, theirs = socket.socketpair()
     out: Any = subprocess.DEVNULL
     try:
@@ -133,7 +133,7 @@ def start_child(
             with contextlib.suppress(OSError):
                 out = open_private_log(log)  # closed below
         popen = subprocess.Popen(
-            spec.argv(theirs.fileno(), parent, local, log),
+            spec.argv(theirs.fileno(), os.getpid(), local, log),
             env=env,
             pass_fds=(theirs.fileno(),),
             start_new_session=True,
