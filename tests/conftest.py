@@ -120,16 +120,19 @@ def subq_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(params=["in-process", "service"])
 def app_engine(request: pytest.FixtureRequest, make_engine, tmp_path: Path):
     """An engine as the app drives it: in this process, or the engine service attached to
-    over its socket (issue 26). Returns make(settings=None, paused=False), started."""
+    over its socket (issue 26). Returns make(settings=None, paused=False, sample_memory=False),
+    started (the service always samples memory: it feeds every client's panel)."""
     from subq.engine.client import attach_engine
     from subq.engine.settings import Settings
 
     clients = []
 
-    def make(settings: Settings | None = None, *, paused: bool = False):
+    def make(
+        settings: Settings | None = None, *, paused: bool = False, sample_memory: bool = False
+    ):
         settings = settings or Settings(keep_alive=-1)
         if request.param == "in-process":
-            engine = make_engine(settings, paused=paused, sample_memory=False)
+            engine = make_engine(settings, paused=paused, sample_memory=sample_memory)
         else:
             engine = attach_engine(tmp_path / "service.db", settings, paused=paused)
             clients.append(engine)

@@ -1,8 +1,11 @@
 """The app driven by its keys, on a real engine with the real tiny model and the committed clips.
 
-Each test starts its own engine (the `make_engine` fixture shuts it down) and drives the app
-through Textual's Pilot, waiting on conditions (never fixed sleeps). Engines that must not
-run anything start paused.
+Each test starts its own engine and drives the app through Textual's Pilot, waiting on
+conditions (never fixed sleeps). Engines that must not run anything start paused. Tests that
+take `app_engine` run twice (issue 26): on an engine in the app's process, and attached to a
+real engine service through its socket, key for key the same. The rest are in process by
+nature: a quit that pauses the in-process engine (the service's quit is in test_service.py)
+and bursts published at the engine's own publish point.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import pytest
 from conftest import DATA
 from subq.engine import (
     Engine,
-    Job,
-    JobChanged,
     JobState,
     LogEmitted,
     Settings,
@@ -115,18 +116,19 @@ def started(make_engine: Callable[..., Engine], **kw: object) -> Engine:
     return engine
 
 
-def on(app_engine: Callable[..., Any], paused: bool = False) -> Any:
+def on(app_engine: Callable[..., Any], paused: bool = False, sample_memory: bool = False) -> Any:
     """`started`'s engine from the app_engine fixture: in this process, or the service."""
-    return app_engine(Settings(backend="whisper", keep_alive=-1, device="cpu"), paused=paused)
+    settings = Settings(backend="whisper", keep_alive=-1, device="cpu")
+    return app_engine(settings, paused=paused, sample_memory=sample_memory)
 
 
 # -- adding -----------------------------------------------------------------------------
 
 
 @async_test
-async def test_add_by_typing_a_path_and_a_glob(make_engine, clips, monkeypatch) -> None:
+async def test_add_by_typing_a_path_and_a_glob(app_engine, clips, monkeypatch) -> None:
     monkeypatch.chdir(clips["talk.mp4"].parent.parent)
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = on(app_engine, paused=True)  # the service's folder is not this one
     app = SubqApp(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a")
@@ -145,11 +147,11 @@ async def test_add_by_typing_a_path_and_a_glob(make_engine, clips, monkeypatch) 
 
 
 @async_test
-async def test_add_by_marking_in_the_tree(make_engine, clips, monkeypatch) -> None:
+async def test_add_by_marking_in_the_tree(app_engine, clips, monkeypatch) -> None:
     folder = clips["talk.mp4"].parent
     (folder / "notes.txt").write_text("not media")
     monkeypatch.chdir(folder)
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = on(app_engine, paused=True)  # the service's folder is not this one
     app = SubqApp(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a")
@@ -317,8 +319,8 @@ async def test_cancel_running_job_then_retry_it(app_engine, clips) -> None:
 
 
 @async_test
-async def test_failed_job_shows_its_error(make_engine, clips) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_failed_job_shows_its_error(app_engine, clips) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["noaudio.mp4"])])
     async with app.run_test(size=(160, 40)) as pilot:
         await wait_until(
@@ -334,8 +336,8 @@ async def test_failed_job_shows_its_error(make_engine, clips) -> None:
 
 
 @async_test
-async def test_unload_whisper(make_engine, clips) -> None:
-    engine = started(make_engine)  # the real memory sampler feeds the panel
+async def test_unload_whisper(app_engine, clips) -> None:
+    engine = on(app_engine, sample_memory=True)  # the real memory sampler feeds the panel
     app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
     async with app.run_test(size=(120, 40)) as pilot:
         panel = app.main.query_one(MemoryPanel)
@@ -359,8 +361,8 @@ async def test_unload_whisper(make_engine, clips) -> None:
 
 
 @async_test
-async def test_release_gpu_while_running(make_engine, clips) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_release_gpu_while_running(app_engine, clips) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"])])
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(
@@ -444,8 +446,8 @@ async def test_quit_pauses_and_the_queue_comes_back(make_engine, clips, tmp_path
 
 
 @async_test
-async def test_details_show_settings_log_and_subtitles(make_engine, clips) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_details_show_settings_log_and_subtitles(app_engine, clips) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
     async with app.run_test(size=(100, 40)) as pilot:
         await wait_until(pilot, lambda: state_of(app, "talk.mp4") == JobState.DONE, 120, "done")
@@ -464,9 +466,9 @@ async def test_details_show_settings_log_and_subtitles(make_engine, clips) -> No
 
 
 @async_test
-async def test_settings_validate_save_and_apply(make_engine) -> None:
-    engine = make_engine(Settings(keep_alive=-1), paused=True, sample_memory=False)
-    engine.start()  # backend auto: the ASR batch size below needs a batching backend
+async def test_settings_validate_save_and_apply(app_engine) -> None:
+    engine = app_engine(Settings(keep_alive=-1), paused=True)  # backend auto: the ASR batch
+    # size below needs a batching backend
     app = SubqApp(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("s")
@@ -509,8 +511,8 @@ async def test_settings_validate_save_and_apply(make_engine) -> None:
 
 
 @async_test
-async def test_help_lists_every_key_and_palette_runs_actions(make_engine) -> None:
-    engine = started(make_engine, sample_memory=False)
+async def test_help_lists_every_key_and_palette_runs_actions(app_engine) -> None:
+    engine = on(app_engine)
     app = SubqApp(engine)
     async with app.run_test(size=(120, 50)) as pilot:
         await pilot.press("question_mark")
@@ -553,6 +555,8 @@ async def test_help_lists_every_key_and_palette_runs_actions(make_engine) -> Non
 
 @async_test
 async def test_progress_is_coalesced_not_posted(make_engine, clips) -> None:
+    """In process only: the burst is published where the engine's threads publish (a
+    service's events reach the app through the same subscriber call, after its socket)."""
     engine = started(make_engine, paused=True, sample_memory=False)
     seen: list[object] = []
     app = SubqApp(engine, clock=lambda: FIXED, start_paths=[str(clips["talk.mp4"])])
@@ -591,32 +595,27 @@ async def test_progress_is_coalesced_not_posted(make_engine, clips) -> None:
 
 
 @async_test
-async def test_hundreds_of_jobs_stay_responsive(make_engine) -> None:
-    """300 jobs arrive as events; rows appear in batches and keys still act at once."""
-    engine = started(make_engine, paused=True, sample_memory=False)
+async def test_hundreds_of_jobs_stay_responsive(app_engine, clips) -> None:
+    """300 files added in one order (a big folder): rows appear in batches, not one message
+    per event, and keys still act at once; in process and through the service's socket."""
+    folder = clips["talk.mp4"].parent / "season"
+    folder.mkdir()
+    for i in range(1, 301):  # links: 300 files without 300 copies
+        os.link(clips["talk.mp4"], folder / f"part-{i:03d}.mp4")
+    engine = on(app_engine, paused=True)
     app = SubqApp(engine, clock=lambda: FIXED)
     seen: list[object] = []
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         await wait_until(pilot, lambda: app.connected, what="connected")
         started_at = time.monotonic()
-        for i in range(1, 301):  # the engine's own publish path, as a big folder produces
-            engine._publish(
-                JobChanged(
-                    job=Job(
-                        id=i,
-                        path=f"/videos/part-{i:03d}.mkv",
-                        settings=engine.settings,
-                        position=float(i),
-                    )
-                )
-            )
+        engine.add([str(folder)])
         await wait_until(pilot, lambda: table(app).row_count == 300, 30, "300 rows")
         assert time.monotonic() - started_at < 20
-        assert names(app)[:2] == ["part-001.mkv", "part-002.mkv"]
+        assert names(app)[:2] == ["part-001.mp4", "part-002.mp4"]
         assert sum(isinstance(m, EngineEvents) for m in seen) < 30  # not one message per event
         table(app).move_cursor(row=299)
         await pilot.press("t")
-        assert names(app)[0] == "part-300.mkv"  # moved at once, before any engine answer
+        assert names(app)[0] == "part-300.mp4"  # moved at once, before any engine answer
         assert table(app).cursor_row == 0
 
 

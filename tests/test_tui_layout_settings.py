@@ -13,9 +13,8 @@ from textual.widgets import Input, Select, Static
 
 
 @async_test
-async def test_layout_and_formats_are_validated_saved_and_applied(make_engine) -> None:
-    engine = make_engine(Settings(keep_alive=-1), paused=True, sample_memory=False)
-    engine.start()
+async def test_layout_and_formats_are_validated_saved_and_applied(app_engine) -> None:
+    engine = app_engine(Settings(keep_alive=-1), paused=True)
     app = SubqApp(engine)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("s")

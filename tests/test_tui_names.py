@@ -19,7 +19,7 @@ from subq.tui.screens.main import MainScreen
 from subq.tui.screens.picker import MediaTree, PickerScreen
 from subq.tui.widgets.formatting import display_path
 from subq.tui.widgets.memory_panel import MemoryPanel
-from test_tui import async_test, names, started, state_of, status, table, wait_until
+from test_tui import async_test, names, on, state_of, status, table, wait_until
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.strip import Strip
@@ -102,11 +102,11 @@ async def open_details(pilot: Pilot, app: SubqApp, name: str) -> DetailsScreen:
 
 
 @async_test
-async def test_broken_files_with_markup_names_fail_as_text(make_engine, tmp_path) -> None:
+async def test_broken_files_with_markup_names_fail_as_text(app_engine, tmp_path) -> None:
     """Non-media bytes: each job fails at the probe with a toast naming its path; the app
     stays up, the table and the details say the exact names, nothing in them is clickable."""
     paths = make_files(tmp_path)
-    engine = started(make_engine, sample_memory=False)
+    engine = on(app_engine)
     app = SubqApp(engine)
     async with app.run_test(size=(160, 40), notifications=True) as pilot:
         for path in paths:  # one at a time: each failure has its own toast
@@ -157,11 +157,11 @@ async def test_broken_files_with_markup_names_fail_as_text(make_engine, tmp_path
 
 
 @async_test
-async def test_done_files_with_markup_names_show_their_subtitles(make_engine, clips) -> None:
+async def test_done_files_with_markup_names_show_their_subtitles(app_engine, clips) -> None:
     """Copies of real clips: the output column and the details' subtitle preview (its
     border names the file) say the exact names."""
     paths = make_files(clips["talk.mp4"].parent, clips)
-    engine = started(make_engine, sample_memory=False)
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(p) for p in paths])
     async with app.run_test(size=(160, 40), notifications=True) as pilot:
         await wait_until(
@@ -195,12 +195,12 @@ async def test_done_files_with_markup_names_show_their_subtitles(make_engine, cl
 
 
 @async_test
-async def test_the_picker_lists_and_counts_markup_names(make_engine, clips, monkeypatch) -> None:
+async def test_the_picker_lists_and_counts_markup_names(app_engine, clips, monkeypatch) -> None:
     """The folder tree's entries and the summary line ("enter adds …") are the names."""
     folder = clips["talk.mp4"].parent
     paths = make_files(folder, clips)
     monkeypatch.chdir(folder)
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = on(app_engine, paused=True)
     app = SubqApp(engine)
     async with app.run_test(size=(120, 30), notifications=True) as pilot:
         await pilot.press("a")
@@ -235,9 +235,9 @@ async def test_the_picker_lists_and_counts_markup_names(make_engine, clips, monk
 
 
 @async_test
-async def test_a_model_given_as_a_path_is_text_in_the_header(make_engine) -> None:
+async def test_a_model_given_as_a_path_is_text_in_the_header(app_engine) -> None:
     """A model may be a path: its name is drawn as text in the header and the memory panel."""
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = on(app_engine, paused=True)
     app = SubqApp(engine)
     name = "/models/lecture [/slides]/[Group] tiny [@click=app.quit]"
     async with app.run_test(size=(160, 40), notifications=True) as pilot:

@@ -13,7 +13,7 @@ from subq.engine import JobState
 from subq.tui.app import SubqApp
 from subq.tui.screens.main import MainScreen
 from subq.tui.widgets.job_table import JobTable
-from test_tui import async_test, started, state_of, table, wait_until
+from test_tui import async_test, on, state_of, table, wait_until
 
 
 def drawn(jobs: JobTable) -> list[str]:
@@ -26,10 +26,10 @@ def line_of(jobs: JobTable, name: str) -> str:
 
 
 @async_test
-async def test_failed_reason_is_visible_at_80_columns(make_engine, clips) -> None:
+async def test_failed_reason_is_visible_at_80_columns(app_engine, clips) -> None:
     empty = clips["talk.mp4"].parent / "empty.mp4"
     empty.write_bytes(b"")
-    engine = started(make_engine, sample_memory=False)
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=[str(clips["noaudio.mp4"]), str(empty)])
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(
@@ -58,13 +58,13 @@ async def test_failed_reason_is_visible_at_80_columns(make_engine, clips) -> Non
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (140, 40), (160, 40)])
-def test_the_job_table_keeps_its_rows_at_every_size_with_a_long_log(make_engine, clips, size):
+def test_the_job_table_keeps_its_rows_at_every_size_with_a_long_log(app_engine, clips, size):
     """Before: at 120-159 columns the log panel grew with each line and pushed the job
     table down to two rows, then none. With jobs queued and 200 log lines the table
     keeps most of the screen, the panels stay inside it and do not overlap."""
     import time
 
-    engine = started(make_engine, paused=True, sample_memory=False)
+    engine = on(app_engine, paused=True)
     engine.add([str(clips["podcast.mp3"]), str(clips["talk.mp4"])])
     app = SubqApp(engine)
 
@@ -89,7 +89,7 @@ def test_the_job_table_keeps_its_rows_at_every_size_with_a_long_log(make_engine,
 NAMES = ("slides].mp4", "[Group] Anime - 01 [1080p].mkv", "[@click=app.quit].mp4")
 
 
-def test_file_names_are_text_in_toasts_titles_and_details(make_engine, clips):
+def test_file_names_are_text_in_toasts_titles_and_details(app_engine, clips):
     """Before: a failure toast for a name holding `[/slides]` raised MarkupError and the app
     exited; `[Group] ...` lost its tag; `[@click=app.quit]` in a name became an action."""
     from subq.tui.screens.details import DetailsScreen
@@ -101,7 +101,7 @@ def test_file_names_are_text_in_toasts_titles_and_details(make_engine, clips):
         path = folder / ("lecture [" if name == NAMES[0] else "") / name
         path.write_bytes(clips["noaudio.mp4"].read_bytes())
         paths.append(str(path))
-    engine = started(make_engine, sample_memory=False)
+    engine = on(app_engine)
     app = SubqApp(engine, start_paths=paths)
 
     async def run() -> None:

@@ -232,13 +232,12 @@ async def test_release_on_a_machine_without_a_gpu_is_one_short_toast(app) -> Non
 
 
 @async_test
-async def test_w_pauses_one_worker_from_its_row_and_the_other_goes_on(make_engine, clips):
+async def test_w_pauses_one_worker_from_its_row_and_the_other_goes_on(app_engine, clips):
     """Per-device control: w lists the workers; p on the highlighted row pauses that worker
     alone (its job goes back to the queue and finishes on the other one), p again resumes."""
     from subq.tui.screens.workers import WorkersScreen
 
-    engine = make_engine(Settings(keep_alive=-1, device="cpu,cpu"), sample_memory=False)
-    engine.start()
+    engine = app_engine(Settings(keep_alive=-1, device="cpu,cpu"))
     app = SubqApp(engine, start_paths=[str(clips["long.mp3"]), str(clips["podcast.mp3"])])
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: "cpu busy" in panel(app), 120, "a busy worker")
