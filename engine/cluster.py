@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from . import memory
-from .outputs import content_fingerprint
 from .worker_env import WorkerError
 from .worker_host import HostedProcess, WorkerSpec
 
@@ -225,17 +224,16 @@ class Cluster:
         with self._lock:
             return RayHost(self, self.places[entry])
 
-    def problem(self, entry: str, path: str) -> str | None:
-        """None when the entry's node reads the same file at `path`; else one line."""
+    def problem(self, entry: str, path: str, fingerprint: str) -> str | None:
+        """None when the entry's node reads the file of this `fingerprint` at `path`; else
+        one line."""
         with self._lock:
             place = self.places[entry]
         if not self.head_up():
             return None  # the cluster is gone: the worker's start says so, and stops the batch
         try:
             why = self.ray.get(
-                self._check.options(scheduling_strategy=self._on(place)).remote(
-                    path, content_fingerprint(Path(path))
-                ),
+                self._check.options(scheduling_strategy=self._on(place)).remote(path, fingerprint),
                 timeout=CHECK_SECONDS,
             )
         except Exception as exc:  # the node is going: its worker's death will say so

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from . import memory
 from . import worker_protocol as wp
@@ -22,6 +23,7 @@ from .events import Event, StageProgressed
 from .jobs import Job, JobState, Stage, clock
 from .models import ModelManager, NeedsMemory, WorkerDied
 from .orders import CANCEL, REMOVE, Order
+from .outputs import content_fingerprint
 from .pipeline import Outcome, Pipeline, StopRequested
 from .queue import JobQueue
 from .store import LeaseLost, Store
@@ -77,10 +79,11 @@ class EngineContext:
         self.models.pool.set_busy(entry, job.id)
         try:
             try:
-                if unseen := self._unseen(job, entry):  # a cluster node without the file
+                fingerprint, unseen = self._unseen(job, entry)
+                if unseen:  # a cluster node without the file
                     final = Outcome(JobState.FAILED, {"error": f"{job.name}: {unseen}"})
                 else:
-                    final = Pipeline(self, job, entry).run()
+                    final = Pipeline(self, job, entry, fingerprint).run()
             except WorkerDied as died:
                 final = self._worker_died(job, died)
             except ClusterError:  # the whole cluster is gone: the batch stops, the job waits
@@ -98,13 +101,15 @@ class EngineContext:
             self.entry.pop(job.id, None)
             self.models.pool.set_busy(entry, None)
 
-    def _unseen(self, job: Job, entry: str) -> str | None:
+    def _unseen(self, job: Job, entry: str) -> tuple[str, str | None]:
         """Why the cluster node of `entry` cannot run `job` (it reads another file or none at
-        its path), checked before the job's first window there; None on this machine."""
+        its path), checked before the job's first window there; None on this machine. With
+        the content's fingerprint the check made, so the pipeline does not hash it again."""
         cluster = self.models.pool.cluster
         if cluster is None or not cluster.owns(entry) or not os.path.isfile(job.path):
-            return None  # a missing file fails in the pipeline, with its usual message
-        return cluster.problem(entry, job.path)
+            return "", None  # a missing file fails in the pipeline, with its usual message
+        fingerprint = content_fingerprint(Path(job.path))
+        return fingerprint, cluster.problem(entry, job.path, fingerprint)
 
     def _worker_died(self, job: Job, died: WorkerDied) -> Outcome:
         """One window lost: the job goes back to the queue with its last stored checkpoint;

@@ -60,7 +60,9 @@ class Outcome:
 
 
 class Pipeline(TranslationStage):
-    def __init__(self, ctx: JobContext, job: Job, entry: str | None = None) -> None:
+    def __init__(
+        self, ctx: JobContext, job: Job, entry: str | None = None, fingerprint: str = ""
+    ) -> None:
         self.ctx = ctx
         self.job = job
         self.times: dict[str, float] = dict(job.stage_times)
@@ -70,7 +72,7 @@ class Pipeline(TranslationStage):
         self.settings: Settings = effective_settings(job.settings, self.device)
         self.options = StageOptions.build(self.settings, self.device)
         self.resume_from = job.resume_from
-        self.fingerprint = ""
+        self.fingerprint = fingerprint  # the content's hash, if the caller just made it
         self.language: str | None = None  # spoken, as given or detected (with the transcript)
         self.language_probability: float | None = None
         self._forced_flag = False
@@ -138,7 +140,7 @@ class Pipeline(TranslationStage):
         path = Path(job.path)
         started = time.perf_counter()
         info = prober.probe_isolated(path)  # a reader child: a crash costs this file only
-        self.fingerprint = content_fingerprint(path)
+        self.fingerprint = self.fingerprint or content_fingerprint(path)
         self.times["probe"] = time.perf_counter() - started
         self.job = job = dataclasses.replace(job, duration=info.duration)
         base = job.output_base or str(path.with_suffix(""))
