@@ -148,9 +148,11 @@ async def measure(tmp: Path, idle_s: float, busy_s: float) -> dict[str, Any]:
 
             engine.resume()
             deadline = time.monotonic() + 60
-            while engine.running_job is None and time.monotonic() < deadline:
+            # (a method was read as an attribute here before: never None, so the busy phase
+            # did not wait for a job to start, nor end when none ran)
+            busy = lambda: any(j.state == JobState.RUNNING for j in engine.jobs())  # noqa: E731
+            while not busy() and time.monotonic() < deadline:
                 await pilot.pause(0.05)
-            busy = lambda: engine.running_job is not None  # noqa: E731
             results["busy"] = await probes.phase(busy_s, busy)
             results["done"] = sum(j.state == JobState.DONE for j in engine.jobs())
             results["jobs"] = len(paths)

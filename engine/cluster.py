@@ -220,6 +220,14 @@ class Cluster:
         with self._lock:
             return entry in self.places
 
+    def node_of(self, entry: str) -> str:
+        with self._lock:
+            return self.places[entry].node_id
+
+    def alive_nodes(self) -> set[str]:
+        with self._lock:
+            return {self.places[entry].node_id for entry in self._alive}
+
     def host(self, entry: str) -> RayHost:
         with self._lock:
             return RayHost(self, self.places[entry])

@@ -68,6 +68,10 @@ class EngineContext:
         self.crashes: dict[int, int] = {}  # job id -> its workers' deaths in a row
         self.early_deaths: dict[int, int] = {}  # job id -> deaths before a call was taken
         self.entry: dict[int, str] = {}  # running job id -> the worker entry it runs on
+        # job id -> the cluster nodes that could not read its file: written by the lane
+        # threads that run jobs, read by the engine thread as it hands jobs out; one lock
+        self.unseen: dict[int, set[str]] = {}
+        self._unseen_lock = threading.Lock()
 
     def run(self, job: Job, entry: str | None = None) -> None:
         """Run one claimed job to its end (done, failed, paused, cancelled or interrupted),
@@ -81,7 +85,7 @@ class EngineContext:
             try:
                 fingerprint, unseen = self._unseen(job, entry)
                 if unseen:  # a cluster node without the file
-                    final = Outcome(JobState.FAILED, {"error": f"{job.name}: {unseen}"})
+                    final = self._not_here(job, entry, unseen)
                 else:
                     final = Pipeline(self, job, entry, fingerprint).run()
             except WorkerDied as died:
@@ -95,6 +99,9 @@ class EngineContext:
                 self.crashes.pop(job.id, None)
                 self.early_deaths.pop(job.id, None)
             self.queue.finish(job, final.state, final.changes)
+            if final.state != JobState.QUEUED:
+                with self._unseen_lock:
+                    self.unseen.pop(job.id, None)  # a retry asks every node again
         finally:
             self.queue.active.discard(job.id)
             self.start_anyway.discard(job.id)
@@ -110,6 +117,30 @@ class EngineContext:
             return "", None  # a missing file fails in the pipeline, with its usual message
         fingerprint = content_fingerprint(Path(job.path))
         return fingerprint, cluster.problem(entry, job.path, fingerprint)
+
+    def _not_here(self, job: Job, entry: str, why: str) -> Outcome:
+        """A node that cannot read the file hands it back for another node to try (some
+        clusters mount the media on some nodes only); it fails once no live node can."""
+        cluster = self.models.pool.cluster
+        assert cluster is not None
+        with self._unseen_lock:
+            tried = self.unseen.setdefault(job.id, set())
+            tried.add(cluster.node_of(entry))
+            untried = cluster.alive_nodes() - tried
+        if untried:
+            self.log("warning", f"{job.name}: {why}; another node will try it", job.id)
+            return Outcome(JobState.QUEUED, {"stage": None, "error": None})
+        others = f" (nor could {len(tried) - 1} other node(s))" if len(tried) > 1 else ""
+        return Outcome(JobState.FAILED, {"error": f"{job.name}: {why}{others}"})
+
+    def unseen_at(self, entry: str) -> set[int]:
+        """The jobs whose file the node of `entry` could not read: not handed to it again."""
+        cluster = self.models.pool.cluster
+        with self._unseen_lock:
+            if not self.unseen or cluster is None or not cluster.owns(entry):
+                return set()
+            node = cluster.node_of(entry)
+            return {job_id for job_id, nodes in self.unseen.items() if node in nodes}
 
     def _worker_died(self, job: Job, died: WorkerDied) -> Outcome:
         """One window lost: the job goes back to the queue with its last stored checkpoint;

@@ -16,6 +16,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from . import orders
@@ -80,12 +81,16 @@ class SharedQueue:
 
     # -- picking work and following other workers ------------------------------------
     @_locked
-    def next_runnable(self, spread: bool = False) -> Job | None:
+    def next_runnable(
+        self, spread: bool = False, avoid: AbstractSet[int] = frozenset()
+    ) -> Job | None:
         """The first runnable job this worker could claim, fresh from the store, with the
         orders left for it carried out first. `spread` (several workers share the batch):
-        the longest file of the one add at the head of the queue goes first (scheduling.py)."""
+        the longest file of the one add at the head of the queue goes first (scheduling.py).
+        `avoid`: jobs this worker must not take (its cluster node cannot read their files)."""
         self.refresh_foreign()  # a dead worker's job is taken up in queue order, first
-        waiting = [j for j in self.jobs() if j.state.runnable and j.id not in self.active]
+        busy = self.active | avoid
+        waiting = [j for j in self.jobs() if j.state.runnable and j.id not in busy]
         for job in longest_first(waiting) if spread else waiting:
             holder = self.store.claim(job.id)
             fresh = self.store.job(job.id)

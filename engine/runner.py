@@ -167,9 +167,6 @@ class Engine:
     def job(self, job_id: int) -> Job | None:
         return self.queue.job(job_id)
 
-    def running_job(self) -> int | None:
-        return self.queue.running
-
     @property
     def oom_count(self) -> int:
         return self.context.oom_count
@@ -235,15 +232,19 @@ class Engine:
     def _dispatch(self, entries: list[str]) -> bool:
         """Hand runnable jobs to free lanes; True if one was handed out."""
         free = [] if self._paused else self.lanes.free(entries, self.models.pool.held)
-        for n, entry in enumerate(free):  # several workers: longest first (scheduling.py)
-            job = self.queue.next_runnable(spread=len(entries) > 1)
-            if job is None:
-                return n > 0
-            self.queue.active.add(job.id)  # not handed to another lane meanwhile
-            self.models.busy()
-            self._set_state("running")
-            self.lanes.lanes[entry].give(job)
-        return bool(free)
+        handed = False
+        for entry in free:  # several workers: longest first (scheduling.py)
+            avoid = self.context.unseen_at(entry)  # files its cluster node could not read
+            job = self.queue.next_runnable(spread=len(entries) > 1, avoid=avoid)
+            if job is None and not avoid:
+                break  # nothing for any lane
+            if job is not None:
+                self.queue.active.add(job.id)  # not handed to another lane meanwhile
+                self.models.busy()
+                self._set_state("running")
+                self.lanes.lanes[entry].give(job)
+                handed = True
+        return handed
 
     def _has_work(self) -> bool:
         return not self._paused and self.queue.has_work()
