@@ -125,9 +125,9 @@ class ConsolePrinter:
             self._noted_gpu = True
             device = self._devices.get(job.id)
             on = f" on {device}" if device and self._several else ""
-            if job.id in self._seen:  # again, after its worker died: not one more file
-                at = f" at {job.resume_from:.1f} s" if job.resume_from else ""
-                self._line(f"Resuming {job.name}{at}{on}")
+            if job.id in self._seen:  # again (its worker died, its node could not read it)
+                again = f"Resuming {job.name} at {job.resume_from:.1f} s"
+                self._line((again if job.resume_from else f"Starting {job.name} again") + on)
                 return
             self._seen.add(job.id)
             self.started += 1
