@@ -85,6 +85,14 @@ def tree_rss(pid: int | None) -> int:
     return total
 
 
+NO_NVML = {  # why NVML would not start, in the words of someone who never heard of it
+    "NVMLError_LibraryNotFound": "no NVIDIA driver found",
+    "NVMLError_DriverNotLoaded": "the NVIDIA driver is not loaded",
+    "NVMLError_NoPermission": "no permission to use the NVIDIA driver",
+    "ModuleNotFoundError": "pynvml is not installed",
+}
+
+
 class Nvml:
     """A thin, failure-tolerant view of NVML; `ok` is False without a driver."""
 
@@ -98,7 +106,9 @@ class Nvml:
             self._nv = pynvml
             self.ok = True
         except Exception as exc:  # no library, no driver, no device: all mean "no GPU"
-            self.reason = f"no GPU: NVML not available ({type(exc).__name__})"
+            self.reason = "no GPU: " + NO_NVML.get(
+                type(exc).__name__, f"the NVIDIA driver did not answer ({type(exc).__name__})"
+            )
 
     def count(self) -> int:
         return self._call(lambda nv: nv.nvmlDeviceGetCount(), 0) if self.ok else 0

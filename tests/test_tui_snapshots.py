@@ -47,7 +47,7 @@ CLIPS = ("talk.mp4", "lecture.mkv", "podcast.mp3")
 
 def ram_samples() -> list[MemorySampled]:
     """What the sampler reports on a machine without a GPU, with fixed numbers."""
-    note = "no GPU: NVML not available (NVMLError_LibraryNotFound)"
+    note = "no GPU: no NVIDIA driver found"
     return [
         MemorySampled(
             rss_bytes=(300 + 40 * i) * MIB,
