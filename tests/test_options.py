@@ -116,3 +116,21 @@ def test_a_file_that_is_not_a_checkpoint_fails_its_job_in_one_line(clips, tmp_pa
     assert proc.returncode == 1
     assert f"{empty}: not a whisper checkpoint (EOFError)" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], []], ids=["subq run", "subq"])
+def test_a_bare_cluster_before_the_paths_means_auto(command, tmp_path):
+    """`--cluster FILE`: argparse alone took the file for the address, then asked for a
+    PATH. A file, a folder or a glob after a bare --cluster is a path; an address stays one."""
+    from subq.tui.cli import bare_cluster, build_main_parser, build_run_parser
+
+    parser = build_run_parser() if command else build_main_parser()
+    talk = tmp_path / "talk.mp4"
+    talk.write_bytes(b"x")
+    for given in (str(talk), str(tmp_path), str(tmp_path / "*.mp4")):
+        args = parser.parse_args(bare_cluster(["--cluster", given]))
+        assert (args.cluster, args.paths) == ("auto", [given])
+    args = parser.parse_args(bare_cluster(["--cluster", "10.0.0.5:6379", str(talk)]))
+    assert (args.cluster, args.paths) == ("10.0.0.5:6379", [str(talk)])
+    args = parser.parse_args(bare_cluster([str(talk), "--cluster"]))
+    assert (args.cluster, args.paths) == ("auto", [str(talk)])

@@ -299,8 +299,22 @@ def build_main_parser() -> argparse.ArgumentParser:
     return p
 
 
+def bare_cluster(argv: list[str]) -> list[str]:
+    """`--cluster talk.mp4`: a bare --cluster (auto) followed by the paths, which argparse
+    would take for the address and then ask for a PATH. A word that names a file or folder,
+    or is a glob, is never a Ray address."""
+    import glob
+    import os
+
+    for i, word in enumerate(argv[:-1]):
+        after = argv[i + 1]
+        if word == "--cluster" and (os.path.exists(after) or glob.has_magic(after)):
+            return [*argv[: i + 1], "auto", *argv[i + 1 :]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = bare_cluster(list(sys.argv[1:] if argv is None else argv))
     try:
         if argv[:1] == ["run"]:
             args = build_run_parser().parse_args(argv[1:])
