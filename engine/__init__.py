@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "split_list": "settings",
     # the state file
     "StateError": "store",
+    "saved_jobs": "store",
     "saved_work": "store",
     # media the picker and the table show
     "MEDIA_EXTENSIONS": "media",
@@ -144,4 +145,4 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         save_config,
         split_list,
     )
-    from .store import StateError, saved_work
+    from .store import StateError, saved_jobs, saved_work

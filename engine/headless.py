@@ -220,7 +220,8 @@ def summary(jobs: list[Job]) -> str:
     rows = [("#", "file", "state", "lang", "flags", "time", "detail")]
     for i, job in enumerate(jobs, 1):
         total = sum(t for _k, t in job.stage_times)
-        detail = job.error or (", ".join(Path(o).name for o in job.outputs) if job.outputs else "")
+        outputs = ", ".join(Path(o).name for o in job.outputs)
+        detail = job.error or outputs or _standing(job)
         time_ = f"{total:.1f}s" if total else ""
         flags = flag_list(job.flags) if job.state == JobState.DONE else ""
         rows.append((str(i), job.name, job.state.value, job.language or "", flags, time_, detail))
@@ -230,6 +231,13 @@ def summary(jobs: list[Job]) -> str:
         cells = [pad(r[c], widths[c]) for c in range(6)]
         lines.append("  ".join([*cells, r[6]]).rstrip())
     return "\n".join(lines)
+
+
+def _standing(job: Job) -> str:
+    """Where an unfinished job stands: its stage and the share done, or where it resumes."""
+    if job.state == JobState.RUNNING:
+        return f"{job.stage.value if job.stage else 'starting'} {job.progress:.0%}"
+    return f"resumes at {job.resume_from:.1f} s" if job.resume_from else ""
 
 
 def columns(text: str) -> int:

@@ -337,11 +337,17 @@ class Store(JobData):
 
 def saved_work(path: Path) -> bool:
     """Is there a queue to come back to? The app asks before an engine exists, to start paused."""
+    return any(j.state.runnable or j.state == JobState.RUNNING for j in saved_jobs(path))
+
+
+def saved_jobs(path: Path) -> list[Job]:
+    """The queue kept in the state file at `path` (none if there is no file), read with no
+    engine: `subq status` shows it after `subq stop`."""
     if not path.exists():
-        return False
+        return []
     store = Store(path)
     try:
-        return any(j.state.runnable or j.state == JobState.RUNNING for j in store.jobs())
+        return store.jobs()
     finally:
         store.close()
 

@@ -22,6 +22,7 @@ from subq.engine import (
     default_state_path,
     expand_paths,
     fmt_bytes,
+    saved_jobs,
     saved_work,
     summary,
 )
@@ -55,6 +56,11 @@ def run_attached(paths: list[str], settings: Settings, state: Path | None) -> in
             app.run()
         finally:
             client.close()
+    if app.left_running:
+        print(
+            f"subq: the batch goes on in your engine (pid {client.pid}): `subq` shows it "
+            "again, `subq status` prints it, `subq stop` ends it"
+        )
     return app.return_code or 0
 
 
@@ -62,6 +68,10 @@ def run_detached(paths: list[str], settings: Settings, state: Path | None, quiet
     """`subq run --detach PATHS`: hand the files to the user's engine and return at once."""
     state_path = state or default_state_path()
     files = [str(p) for p in expand_paths(paths)]
+    missing = [f for f in files if not os.path.exists(f)]  # a typo, or a glob that matched none
+    for path in missing:
+        print(f"subq: {path}: no such file (not queued)", file=sys.stderr)
+    files = [f for f in files if f not in missing]
     if not files:
         print(f"subq: no media files in {' '.join(paths)}", file=sys.stderr)
         return 2
@@ -81,16 +91,23 @@ def run_detached(paths: list[str], settings: Settings, state: Path | None, quiet
         for path in files:
             print(f"  {path}")
         print("`subq status` shows the queue, `subq` opens the app, `subq stop` ends it.")
-    return 0
+    return 1 if missing else 0
 
 
 def show_status(state: Path | None, as_json: bool) -> int:
-    """`subq status [--json]`: the engine's queue as it is now; 1 when no engine runs."""
+    """`subq status [--json]`: the engine's queue as it is now; 1 when no engine runs (then
+    the queue the state file keeps, which the next `subq` takes up)."""
     state_path = state or default_state_path()
     try:
         client = connect_engine(state_path, watch=False)
     except EngineUnavailable as exc:
-        print(json.dumps({"running": False}) if as_json else f"subq: {exc}")
+        kept = saved_jobs(state_path)
+        if as_json:
+            print(json.dumps({"running": False, "jobs": [job_json(j) for j in kept]}, indent=2))
+        else:
+            print(f"subq: {exc}" + ("; the queue it keeps:" if kept else ""))
+            if kept:
+                print(summary(kept))
         return 1
     jobs = client.jobs()
     if as_json:
@@ -101,19 +118,7 @@ def show_status(state: Path | None, as_json: bool) -> int:
             "paused": client.paused,
             "rss_bytes": client.rss_bytes,
             "models": [vars(m) for m in client.loaded_models],
-            "jobs": [
-                {
-                    "id": j.id,
-                    "path": j.path,
-                    "state": j.state.value,
-                    "language": j.language,
-                    "progress": j.progress,
-                    "outputs": list(j.outputs),
-                    "error": j.error,
-                    "flags": list(j.flags),
-                }
-                for j in jobs
-            ],
+            "jobs": [job_json(j) for j in jobs],
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -127,6 +132,22 @@ def show_status(state: Path | None, as_json: bool) -> int:
     )
     print(summary(jobs) if jobs else "the queue is empty")
     return 0
+
+
+def job_json(job: Any) -> dict[str, Any]:
+    """One job as `subq status --json` prints it."""
+    return {
+        "id": job.id,
+        "path": job.path,
+        "state": job.state.value,
+        "stage": job.stage.value if job.stage else None,
+        "language": job.language,
+        "progress": job.progress,
+        "resume_from": job.resume_from,
+        "outputs": list(job.outputs),
+        "error": job.error,
+        "flags": list(job.flags),
+    }
 
 
 def stop_service(state: Path | None) -> int:

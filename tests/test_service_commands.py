@@ -1,0 +1,65 @@
+"""`subq run --detach`, `subq status` and `subq stop` (issue 26): the commands a script, or
+a user back on the server, types. Real `subq` processes on a real engine service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+from subq.engine.client import EngineUnavailable, connect_engine
+
+
+@pytest.fixture
+def state(tmp_path: Path):
+    path = tmp_path / "q.db"
+    yield path
+    with contextlib.suppress(EngineUnavailable):
+        connect_engine(path).stop_engine(timeout=30)
+
+
+def subq(state: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", *args, "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_detach_status_and_stop_as_a_user_types_them(state, tmp_path):
+    story = Path(shutil.copy(DATA / "story.mp3", tmp_path / "story.mp3"))
+    typo = tmp_path / "stroy.mp3"
+    queued = subq(state, "run", "--detach", "--device", "cpu", str(story), str(typo))
+    # the typo is said at once, not found later in the queue; the rest is queued
+    assert queued.returncode == 1, queued
+    assert f"subq: {typo}: no such file (not queued)" in queued.stderr
+    assert "Queued 1 file(s) to the engine" in queued.stdout and str(story) in queued.stdout
+
+    deadline, line = time.monotonic() + 90, ""
+    while time.monotonic() < deadline:  # the table says how far the running file is
+        shown = subq(state, "status")
+        assert shown.returncode == 0, shown
+        line = next(ln for ln in shown.stdout.splitlines() if "story.mp3" in ln)
+        if "running" in line and "transcribe" in line and "%" in line:
+            break
+    assert "running" in line and "transcribe" in line and line.rstrip().endswith("%"), line
+    as_json = json.loads(subq(state, "status", "--json").stdout)
+    assert as_json["running"] and as_json["jobs"][0]["path"] == str(story)
+    assert as_json["jobs"][0]["state"] in ("running", "done")
+
+    stopped = subq(state, "stop")
+    assert stopped.returncode == 0 and "the queue is kept" in stopped.stdout, stopped
+    # no engine now: status says so (exit 1) and shows the queue the state file keeps
+    kept = subq(state, "status")
+    assert kept.returncode == 1 and "no engine runs" in kept.stdout, kept
+    row = next(ln for ln in kept.stdout.splitlines() if "story.mp3" in ln)
+    assert ("interrupted" in row and "resumes at" in row) or "done" in row, kept.stdout
+    kept_json = json.loads(subq(state, "status", "--json").stdout)
+    assert kept_json["running"] is False and kept_json["jobs"][0]["path"] == str(story)
