@@ -78,6 +78,7 @@ class EngineClient:
         self.state = EngineState(snap["state"])
         self._paused: bool = snap["paused"]
         self._models: list[LoadedModel] = list(wire.decode(snap["models"]))
+        self._earlier: tuple[Event, ...] = tuple(wire.decode(snap.get("log", [])))  # the log
         self.connected = True
         self._answers: dict[int, threading.Event] = {}  # wait_idle calls not answered yet
         self._idle: dict[int, bool] = {}
@@ -85,7 +86,11 @@ class EngineClient:
 
     # -- lifecycle ----------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> None:
+        """Hear the events from now on; first the lines logged before this client attached
+        (a line logged meanwhile may come before them, never be missed)."""
         self._subscribers.add(fn)
+        for said in self._earlier:
+            fn(said)
 
     def unsubscribe(self, fn: Callable[[Event], None]) -> None:
         self._subscribers.remove(fn)

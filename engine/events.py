@@ -238,6 +238,7 @@ class LogEmitted(Event):
     level: str
     message: str
     job_id: int | None = None
+    earlier: bool = False  # said before this app attached: for its log, not for a toast
 
 
 def _plain(value: Any) -> Any:

@@ -20,14 +20,16 @@ the other end; docs/architecture.md says why this shape.
   loaded for `idle_exit` seconds (the keep-alive setting; -1: never); `stop` or SIGTERM end
   it at the next safe point, the running file keeping its checkpoint.
 
-Ownership: `_lock` guards `_clients` and `_seq`; each client's socket is written by its
-own writer thread only and read by its own reader thread only.
+Ownership: `_lock` guards `_clients`, `_seq` and `_said`; each client's socket is written by
+its own writer thread only and read by its own reader thread only.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -40,12 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
+from .events import JobChanged, LogEmitted
+from .jobs import JobState
 from .private import private_dir
 from .service_socket import listen, peer_uid, socket_path, take_lock
 
 PROTOCOL = 1
 # events a client may fall behind by before it is dropped (tests make it small)
 BACKLOG = int(os.environ.get("SUBQ_CLIENT_BACKLOG", "20000"))
+LOG_KEPT = 500  # the last log lines an app that attaches is given: what happened meanwhile
 CALLS = frozenset(
     {
         "add",
@@ -155,6 +160,8 @@ class EngineService:
         self._lock = threading.Lock()
         self._clients: set[Client] = set()
         self._seq = 0
+        # the last log lines, for an app that attaches later (what happened while away)
+        self._said: collections.deque[Any] = collections.deque(maxlen=LOG_KEPT)
         self.stopping = threading.Event()
         self._idle_since = time.monotonic()
 
@@ -162,6 +169,8 @@ class EngineService:
     def publish(self, event: Any) -> None:
         with self._lock:
             self._seq += 1
+            if (said := _as_said(event)) is not None:
+                self._said.append(said)
             line = json.dumps({"op": "event", "seq": self._seq, "event": wire.encode(event)})
             data = line.encode() + b"\n"
             for client in list(self._clients):
@@ -223,7 +232,8 @@ class EngineService:
         with self._lock:
             seq = self._seq
             self._clients.add(client)
-        snapshot = self.snapshot()
+            said = list(self._said)  # up to `seq`, as the snapshot
+        snapshot = {**self.snapshot(), "log": wire.encode(said)}
         reply = {"op": "welcome", "version": mine, "seq": seq, "snapshot": snapshot}
         with self._lock:
             client.push(json.dumps(reply).encode() + b"\n")
@@ -292,6 +302,17 @@ class EngineService:
         for client in clients:
             client.send({"op": "ended"})
             client.finish()
+
+
+def _as_said(event: Any) -> LogEmitted | None:
+    """The line an app's log shows for `event`, kept for an app that attaches later: the
+    engine's own lines, and a file that failed with its reason (the app logs those itself)."""
+    if isinstance(event, LogEmitted):
+        return dataclasses.replace(event, earlier=True)
+    if isinstance(event, JobChanged) and event.job.state == JobState.FAILED != event.previous:
+        job, at = event.job, event.at
+        return LogEmitted("error", job.error or f"{job.name} failed", job.id, at=at, earlier=True)
+    return None
 
 
 def _rss() -> int:

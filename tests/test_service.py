@@ -291,6 +291,7 @@ async def test_quitting_the_attached_app_leaves_the_batch_running_or_stops_it(
         assert isinstance(app.screen, DetachScreen)
         await pilot.press("l")
         await wait_until(pilot, lambda: not app.is_running, what="the app ended")
+    assert app.left_running  # run_attached says where the batch goes on
     watcher = connect_engine(state)
     watcher.start()
     assert watcher.pid == client.pid and watcher.wait_idle(180)
@@ -305,9 +306,33 @@ async def test_quitting_the_attached_app_leaves_the_batch_running_or_stops_it(
         await wait_until(pilot, lambda: any(j.state == JobState.RUNNING for j in second.jobs()))
         await pilot.press("q", "s")
         await wait_until(pilot, lambda: not app.is_running, 60, "the app ended")
+    assert not app.left_running
     assert wait_for(lambda: not _service_answers(state), 30)
     with pytest.raises(EngineUnavailable):
         connect_engine(state)
+
+
+@async_test
+async def test_an_app_that_attaches_later_shows_what_was_logged_meanwhile(state, tmp_path):
+    """Back from lunch: the log tells what happened while no app was attached (a file that
+    failed, with its reason), in the log only: old news makes no toast."""
+    from subq.tui.app import SubqApp
+    from test_tui import log_text, wait_until
+
+    bad = Path(shutil.copy(DATA / "noaudio.mp4", tmp_path / "noaudio.mp4"))
+    first = attach_engine(state, Settings(keep_alive=-1))
+    first.start()
+    first.add([str(bad)])
+    assert wait_for(lambda: [j.state for j in first.jobs()] == [JobState.FAILED], 60)
+    first.close()  # the app that queued it is gone
+    later = connect_engine(state)
+    app = SubqApp(later)
+    later.start()
+    async with app.run_test(size=(120, 40)) as pilot:
+        said = lambda: " ".join(log_text(app).split())  # noqa: E731 (long lines wrap)
+        await wait_until(pilot, lambda: "no audio stream" in said(), what="the old line")
+        await pilot.pause(1.0)  # toasts are flushed about every half second
+        assert not list(app._notifications), [n.message for n in app._notifications]
 
 
 def _service_answers(state: Path) -> bool:

@@ -93,6 +93,7 @@ class SubqApp(App[int]):
         self.detached = bool(getattr(engine, "detached", False))  # an engine service's app
         self.main = MainScreen(engine)
         self.quitting = False
+        self.left_running = False  # quit with the batch going on in the engine service
         self.connected = False  # True once the main screen shows the engine's queue
 
     def notify(
@@ -225,9 +226,11 @@ class SubqApp(App[int]):
         """The engine is a service: leave it running (the default) or stop it."""
         from .screens.dialogs import DetachScreen
 
+        busy = self.work_in_progress()
+
         def answered(answer: str | None) -> None:
             if answer == "leave":
-                self.quitting = True
+                self.quitting, self.left_running = True, busy
                 self.engine.shutdown()  # detach; the batch goes on
                 self.exit(0)
             elif answer == "stop":
@@ -235,7 +238,7 @@ class SubqApp(App[int]):
                 self.main.stopping()
                 self._stop_service()
 
-        if self.work_in_progress():
+        if busy:
             self.push_screen(DetachScreen(), answered)
         else:
             answered("leave")  # nothing to leave running: the service ends when idle

@@ -271,10 +271,10 @@ class MainScreen(JobActions):
                     self._log("warning", text, now)
                     self._toast("warning", text, "warning")
             case LogEmitted(level=level, message=message, job_id=job_id):
-                self._log(level, message, now, job_id)
+                self._log(level, message, event.at if event.earlier else now, job_id)
                 if level == "error":
                     self._errors.append(message)
-                if level in ("warning", "error"):
+                if level in ("warning", "error") and not event.earlier:
                     self._toast(level, message, "error" if level == "error" else "warning")
 
     def _toast(self, title: str, message: str, severity: SeverityLevel) -> None:
