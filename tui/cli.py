@@ -24,12 +24,12 @@ from subq.engine import (
 )
 
 EPILOG = """examples:
-  subq run talk.mp4 lecture.mkv              write talk.srt, lecture.srt next to the inputs
+  subq run talk.mp4 lecture.mkv      write talk.srt and lecture.srt beside them
   subq run ~/videos --translate-to de,fr --format srt,vtt --output-dir subs/
   subq run talk.mp4 --format srt,json,ass --karaoke --max-line-width 32
-  subq run ~/videos --skip-subtitled         leave files that have subtitles already
-  subq demo                                  transcribe the bundled clip, offline
-  subq ~/videos                              open the app with a folder queued
+  subq run ~/videos --skip-subtitled leave files that have subtitles already
+  subq demo                          transcribe the bundled clip, offline
+  subq ~/videos                      open the app with a folder queued
 """
 
 
@@ -278,15 +278,15 @@ def build_main_parser() -> argparse.ArgumentParser:
         prog="subq",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
-        description="Subtitles for batches of videos on shared GPU servers. Without a "
+        description="Subtitles for batches of videos on shared GPU servers. Without a\n"
         "subcommand, opens the app with PATHS queued.\n\nsubcommands:\n"
-        "  run PATHS...   headless batch (see subq run --help); --detach queues to the engine\n"
-        "  status         the engine's queue (--json for scripts)\n"
-        "  stop           end the engine at its next safe point (the queue is kept)\n"
-        "  demo           transcribe the bundled sample clip\n\n"
-        "The app attaches to your engine, a background process per state file that goes on "
-        "when the terminal or SSH session ends; --here runs the engine inside the app.\n\n"
-        f"settings file: {config_path()}",
+        "  run PATHS...  headless batch (subq run --help); --detach: queue to the engine\n"
+        "  status        the engine's queue (--json for scripts)\n"
+        "  stop          end the engine at its next safe point (the queue is kept)\n"
+        "  demo          transcribe the bundled sample clip\n\n"
+        "The app attaches to your engine, a background process per state file that\n"
+        "goes on when the terminal or SSH session ends; --here runs the engine inside\n"
+        f"the app.\n\nsettings file: {config_path()}",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or globs to queue")
     p.add_argument(
