@@ -53,15 +53,16 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head and two worker nodes; the nodes hide any file named `hidden*` (node_read)."""
+    """A head and two worker nodes; both nodes hide any file named `hidden*`, and the first
+    one files named `half*` too (node_read: a node without the mount, in part)."""
     saved = os.environ.get("SUBQ_FAULTS")
-    os.environ["SUBQ_FAULTS"] = "node_read:ENOENT::hidden"  # inherited by the nodes only
     try:
         c = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 0, "object_store_memory": 80 * 2**20},
         )
-        for _ in range(2):
+        for hidden in ("hidden,node_read:ENOENT::half", "hidden"):
+            os.environ["SUBQ_FAULTS"] = f"node_read:ENOENT::{hidden}"  # that node's only
             c.add_node(**NODE)
         c.wait_for_nodes()
     finally:
@@ -94,7 +95,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def media(tmp_path: Path, *names: str) -> list[Path]:
     paths = []
     for name in names:
-        source = DATA / ("podcast.mp3" if name.startswith("hidden") else name)
+        source = DATA / ("podcast.mp3" if name.startswith(("hidden", "half")) else name)
         shutil.copy(source, tmp_path / name)
         paths.append(tmp_path / name)
     return paths
@@ -120,8 +121,24 @@ def test_a_batch_spreads_over_both_nodes_and_each_file_equals_its_local_run(
     unseen = [line for line in out.splitlines() if "not on shared storage?" in line]
     assert unseen, out
     assert f"cannot read {tmp_path / 'hidden.mp3'}: not on shared storage?" in unseen[0]
+    # both nodes were asked before it failed: the first handed it on, the second could not
+    assert "another node will try it" in unseen[0] and "(nor could 1 other node(s))" in out
     assert "Traceback" not in out
     assert not (tmp_path / "hidden.srt").exists()
+
+
+def test_a_file_one_node_cannot_read_is_done_by_the_other(cluster, clean, tmp_path):
+    """Some clusters mount the media on some nodes only. Two files, two free workers: the
+    first node is handed one it cannot read, says so, and the other node does both."""
+    paths = media(tmp_path, "half-1.mp3", "half-2.mp3")
+    proc = run(tmp_path / "s.db", "--cluster", cluster.address, *map(str, paths))
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    for path in paths:
+        assert path.with_suffix(".srt").read_text() == clean["podcast.mp3"], out
+    handed_on = [line for line in out.splitlines() if "another node will try it" in line]
+    assert handed_on and "half-" in handed_on[0] and "cannot read" in handed_on[0], out
+    assert "Traceback" not in out
 
 
 def test_a_node_removed_mid_file_resumes_on_the_other_node_with_identical_output(
