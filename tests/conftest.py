@@ -117,6 +117,17 @@ def subq_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def state(tmp_path: Path):
+    """A state file whose engine service, if any, is stopped after the test."""
+    from subq.engine.client import EngineUnavailable, connect_engine
+
+    path = tmp_path / "q.db"
+    yield path
+    with contextlib.suppress(EngineUnavailable):
+        connect_engine(path).stop_engine(timeout=30)
+
+
 @pytest.fixture(params=["in-process", "service"])
 def app_engine(request: pytest.FixtureRequest, make_engine, tmp_path: Path):
     """An engine as the app drives it: in this process, or the engine service attached to

@@ -7,7 +7,6 @@ other processes that connect, get killed, or pretend to be another user or versi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -25,15 +24,6 @@ from subq.engine.jobs import JobState
 from subq.engine.service_socket import socket_path
 from subq.engine.settings import Settings
 from test_tui import async_test
-
-
-@pytest.fixture
-def state(tmp_path: Path):
-    """A state file whose service, if any, is stopped after the test."""
-    path = tmp_path / "q.db"
-    yield path
-    with contextlib.suppress(EngineUnavailable):
-        connect_engine(path).stop_engine(timeout=30)
 
 
 def clean_run_srt(media: Path, tmp_path: Path) -> str:

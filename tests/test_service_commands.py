@@ -3,7 +3,6 @@ a user back on the server, types. Real `subq` processes on a real engine service
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -11,17 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import DATA
-from subq.engine.client import EngineUnavailable, connect_engine
-
-
-@pytest.fixture
-def state(tmp_path: Path):
-    path = tmp_path / "q.db"
-    yield path
-    with contextlib.suppress(EngineUnavailable):
-        connect_engine(path).stop_engine(timeout=30)
 
 
 def subq(state: Path, *args: str) -> subprocess.CompletedProcess:
