@@ -202,8 +202,9 @@ def probe(path: Path) -> MediaInfo:
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
-        raise MediaError(f"{path}: no such file") from None
+    except FileNotFoundError:  # a glob that matched nothing is kept as its own job
+        what = "no file matches this pattern" if glob.has_magic(str(path)) else "no such file"
+        raise MediaError(f"{path}: {what}") from None
     except OSError as exc:
         raise MediaError(f"{path}: cannot open: {exc.strerror or exc}") from None
     if path.is_dir():

@@ -37,6 +37,7 @@ def bad_batch(tmp_path: Path) -> dict[str, Path]:
     files = {
         "good1": shutil.copy(DATA / "podcast.mp3", media / "good one.mp3"),
         "missing": media / "missing.mp4",
+        "no_match": media / "*.webm",  # a glob that matches nothing
         "empty_folder": media / "no media here",
         "text": media / "notes.mp4",
         "truncated": media / "truncated.mp4",
@@ -60,6 +61,7 @@ def bad_batch(tmp_path: Path) -> dict[str, Path]:
 
 EXPECTED_ERRORS = {
     "missing": "no such file",
+    "no_match": "no file matches this pattern",
     "empty_folder": "folder with no media",
     "text": "not a media file",
     "noaudio": "no audio stream",
