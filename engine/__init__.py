@@ -52,8 +52,8 @@ _EXPORTS: dict[str, str] = {
     "split_list": "settings",
     # the state file
     "StateError": "store",
-    "saved_jobs": "store",
-    "saved_work": "store",
+    "saved_jobs": "saved_queue",
+    "saved_work": "saved_queue",
     # media the picker and the table show
     "MEDIA_EXTENSIONS": "media",
     "MediaError": "media",
@@ -133,6 +133,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
     from .prober import Prober, probe_isolated
     from .queue import reorder
     from .runner import Engine
+    from .saved_queue import saved_jobs, saved_work
     from .settings import (
         BACKENDS,
         CLEANUP_POLICIES,
@@ -145,4 +146,4 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         save_config,
         split_list,
     )
-    from .store import StateError, saved_jobs, saved_work
+    from .store import StateError

@@ -86,8 +86,10 @@ class EngineClient:
 
     # -- lifecycle ----------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Event], None]) -> None:
-        """Hear the events from now on; first the lines logged before this client attached
-        (a line logged meanwhile may come before them, never be missed)."""
+        """Hear the events from now on, and first the lines the engine logged before this
+        client attached (its welcome's). One logged since may come before them; one logged
+        between `start` and the first subscriber reaches no one, as any event then does
+        (the queue's mirror has their effect)."""
         self._subscribers.add(fn)
         for said in self._earlier:
             fn(said)

@@ -126,21 +126,29 @@ class EngineContext:
         with self._unseen_lock:
             tried = self.unseen.setdefault(job.id, set())
             tried.add(cluster.node_of(entry))
-            untried = cluster.alive_nodes() - tried
+            untried, others = cluster.alive_nodes() - tried, len(tried) - 1
         if untried:
             self.log("warning", f"{job.name}: {why}; another node will try it", job.id)
             return Outcome(JobState.QUEUED, {"stage": None, "error": None})
-        others = f" (nor could {len(tried) - 1} other node(s))" if len(tried) > 1 else ""
-        return Outcome(JobState.FAILED, {"error": f"{job.name}: {why}{others}"})
+        nor = f" (nor could {others} other node(s))" if others else ""
+        return Outcome(JobState.FAILED, {"error": f"{job.name}: {why}{nor}"})
 
     def unseen_at(self, entry: str) -> set[int]:
-        """The jobs whose file the node of `entry` could not read: not handed to it again."""
+        """The jobs whose file the node of `entry` could not read: not handed to it again
+        while a live node has not tried them. Once every live one has (the others left),
+        it may take them again, and the run fails them in one line (or reads them, if the
+        mount came back) instead of leaving them queued for ever. The notes of jobs no
+        longer waiting (cancelled, removed) go, so a retry asks every node again."""
         cluster = self.models.pool.cluster
         with self._unseen_lock:
             if not self.unseen or cluster is None or not cluster.owns(entry):
                 return set()
-            node = cluster.node_of(entry)
-            return {job_id for job_id, nodes in self.unseen.items() if node in nodes}
+        waiting = {j.id for j in self.queue.jobs() if not j.state.finished}
+        node, alive = cluster.node_of(entry), cluster.alive_nodes()
+        with self._unseen_lock:
+            for job_id in [j for j in self.unseen if j not in waiting]:
+                del self.unseen[job_id]
+            return {j for j, nodes in self.unseen.items() if node in nodes and not alive <= nodes}
 
     def _worker_died(self, job: Job, died: WorkerDied) -> Outcome:
         """One window lost: the job goes back to the queue with its last stored checkpoint;

@@ -169,8 +169,9 @@ class EngineService:
     def publish(self, event: Any) -> None:
         with self._lock:
             self._seq += 1
-            if (said := _as_said(event)) is not None:
-                self._said.append(said)
+            said = _as_said(event)
+            if said is not None and not (self._said and self._said[-1].message == said.message):
+                self._said.append(said)  # (a failure is often logged, then its job failed)
             line = json.dumps({"op": "event", "seq": self._seq, "event": wire.encode(event)})
             data = line.encode() + b"\n"
             for client in list(self._clients):

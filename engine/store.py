@@ -234,7 +234,7 @@ class Store(JobData):
                 else self._rows_by_id(ids)
             )
             names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description]
-        return [_job_from_row(dict(zip(names, r, strict=True))) for r in rows]
+        return [job_from_row(dict(zip(names, r, strict=True))) for r in rows]
 
     def _rows_by_id(self, ids: list[int]) -> list[Any]:
         marks = ",".join("?" * len(ids))
@@ -335,24 +335,7 @@ class Store(JobData):
             leases.mark_interrupted(db, job_ids)
 
 
-def saved_work(path: Path) -> bool:
-    """Is there a queue to come back to? The app asks before an engine exists, to start paused."""
-    return any(j.state.runnable or j.state == JobState.RUNNING for j in saved_jobs(path))
-
-
-def saved_jobs(path: Path) -> list[Job]:
-    """The queue kept in the state file at `path` (none if there is no file), read with no
-    engine: `subq status` shows it after `subq stop`."""
-    if not path.exists():
-        return []
-    store = Store(path)
-    try:
-        return store.jobs()
-    finally:
-        store.close()
-
-
-def _job_from_row(row: dict[str, Any]) -> Job:
+def job_from_row(row: dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
         path=row["path"],

@@ -18,6 +18,7 @@ from typing import Any
 from subq.engine import (
     EngineUnavailable,
     Settings,
+    StateError,
     attach_engine,
     connect_engine,
     default_state_path,
@@ -103,13 +104,16 @@ def show_status(state: Path | None, as_json: bool) -> int:
     try:
         client = connect_engine(state_path, watch=False)
     except EngineUnavailable as exc:
-        kept = saved_jobs(state_path)
+        try:
+            kept, unread = saved_jobs(state_path), ""
+        except StateError as err:  # another version's file, or not one of ours
+            kept, unread = [], str(err)
         if as_json:
-            print(json.dumps({"running": False, "jobs": [job_json(j) for j in kept]}, indent=2))
+            jobs = [job_json(j) for j in kept]
+            print(json.dumps({"running": False, "jobs": jobs, "error": unread or None}, indent=2))
         else:
             print(f"subq: {exc}" + ("; the queue it keeps:" if kept else ""))
-            if kept:
-                print(summary(kept))
+            print(summary(kept) if kept else unread, end="\n" if kept or unread else "")
         return 1
     jobs = client.jobs()
     if as_json:

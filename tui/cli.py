@@ -302,13 +302,17 @@ def build_main_parser() -> argparse.ArgumentParser:
 def bare_cluster(argv: list[str]) -> list[str]:
     """`--cluster talk.mp4`: a bare --cluster (auto) followed by the paths, which argparse
     would take for the address and then ask for a PATH. A word that names a file or folder,
-    or is a glob, is never a Ray address."""
+    or is a glob, is a path, unless it reads as an address: auto, local, ray://..., an
+    option, or HOST:PORT ([::1]:6379 too)."""
     import glob
     import os
+    import re
 
     for i, word in enumerate(argv[:-1]):
         after = argv[i + 1]
-        if word == "--cluster" and (os.path.exists(after) or glob.has_magic(after)):
+        address = after in ("auto", "local") or after.startswith(("ray://", "-"))
+        address = address or bool(re.fullmatch(r"\[?[\w.:-]+\]?:\d+", after))
+        if word == "--cluster" and not address and (os.path.exists(after) or glob.has_magic(after)):
             return [*argv[: i + 1], "auto", *argv[i + 1 :]]
     return argv
 

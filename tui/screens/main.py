@@ -272,7 +272,7 @@ class MainScreen(JobActions):
                     self._toast("warning", text, "warning")
             case LogEmitted(level=level, message=message, job_id=job_id):
                 self._log(level, message, event.at if event.earlier else now, job_id)
-                if level == "error":
+                if level == "error" and not event.earlier:  # a retry failing alike is news
                     self._errors.append(message)
                 if level in ("warning", "error") and not event.earlier:
                     self._toast(level, message, "error" if level == "error" else "warning")
