@@ -31,7 +31,8 @@ from test_persistence import read_events, transcribe_progress  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 FILES = ("talk.mp4", "podcast.mp3", "long.mp3")
-NODE = {"num_cpus": 1, "resources": {"fake_gpu": 1}, "object_store_memory": 80 * 2**20}
+STORE = {"object_store_memory": 80 * 2**20}
+NODE = {"num_cpus": 1, "resources": {"fake_gpu": 1}, **STORE}
 
 
 def run(state: Path, *args: str, events: Path | None = None, **popen) -> subprocess.Popen:
@@ -139,6 +140,36 @@ def test_a_file_one_node_cannot_read_is_done_by_the_other(cluster, clean, tmp_pa
     handed_on = [line for line in out.splitlines() if "another node will try it" in line]
     # once: the node that said no is not handed the file again (it would say no again)
     assert len(handed_on) == 1 and "half-" in handed_on[0] and "cannot read" in handed_on[0], out
+    assert "Traceback" not in out
+
+
+def test_files_one_node_refuses_fail_in_one_line_once_the_other_node_leaves(tmp_path):
+    """Node A cannot read either file; node B takes one and leaves mid-file. A must not wait
+    for ever on the one it handed on (it did, once every other node was gone): each file
+    ends failed in one line and the run ends."""
+    own = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **STORE})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SUBQ_FAULTS", "node_read:ENOENT::half")  # node A's only
+        own.add_node(**NODE)
+    leaving = own.add_node(**NODE)
+    own.wait_for_nodes()
+    paths = [Path(shutil.copy(DATA / "story.mp3", tmp_path / f"half-{i}.mp3")) for i in (1, 2)]
+    events = tmp_path / "events.jsonl"
+    proc = run(tmp_path / "s.db", "--cluster", own.address, *map(str, paths), events=events)
+    try:
+        assert wait_for(lambda: any(transcribe_progress(events, 0.1, p) for p in paths), 240)
+        own.remove_node(leaving, allow_graceful=False)
+        out = finish(proc, 300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        own.shutdown()
+    assert proc.returncode == 1, out
+    assert "another node will try it" in out, out
+    failed = [line for line in out.splitlines() if line.startswith("error:")]
+    for path in paths:
+        assert any(f"cannot read {path}" in line for line in failed), out
+        assert not path.with_suffix(".srt").exists()
     assert "Traceback" not in out
 
 
