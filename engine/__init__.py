@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "absolute": "media",
     "expand_path": "media",
     "expand_paths": "media",
+    "missing_file": "media",
     "is_media": "media",
     "probe": "media",
     "Prober": "prober",
@@ -126,6 +127,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
         expand_path,
         expand_paths,
         is_media,
+        missing_file,
         probe,
     )
     from .memory import CONTEXT_NOTE, device_problem

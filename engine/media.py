@@ -178,12 +178,17 @@ def absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
+def missing_file(path: str | Path) -> str:
+    """Why `path` names no file: a glob that matched nothing is kept as a job of its own."""
+    return "no file matches this pattern" if glob.has_magic(str(path)) else "no such file"
+
+
 def _open(path: Path):  # -> BinaryIO
     try:
         faults.maybe_fail("open", str(path))
         return open(path, "rb")
     except FileNotFoundError:
-        raise MediaError(f"{path}: no such file") from None
+        raise MediaError(f"{path}: {missing_file(path)}") from None
     except IsADirectoryError:
         raise MediaError(f"{path}: is a folder with no media files") from None
     except PermissionError:
@@ -202,9 +207,8 @@ def probe(path: Path) -> MediaInfo:
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:  # a glob that matched nothing is kept as its own job
-        what = "no file matches this pattern" if glob.has_magic(str(path)) else "no such file"
-        raise MediaError(f"{path}: {what}") from None
+    except FileNotFoundError:
+        raise MediaError(f"{path}: {missing_file(path)}") from None
     except OSError as exc:
         raise MediaError(f"{path}: cannot open: {exc.strerror or exc}") from None
     if path.is_dir():
@@ -220,8 +224,6 @@ def probe(path: Path) -> MediaInfo:
                 duration = _duration(container, stream)
                 fmt = container.format.name
                 subtitles = tuple(_language(s) for s in container.streams.subtitles)
-        except MediaError:
-            raise
         except (av.error.InvalidDataError, av.error.EOFError):
             raise MediaError(f"{path}: not a media file, or the file is corrupt") from None
         except av.error.FFmpegError as exc:

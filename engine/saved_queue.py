@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from .jobs import Job, JobState
-from .store import StateError, Store, job_from_row
+from .store import StateError, Store, jobs_from_rows
 
 
 def saved_work(path: Path) -> bool:
@@ -34,8 +34,7 @@ def saved_jobs(path: Path) -> list[Job]:
         db = sqlite3.connect(f"file:{pathname2url(str(path))}?mode=ro", uri=True, timeout=5)
         try:
             cursor = db.execute("SELECT * FROM jobs ORDER BY position, id")
-            names = [d[0] for d in cursor.description]
-            return [job_from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+            return jobs_from_rows([d[0] for d in cursor.description], cursor.fetchall())
         finally:
             db.close()
     except (sqlite3.Error, KeyError, ValueError) as exc:

@@ -234,7 +234,7 @@ class Store(JobData):
                 else self._rows_by_id(ids)
             )
             names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description]
-        return [job_from_row(dict(zip(names, r, strict=True))) for r in rows]
+        return jobs_from_rows(names, rows)
 
     def _rows_by_id(self, ids: list[int]) -> list[Any]:
         marks = ",".join("?" * len(ids))
@@ -335,7 +335,12 @@ class Store(JobData):
             leases.mark_interrupted(db, job_ids)
 
 
-def job_from_row(row: dict[str, Any]) -> Job:
+def jobs_from_rows(names: list[str], rows: list[Any]) -> list[Job]:
+    """Rows of the jobs table (`SELECT *`, its column `names`) as jobs."""
+    return [_job_from_row(dict(zip(names, r, strict=True))) for r in rows]
+
+
+def _job_from_row(row: dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
         path=row["path"],

@@ -7,7 +7,6 @@ the service itself is engine/service.py.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from subq.engine import (
     default_state_path,
     expand_paths,
     fmt_bytes,
+    missing_file,
     saved_jobs,
     saved_work,
     summary,
@@ -72,8 +72,7 @@ def run_detached(paths: list[str], settings: Settings, state: Path | None, quiet
     files = [str(p) for p in expand_paths(paths)]
     missing = [f for f in files if not os.path.exists(f)]  # a typo, or a glob that matched none
     for path in missing:
-        what = "no file matches this pattern" if glob.has_magic(path) else "no such file"
-        print(f"subq: {path}: {what} (not queued)", file=sys.stderr)
+        print(f"subq: {path}: {missing_file(path)} (not queued)", file=sys.stderr)
     files = [f for f in files if f not in missing]
     if not files:
         print(f"subq: no media files in {' '.join(paths)}", file=sys.stderr)
