@@ -62,7 +62,9 @@ class EngineContext:
         self._stopping = stopping
         self._nvml = nvml
         # an order from another process to stop a running job becomes this engine's cancel
-        self.heartbeat = Heartbeat(self.store, lambda: set(queue.active), stopping, cancel)
+        self.heartbeat = Heartbeat(
+            self.store, lambda: set(queue.active), stopping, cancel, queue.follow_freed
+        )
         self.start_anyway: set[int] = set()
         self.oom_count = 0
         self.crashes: dict[int, int] = {}  # job id -> its workers' deaths in a row
@@ -271,11 +273,13 @@ class Heartbeat:
         running: Callable[[], set[int]],
         stopping: threading.Event,
         cancel: Callable[[int], None],
+        freed: Callable[[list[int]], None],
     ) -> None:
         self._store = store
         self._running = running
         self._stopping = stopping
         self._cancel = cancel
+        self._freed = freed  # jobs of dead holders it freed, for the queue to show
         self._cancelled: set[int] = set()  # jobs whose stop order was handed on
         self.lost: dict[int, str] = {}  # job id -> why its lease is gone
 
@@ -289,12 +293,14 @@ class Heartbeat:
                 continue
             found: list[Order] = []
             try:
-                renewed, found = self._store.heartbeat_and_orders(sorted(running))
+                renewed, found, freed = self._store.heartbeat_and_orders(sorted(running))
                 held = set(renewed)
             except Exception as exc:
                 held, reason = set(), f"cannot renew its lease: {exc}"
             else:
                 reason = "its lease was taken by another worker"
+                if freed:
+                    self._freed(freed)
             for order in found:  # cancel and remove stop the job; the rest wait for its end
                 if order.kind in (CANCEL, REMOVE) and order.job_id not in self._cancelled:
                     self._cancelled.add(order.job_id)

@@ -132,11 +132,16 @@ class SharedQueue:
                     job.settings,
                 ):
                     self._sync(job.id, fresh)
-        for job_id in self.store.recover_stale():
-            if self.job(job_id) is not None:
-                self._sync(job_id, self.store.job(job_id))
+        self.follow_freed(self.store.recover_stale())
         if self.asked:
             self._follow_asked()
+
+    @_locked
+    def follow_freed(self, job_ids: list[int]) -> None:
+        """Show the jobs freed from dead holders (here or by the heartbeat) as they now are."""
+        for job_id in job_ids:
+            if self.job(job_id) is not None:
+                self._sync(job_id, self.store.job(job_id))
 
     def _follow_asked(self) -> None:
         waiting = {o.job_id for o in self.store.pending_orders(sorted(self.asked)) if o.mine}

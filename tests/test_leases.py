@@ -47,7 +47,9 @@ def test_a_dead_workers_job_is_freed_at_once_and_taken_up_next(clips, tmp_path):
     ]
     # The dead worker's job is taken up right after the survivor's current one, in queue order.
     assert started.index(dead_job) == started.index(busy_job) + 1, started
-    assert freed_after < 5, freed_after  # not after the survivor's own queue (was 49 s)
+    # within a beat or two of its heartbeat, not at its next window or after its own
+    # queue (was 49 s)
+    assert freed_after < 5, freed_after
     gone = [
         e
         for e in read_events(tmp_path / "b.jsonl")
