@@ -7,8 +7,10 @@ from __future__ import annotations
 from subq.engine import Settings, config_path, load_config
 from subq.tui.app import SubqApp
 from subq.tui.screens.main import MainScreen
+from subq.tui.screens.picker import PickerScreen
 from subq.tui.screens.settings import SettingsScreen
 from test_tui import async_test, wait_until
+from textual import events
 from textual.widgets import Input, Select, Static
 
 
@@ -51,3 +53,48 @@ async def test_layout_and_formats_are_validated_saved_and_applied(app_engine) ->
     assert saved.keep_junk is True and saved.skip_subtitled is True  # the two switches
     assert (saved.max_line_width, saved.max_lines) == (32, 1)
     assert (saved.max_cue_seconds, saved.max_cps) == (5.5, 20.0)
+
+
+@async_test
+async def test_keys_typed_while_the_form_is_built_reach_the_model_field(app_engine) -> None:
+    """As a fast typist (or tmux send-keys) does: `s` and the model's name in one go. The
+    form takes a few tenths of a second to build; keys that came meanwhile were lost."""
+    engine = app_engine(Settings(keep_alive=-1), paused=True)
+    app = SubqApp(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in "sbase":  # queued at once: none waits for the screen before it
+            app.post_message(events.Key(key, key))
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        model = app.screen.query_one("#model", Input)
+        await wait_until(pilot, lambda: model.value == "base", what=f"base, not {model.value!r}")
+
+
+@async_test
+async def test_a_refused_value_is_said_where_an_80x24_screen_shows_it(app_engine) -> None:
+    """The line under the form is below the fold at 80x24: a refused save also says why in
+    a notification, and the form scrolls to the line."""
+    engine = app_engine(Settings(keep_alive=-1), paused=True)
+    app = SubqApp(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        app.screen.query_one("#max_line_width", Input).value = "5"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert any("--max-line-width" in n.message for n in app._notifications)
+        error = app.screen.query_one("#settings-error", Static)
+        assert error.region.y < 24 and error.region.height > 0  # on screen, not below it
+        assert isinstance(app.screen, SettingsScreen) and engine.settings.max_line_width == 42
+
+
+@async_test
+async def test_a_path_typed_straight_after_a_is_in_the_pickers_field(app_engine) -> None:
+    engine = app_engine(Settings(keep_alive=-1), paused=True)
+    app = SubqApp(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in "a/tmp/x":
+            app.post_message(events.Key(key, key))
+        await wait_until(pilot, lambda: isinstance(app.screen, PickerScreen), what="picker")
+        field = app.screen.query_one("#picker-input", Input)
+        typed = f"/tmp/x, not {field.value!r}"
+        await wait_until(pilot, lambda: field.value == "/tmp/x", what=typed)

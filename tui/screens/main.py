@@ -69,6 +69,14 @@ GROUPS = {
 }
 
 
+class Probed(Message):
+    """Durations read by the probe worker, by job id (None: not readable media)."""
+
+    def __init__(self, durations: dict[int, float | None]) -> None:
+        super().__init__()
+        self.durations = durations
+
+
 class MainScreen(JobActions):
     """The queue at a glance; owns the per-job log lines the details screen shows."""
 
@@ -76,7 +84,8 @@ class MainScreen(JobActions):
     """What the user asked for last (the engine confirms it at its next safe point)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "add", "Add", id="add", tooltip="Add files or folders to the queue"),
+        # a and s open forms: priority, so they open before the keys typed next are lost
+        Binding("a", "add", "Add", id="add", tooltip="Queue files or folders", priority=True),
         Binding(
             "p",
             "pause",
@@ -162,16 +171,10 @@ class MainScreen(JobActions):
             "settings",
             "Settings",
             id="settings",
+            priority=True,
             tooltip="Model, languages, formats, output folder, memory policy",
         ),
     ]
-
-    class Probed(Message):
-        """Durations read by the probe worker, by job id (None: not readable media)."""
-
-        def __init__(self, durations: dict[int, float | None]) -> None:
-            super().__init__()
-            self.durations = durations
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
@@ -318,9 +321,9 @@ class MainScreen(JobActions):
             except Exception:  # MediaError, OSError, anything: every row gets its answer
                 durations[job_id] = None
             if len(durations) >= 50:
-                self.post_message(self.Probed(durations))
+                self.post_message(Probed(durations))
                 durations = {}
-        self.post_message(self.Probed(durations))
+        self.post_message(Probed(durations))
 
     @on(Probed)
     def _probed(self, message: Probed) -> None:

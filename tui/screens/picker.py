@@ -22,7 +22,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.timer import Timer
 from textual.widgets import DirectoryTree, Footer, Input, Static
@@ -30,6 +29,7 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from ..widgets.formatting import display_path, short_duration, theme_style
+from .form import FormScreen
 
 MAX_SUGGEST = 2000  # entries read from one folder for a completion
 
@@ -169,8 +169,10 @@ class MediaTree(DirectoryTree):
             self.move_cursor(node.parent)
 
 
-class PickerScreen(Screen[list[str] | None]):
+class PickerScreen(FormScreen[list[str] | None]):
     """Answers with the files to add, or None."""
+
+    FIRST_FIELD = "#picker-input"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "Back", id="picker_back"),
@@ -220,7 +222,7 @@ class PickerScreen(Screen[list[str] | None]):
         # typing goes to the path: `a`, then "/data/*.mp3" and Enter adds what was typed
         # (with the tree focused the keys went nowhere and Enter added the whole folder);
         # down or tab moves to the tree
-        self.query_one(PathInput).focus()
+        self.focus_first_field()
         self._recount()
 
     @property

@@ -25,10 +25,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ..widgets.formatting import display_path
+from .form import FormScreen
 
 if TYPE_CHECKING:
     from subq.engine import Engine
@@ -90,8 +90,10 @@ LAYOUT_FIELDS = ("formats", "max_line_width", "max_lines", "max_cue_seconds", "m
 BACKEND_LABELS = {"auto": "auto (faster-whisper on CPU, whisper on CUDA)"}
 
 
-class SettingsScreen(Screen[None]):
+class SettingsScreen(FormScreen[None]):
     """ctrl+s saves; escape leaves without saving."""
+
+    FIRST_FIELD = "#model"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="settings_save"),
@@ -154,7 +156,7 @@ class SettingsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#model", Input).focus()  # the first field: typing goes somewhere seen
+        self.focus_first_field()  # typing goes somewhere seen, from the first key
 
     def _text(self, name: str, s: Settings) -> ComposeResult:
         label, hint = TEXT_FIELDS[name]
@@ -239,17 +241,14 @@ class SettingsScreen(Screen[None]):
         return values
 
     def action_save(self) -> None:
-        error = self.query_one("#settings-error", Static)
         try:
             settings = self.read()
             path = save_config(settings)
         except SettingsError as exc:
-            error.update(Text(str(exc)))
-            error.add_class("-error")
+            self._refused(str(exc))
             return
         except OSError as exc:
-            error.update(Text(f"cannot write the settings file: {exc.strerror or exc}"))
-            error.add_class("-error")
+            self._refused(f"cannot write the settings file: {exc.strerror or exc}")
             return
         self.engine.update_settings(settings)
         self.notify(
@@ -257,6 +256,15 @@ class SettingsScreen(Screen[None]):
             title="Settings",
         )
         self.dismiss()
+
+    def _refused(self, why: str) -> None:
+        """Said under the form, scrolled into view, and in a notification: on a short
+        terminal the line under the form is below the fold."""
+        error = self.query_one("#settings-error", Static)
+        error.update(Text(why))
+        error.add_class("-error")
+        error.scroll_visible(animate=False)
+        self.notify(why, title="Not saved", severity="error", markup=False)
 
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
