@@ -540,6 +540,12 @@ async def test_help_lists_every_key_and_palette_runs_actions(app_engine) -> None
             "esc",
         ):
             assert key in text, key
+        # the quit dialog this app opens: leave-or-stop for a service, pause for its own engine
+        if app.detached:
+            assert "quit dialog: l / s / c" in text
+            assert "leave it running / stop the batch / cancel" in text
+        else:
+            assert "quit dialog: p / c" in text and "pause and quit / cancel" in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

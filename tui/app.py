@@ -196,7 +196,18 @@ class SubqApp(App[int]):
             [self.get_key_display(Binding("ctrl+p", ""))],
             "command palette: every action by name",
         )
-        self.push_screen(HelpScreen(keys))
+        self.push_screen(HelpScreen(keys, self._quit_dialog_keys()))
+
+    def _quit_dialog_keys(self) -> tuple[str, str]:
+        """The help line for the quit dialog this app opens, read off its bindings."""
+        from .screens.dialogs import DetachScreen, QuitScreen
+
+        dialog = DetachScreen if self.detached else QuitScreen
+        answers: dict[str, Binding] = {}  # its first key for each answer, in order
+        for binding in Binding.make_bindings(dialog.BINDINGS):
+            answers.setdefault(binding.action, binding)
+        keys = " / ".join(b.key for b in answers.values())
+        return f"quit dialog: {keys}", " / ".join(b.description.lower() for b in answers.values())
 
     def work_in_progress(self) -> bool:
         """A job running, or runnable jobs while the batch is not paused."""

@@ -32,7 +32,6 @@ ELSEWHERE = [
     ("details: o", "preview the next subtitle file"),
     ("settings: ctrl+s", "save (applies to jobs not started yet); esc: back"),
     ("unload: w / t / a", "whisper / translation / all"),
-    ("quit dialog: p / c", "pause and quit (queue kept) / stay"),
 ]
 
 
@@ -43,10 +42,15 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close", id="help_close"),
     ]
 
-    def __init__(self, keys: dict[str, tuple[list[str], str]]) -> None:
-        """`keys` maps a binding id to (key displays, description), from the live bindings."""
+    def __init__(
+        self, keys: dict[str, tuple[list[str], str]], quit_dialog: tuple[str, str]
+    ) -> None:
+        """`keys` maps a binding id to (key displays, description), from the live bindings;
+        `quit_dialog` is the line for the dialog this app's quit opens (it depends on
+        whether the engine is in this process or a service), from that dialog's bindings."""
         super().__init__()
         self.keys = keys
+        self.quit_dialog = quit_dialog
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body") as body:
@@ -59,7 +63,7 @@ class HelpScreen(ModalScreen[None]):
                     yield _section(group, rows)
                 yield _section("Moving around", NAV)
                 yield _section("File picker (a)", PICKER)
-                yield _section("Other screens", ELSEWHERE)
+                yield _section("Other screens", [*ELSEWHERE, self.quit_dialog])
         yield Footer()
 
 
