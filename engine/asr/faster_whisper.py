@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import faults
+from ..packaged import packaged_fix
 from .base import (
     Audio,
     Checkpoint,
@@ -124,9 +125,11 @@ def load_ct2(name: str, device: str, *, compute_type: str | None = None) -> CT2M
         try:  # a name or repo id: faster-whisper's own download (or its Hugging Face cache)
             target = str(faster_whisper.download_model(target))
         except Exception as exc:
+            fix = packaged_fix(name) or (
+                "give a CTranslate2 model folder with --model, or use --backend whisper"
+            )
             raise ModelLoadError(
-                f"cannot download faster-whisper model {name} (no network?): give a "
-                "CTranslate2 model folder with --model, or use --backend whisper "
+                f"cannot download faster-whisper model {name} (no network?): {fix} "
                 f"({type(exc).__name__})"
             ) from None
     meter = _Meter(kind)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import faults
+from ..packaged import packaged_fix
 from .base import (
     Audio,
     Checkpoint,
@@ -68,10 +69,10 @@ def load_whisper(name: str, device: str) -> Whisper:
     except (OSError, urllib.error.URLError) as exc:
         if Path(target).exists():
             raise ModelLoadError(f"{target}: cannot read checkpoint: {exc}") from None
-        raise ModelLoadError(
-            f"cannot download whisper model {name} (no network?): give a checkpoint path "
-            "with --model, or put the file in ~/.cache/whisper"
-        ) from None
+        fix = packaged_fix(name) or (
+            "give a checkpoint path with --model, or put the file in ~/.cache/whisper"
+        )
+        raise ModelLoadError(f"cannot download whisper model {name} (no network?): {fix}") from None
     except (KeyError, TypeError, ValueError, EOFError) as exc:  # EOFError: an empty or cut file
         raise ModelLoadError(f"{target}: not a whisper checkpoint ({type(exc).__name__})") from None
     except RuntimeError as exc:
