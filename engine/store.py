@@ -259,11 +259,6 @@ class Store(JobData):
         with self.transaction() as db:
             return leases.claim(db, job_id)
 
-    def heartbeat(self, job_ids: list[int]) -> list[int]:
-        """Renew this worker's leases; returns the jobs whose lease it still holds."""
-        with self.transaction() as db:
-            return leases.renew(db, job_ids)
-
     def release(self, job_id: int) -> None:
         with self.transaction() as db:
             leases.release(db, job_id)

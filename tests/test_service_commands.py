@@ -54,3 +54,40 @@ def test_detach_status_and_stop_as_a_user_types_them(state, tmp_path):
     assert ("interrupted" in row and "resumes at" in row) or "done" in row, kept.stdout
     kept_json = json.loads(subq(state, "status", "--json").stdout)
     assert kept_json["running"] is False and kept_json["jobs"][0]["path"] == str(story)
+
+
+def test_status_read_by_a_pipe_that_closes_early_ends_quietly(tmp_path):
+    """`subq status | head -1`: the reader leaves after a line. Before, Python's
+    BrokenPipeError traceback followed on the terminal."""
+    from subq.engine import Settings
+    from subq.engine.store import Store
+
+    state = tmp_path / "q.db"
+    store = Store(state)
+    try:  # a kept queue longer than a pipe's buffer, so the writer meets the closed end
+        rows = [
+            (str(tmp_path / f"f{i:04}.mp3"), str(tmp_path / f"f{i:04}"), ()) for i in range(2000)
+        ]
+        store.add_jobs(rows, Settings())
+    finally:
+        store.close()
+    shell = f"{sys.executable} -m subq.tui.cli status --state {state} | head -1"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_status_json_says_a_file_subq_run_finished_is_done_to_the_end(tmp_path):
+    """Progress lives in the engine; read back from the state file a done job said 0.0."""
+    clip = tmp_path / "talk.mp4"
+    shutil.copy(DATA / "talk.mp4", clip)
+    state = tmp_path / "q.db"
+    ran = subprocess.run(
+        [sys.executable, "-m", "subq.tui.cli", "run", str(clip), "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    (job,) = json.loads(subq(state, "status", "--json").stdout)["jobs"]
+    assert (job["state"], job["progress"]) == ("done", 1.0)
