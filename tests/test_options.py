@@ -137,3 +137,19 @@ def test_a_bare_cluster_before_the_paths_means_auto(command, tmp_path):
     assert (args.cluster, args.paths) == ("10.0.0.5:6379", [str(talk)])
     args = parser.parse_args(bare_cluster([str(talk), "--cluster"]))
     assert (args.cluster, args.paths) == ("auto", [str(talk)])
+
+
+def test_word_times_are_turned_off_by_a_flag_as_by_the_config_file(clips, tmp_path):
+    """`word_timestamps = false` was a config key with no flag and no settings field."""
+    import json
+
+    talk = clips["talk.mp4"]
+    state = str(tmp_path / "q")
+    proc = subq("run", str(talk), "--state", state, "--no-word-timestamps", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(talk.with_suffix(".json").read_text())
+    assert written["options"]["word_timestamps"] is False and written["cues"]
+    refused = subq(
+        "run", str(talk), "--state", state, "--no-word-timestamps", "--karaoke", "--format", "ass"
+    )
+    assert refused.returncode == 2 and "--karaoke needs word times" in refused.stderr

@@ -98,3 +98,19 @@ async def test_a_path_typed_straight_after_a_is_in_the_pickers_field(app_engine)
         field = app.screen.query_one("#picker-input", Input)
         typed = f"/tmp/x, not {field.value!r}"
         await wait_until(pilot, lambda: field.value == "/tmp/x", what=typed)
+
+
+@async_test
+async def test_word_times_are_a_setting_on_the_form(app_engine) -> None:
+    engine = app_engine(Settings(keep_alive=-1), paused=True)
+    app = SubqApp(engine)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        words = app.screen.query_one("#word_timestamps", Select)
+        assert words.value is True
+        words.value = False
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
+        await wait_until(pilot, lambda: not engine.settings.word_timestamps, what="applied")
+    assert load_config().word_timestamps is False

@@ -91,6 +91,13 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         "without the previous-text prompt; off, the transcript is the library's)",
     )
     g.add_argument(
+        "--no-word-timestamps",
+        dest="word_timestamps",
+        action="store_const",
+        const=False,
+        help="no word times: cues split each segment by its characters (faster; no karaoke)",
+    )
+    g.add_argument(
         "--asr-batch-size",
         type=int,
         metavar="N",
@@ -215,6 +222,7 @@ SETTING_KEYS = (
     "asr_batch_size",
     "condition_on_previous_text",
     "fill_gaps",
+    "word_timestamps",
     "translate_to",
     "translation_model",
     "translation_batch_size",

@@ -68,6 +68,10 @@ CHOICES = {  # the settings that take one of a few values: (label, [(shown, valu
         "skipped speech",
         [("decode again without the prompt", True), ("leave empty (as the library does)", False)],
     ),
+    "word_timestamps": (
+        "word times",
+        [("cut cues at the words", True), ("none: split segments by characters", False)],
+    ),
     "karaoke": (
         "ass karaoke",
         [("plain cues", False), ("highlight each word as spoken", True)],
