@@ -141,6 +141,28 @@ def test_an_engine_killed_mid_file_is_replaced_and_resumes_it(state, tmp_path) -
     assert story.with_suffix(".srt").read_text() == clean_run_srt(story, tmp_path)
 
 
+@async_test
+async def test_leaving_a_paused_batch_says_the_engine_keeps_it(state, tmp_path) -> None:
+    """Nothing runs, so q asks nothing; but the engine stays for the paused files (it
+    ends only when nothing waits), and the user was told nothing of it."""
+    from subq.tui.app import SubqApp
+    from test_tui import names, wait_until
+
+    talk = Path(shutil.copy(DATA / "talk.mp4", tmp_path / "talk.mp4"))
+    client = attach_engine(state, Settings(keep_alive=-1), paused=True)
+    app = SubqApp(client, start_paths=[str(talk)])
+    client.start()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: "talk.mp4" in names(app))
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, what="the app ended")
+    kept = f"your engine (pid {client.pid}) keeps the paused batch (1 file waiting)"
+    assert kept in app.farewell, app.farewell
+    watcher = connect_engine(state)
+    watcher.start()
+    assert [j.state for j in watcher.jobs()] == [JobState.QUEUED]
+
+
 def test_one_engine_per_state_file(state) -> None:
     client = attach_engine(state, Settings(keep_alive=-1), paused=True)
     second = subprocess.run(
@@ -281,7 +303,7 @@ async def test_quitting_the_attached_app_leaves_the_batch_running_or_stops_it(
         assert isinstance(app.screen, DetachScreen)
         await pilot.press("l")
         await wait_until(pilot, lambda: not app.is_running, what="the app ended")
-    assert app.left_running  # run_attached says where the batch goes on
+    assert f"the batch goes on in your engine (pid {client.pid})" in app.farewell
     watcher = connect_engine(state)
     watcher.start()
     assert watcher.pid == client.pid and watcher.wait_idle(180)
@@ -296,7 +318,7 @@ async def test_quitting_the_attached_app_leaves_the_batch_running_or_stops_it(
         await wait_until(pilot, lambda: any(j.state == JobState.RUNNING for j in second.jobs()))
         await pilot.press("q", "s")
         await wait_until(pilot, lambda: not app.is_running, 60, "the app ended")
-    assert not app.left_running
+    assert app.farewell == ""
     assert wait_for(lambda: not _service_answers(state), 30)
     with pytest.raises(EngineUnavailable):
         connect_engine(state)

@@ -93,7 +93,7 @@ class SubqApp(App[int]):
         self.detached = bool(getattr(engine, "detached", False))  # an engine service's app
         self.main = MainScreen(engine)
         self.quitting = False
-        self.left_running = False  # quit with the batch going on in the engine service
+        self.farewell = ""  # printed after the app ends: where the work left in the service is
         self.connected = False  # True once the main screen shows the engine's queue
 
     def notify(
@@ -233,15 +233,33 @@ class SubqApp(App[int]):
 
         self.push_screen(QuitScreen(), answered)
 
+    def _left_behind(self, busy: bool, waiting: int) -> str:
+        """The line a user leaving the app is told: where the work goes on, or waits. A paused
+        batch keeps the engine too (it ends only when nothing waits), which went unsaid."""
+        pid = getattr(self.engine, "pid", "?")
+        if busy:
+            return (
+                f"subq: the batch goes on in your engine (pid {pid}): `subq` shows it "
+                "again, `subq status` prints it, `subq stop` ends it"
+            )
+        if waiting:
+            files = f"{waiting} file{'s' if waiting > 1 else ''}"
+            return (
+                f"subq: your engine (pid {pid}) keeps the paused batch ({files} waiting): "
+                "`subq` shows it again and p resumes it, `subq stop` ends it"
+            )
+        return ""
+
     def _quit_detached(self) -> None:
         """The engine is a service: leave it running (the default) or stop it."""
         from .screens.dialogs import DetachScreen
 
         busy = self.work_in_progress()
+        waiting = sum(j.state.runnable for j in self.main.table.jobs())
 
         def answered(answer: str | None) -> None:
             if answer == "leave":
-                self.quitting, self.left_running = True, busy
+                self.quitting, self.farewell = True, self._left_behind(busy, waiting)
                 self.engine.shutdown()  # detach; the batch goes on
                 self.exit(0)
             elif answer == "stop":

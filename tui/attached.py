@@ -59,11 +59,8 @@ def run_attached(paths: list[str], settings: Settings, state: Path | None) -> in
             app.run()
         finally:
             client.close()
-    if app.left_running:
-        print(
-            f"subq: the batch goes on in your engine (pid {client.pid}): `subq` shows it "
-            "again, `subq status` prints it, `subq stop` ends it"
-        )
+    if app.farewell:
+        print(app.farewell)
     return app.return_code or 0
 
 
