@@ -461,6 +461,7 @@ async def test_details_show_settings_log_and_subtitles(app_engine, clips) -> Non
         assert "state     done" in summary and "talk.srt" in summary and "transcribe" in summary
         assert "running → done" in str(screen.query_one("#details-log", Static).render())
         assert "tiny.en" in str(screen.query_one("#details-settings", Static).render())
+        assert "o" not in screen.active_bindings  # one file: no next one to show
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

@@ -32,3 +32,27 @@ async def test_home_and_end_go_to_the_first_and_last_job(app_engine, clips) -> N
         await pilot.press("end")
         assert names(app)[jobs.cursor_row] == "long.mp3"
         assert jobs.selected_id == jobs.order[-1]
+
+
+@async_test
+async def test_o_steps_through_the_outputs_and_is_offered_only_with_two(app_engine, clips):
+    """The details' `o` was in the footer for a job with one file or none, and did nothing."""
+    from subq.engine import Settings
+    from subq.tui.screens.details import DetailsScreen
+    from textual.widgets import Static
+
+    engine = app_engine(Settings(keep_alive=-1, formats=("srt", "vtt")))
+    app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("enter")  # opened while it runs: no file yet, no `o`
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="details")
+        screen = app.screen
+        if len(screen.job.outputs) < 2:
+            assert "o" not in screen.active_bindings
+        await wait_until(pilot, lambda: len(screen.job.outputs) == 2, 120, "two outputs")
+        await wait_until(pilot, lambda: "o" in screen.active_bindings, what="o offered")
+        preview = screen.query_one("#details-preview", Static)
+        await wait_until(pilot, lambda: "talk.srt" in str(preview.border_title), what="srt")
+        await pilot.press("o")
+        await wait_until(pilot, lambda: "talk.vtt" in str(preview.border_title), what="vtt")
+        assert "WEBVTT" in str(preview.render())

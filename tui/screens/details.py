@@ -68,7 +68,10 @@ class DetailsScreen(Screen[None]):
 
     def show(self, job: Job, log: list[str]) -> None:
         """Redraw for a newer snapshot of the job (called on each engine event)."""
+        more_outputs = len(job.outputs) != len(self.job.outputs)
         self.job, self.log_lines = job, log
+        if more_outputs:
+            self.refresh_bindings()  # `o` appears with a second file
         self.sub_title = job.name
         self.query_one("#details-summary", Static).update(_summary(job, self.probed))
         self.query_one("#details-settings", Static).update(_settings(job.settings))
@@ -77,6 +80,10 @@ class DetailsScreen(Screen[None]):
         )
         if job.outputs:
             self.load_preview(job.outputs[self.output_index % len(job.outputs)])
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`o` is offered only where there is a next file to show."""
+        return len(self.job.outputs) > 1 if action == "next_output" else True
 
     def action_next_output(self) -> None:
         if self.job.outputs:
