@@ -14,14 +14,18 @@ from textual import events
 from textual.widgets import Input, Select, Static
 
 
+async def open_settings(pilot, app: SubqApp) -> SettingsScreen:
+    await pilot.press("s")
+    await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+    return app.screen
+
+
 @async_test
 async def test_layout_and_formats_are_validated_saved_and_applied(app_engine) -> None:
     engine = app_engine(Settings(keep_alive=-1), paused=True)
     app = SubqApp(engine)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
-        screen = app.screen
+        screen = await open_settings(pilot, app)
         error = screen.query_one("#settings-error", Static)
         assert screen.query_one("#formats", Input).value == "srt"
         assert screen.query_one("#max_line_width", Input).value == "42"
@@ -76,9 +80,8 @@ async def test_a_refused_value_is_said_where_an_80x24_screen_shows_it(app_engine
     engine = app_engine(Settings(keep_alive=-1), paused=True)
     app = SubqApp(engine)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
-        app.screen.query_one("#max_line_width", Input).value = "5"
+        screen = await open_settings(pilot, app)
+        screen.query_one("#max_line_width", Input).value = "5"
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert any("--max-line-width" in n.message for n in app._notifications)
@@ -105,9 +108,7 @@ async def test_word_times_are_a_setting_on_the_form(app_engine) -> None:
     engine = app_engine(Settings(keep_alive=-1), paused=True)
     app = SubqApp(engine)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
-        words = app.screen.query_one("#word_timestamps", Select)
+        words = (await open_settings(pilot, app)).query_one("#word_timestamps", Select)
         assert words.value is True
         words.value = False
         await pilot.press("ctrl+s")
