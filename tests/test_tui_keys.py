@@ -44,6 +44,7 @@ async def test_o_steps_through_the_outputs_and_is_offered_only_with_two(app_engi
     engine = app_engine(Settings(keep_alive=-1, formats=("srt", "vtt")))
     app = SubqApp(engine, start_paths=[str(clips["talk.mp4"])])
     async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: names(app) == ["talk.mp4"], what="the row")
         await pilot.press("enter")  # opened while it runs: no file yet, no `o`
         await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="details")
         screen = app.screen
