@@ -105,6 +105,12 @@ class Job:
 
         return PurePath(self.path).name
 
+    @property
+    def fraction_done(self) -> float:
+        """The share done as shown: a done job whole. `progress` is live only (the store
+        keeps none), so a done job read back from the state file says 0.0."""
+        return 1.0 if self.state == JobState.DONE else self.progress
+
     def moved_to(self, state: JobState, **changes: object) -> Job:
         """A copy in `state`; refuses transitions the lifecycle forbids."""
         if state != self.state:

@@ -16,7 +16,6 @@ from typing import Any
 
 from subq.engine import (
     EngineUnavailable,
-    JobState,
     Settings,
     StateError,
     attach_engine,
@@ -145,8 +144,7 @@ def job_json(job: Any) -> dict[str, Any]:
         "state": job.state.value,
         "stage": job.stage.value if job.stage else None,
         "language": job.language,
-        # progress is live only: a done job read from the state file would say 0.0
-        "progress": 1.0 if job.state == JobState.DONE else job.progress,
+        "progress": job.fraction_done,
         "resume_from": job.resume_from,
         "outputs": list(job.outputs),
         "error": job.error,

@@ -86,7 +86,7 @@ def cells(
     if job.state == JobState.RUNNING and job.stage == Stage.WAITING:
         stage = "wait mem"
     stage_text = Text(row.mark, style="italic") if row.mark else Text(stage)
-    fraction = 1.0 if job.state == JobState.DONE else (event.fraction if event else job.progress)
+    fraction = event.fraction if event and job.state != JobState.DONE else job.fraction_done
     progress = Text("")
     if narrow and (job.state in (JobState.RUNNING, JobState.DONE) or fraction > 0):
         progress = Text(f"{fraction * 100:3.0f}%")
